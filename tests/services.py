@@ -54,18 +54,32 @@ class SeaweedS3:
         (self.root / "data").mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
         args = [
-            str(weed_binary()), f"-logdir={self.root}/logs", "mini",
-            f"-dir={self.root}/data", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-s3.port={self.port}", f"-master.port={free_port()}",
-            f"-volume.port={free_port()}", f"-filer.port={free_port()}",
+            str(weed_binary()),
+            f"-logdir={self.root}/logs",
+            "mini",
+            f"-dir={self.root}/data",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.port={self.port}",
+            f"-master.port={free_port()}",
+            f"-volume.port={free_port()}",
+            f"-filer.port={free_port()}",
             f"-admin.port={free_port()}",
-            "-master.telemetry=false", "-admin.ui=false", "-webdav=false",
-            "-s3.port.iceberg=0", "-s3.port.lance=0",
-            "-s3.autoCreateBucket=false", "-s3.allowDeleteBucketNotEmpty=false",
-            f"-s3.localSocket={self.root}/s3.sock", f"-filer.localSocket={self.root}/filer.sock",
+            "-master.telemetry=false",
+            "-admin.ui=false",
+            "-webdav=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-s3.autoCreateBucket=false",
+            "-s3.allowDeleteBucketNotEmpty=false",
+            f"-s3.localSocket={self.root}/s3.sock",
+            f"-filer.localSocket={self.root}/filer.sock",
         ]
         self.proc = subprocess.Popen(
-            args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            args,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
         client = self.client()
@@ -77,12 +91,14 @@ class SeaweedS3:
             except Exception:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     self.stop()
-                    raise RuntimeError(f"SeaweedFS did not start (logs in {self.root}/logs)")
+                    raise RuntimeError(f"SeaweedFS did not start (logs in {self.root}/logs)") from None
                 time.sleep(0.2)
 
     def client(self, **kw: Any) -> Any:
         return boto3.client(
-            "s3", endpoint_url=self.endpoint, region_name=REGION,
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=REGION,
             aws_access_key_id=kw.get("access_key", ACCESS_KEY),
             aws_secret_access_key=kw.get("secret_key", SECRET_KEY),
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),

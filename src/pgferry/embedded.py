@@ -141,10 +141,14 @@ class LocalServer:
         self._run(
             [
                 str(self.bindir / "initdb"),
-                "-D", str(self.datadir),
-                "-U", self.superuser,
-                "-A", "trust",
-                "-E", "UTF8",
+                "-D",
+                str(self.datadir),
+                "-U",
+                self.superuser,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
                 "--locale=C.UTF-8",
                 "--no-sync",
             ]
@@ -189,9 +193,13 @@ class LocalServer:
         self._run(
             [
                 str(self.bindir / "pg_ctl"),
-                "-D", str(self.datadir),
-                "-l", str(self.logfile),
-                "-w", "-t", "60",
+                "-D",
+                str(self.datadir),
+                "-l",
+                str(self.logfile),
+                "-w",
+                "-t",
+                "60",
                 "start",
             ]
         )
@@ -215,9 +223,7 @@ class LocalServer:
     def stop(self, mode: str = "fast") -> None:
         if not self.running():
             return
-        self._run(
-            [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop"]
-        )
+        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop"])
 
     def destroy(self) -> None:
         self.stop("immediate")

@@ -51,7 +51,7 @@ def mask_password(conninfo: str) -> str:
         return "(unparsable connection string)"
     if "password" in params:
         params["password"] = "****"  # noqa: S105
-    return make_conninfo(**{k: v for k, v in params.items() if v is not None})
+    return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
 
 def resolve_target(explicit: str | None = None) -> Target:
@@ -67,7 +67,9 @@ def resolve_target(explicit: str | None = None) -> Target:
     return Target(ensure_embedded().conninfo(), "embedded")
 
 
-def connect(target: Target | str, *, autocommit: bool = False, **kw: Any) -> psycopg.Connection[Any]:
+def connect(
+    target: Target | str, *, autocommit: bool = False, **kw: Any
+) -> psycopg.Connection[Any]:
     """Open a connection, turning failures into one-line, password-free errors."""
     tgt = target if isinstance(target, Target) else Target(target, "flag")
     try:

@@ -50,10 +50,10 @@ def json_option(f: F) -> F:
 
 
 def _register() -> None:
-    from pgferry.cli import extension, imports, migrate
+    import importlib
 
-    for module in (imports, migrate, extension):
-        module.register(cli)
+    for name in ("imports", "migrate", "extension"):
+        importlib.import_module(f"pgferry.cli.{name}").register(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,6 +8,11 @@ AWS_ENDPOINT_URL / endpoint_url point at S3-compatible stores.
 from __future__ import annotations
 
 import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,18 +30,33 @@ from pgferry.errors import (
     StoreUnreachable,
     TransientStoreError,
 )
+from pgferry.stores import ObjectRef
 
 log = logging.getLogger("pgferry.s3")
 
 _DENIED = {
-    "AccessDenied", "403", "Forbidden", "AllAccessDisabled", "AccountProblem",
+    "AccessDenied",
+    "403",
+    "Forbidden",
+    "AllAccessDisabled",
+    "AccountProblem",
 }
 _BAD_CREDENTIALS = {
-    "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
-    "TokenRefreshRequired", "InvalidClientTokenId", "UnrecognizedClientException",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
 }
 _TRANSIENT = {
-    "SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "503", "500",
+    "SlowDown",
+    "InternalError",
+    "ServiceUnavailable",
+    "RequestTimeout",
+    "503",
+    "500",
     "RequestTimeTooSkewed",
 }
 
@@ -92,8 +112,6 @@ def make_client(config: S3Config, region: str | None = None, *, pool: int = 16) 
 
 
 def _env_endpoint(session: Any) -> bool:
-    import os
-
     return bool(os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3"))
 
 
@@ -107,14 +125,18 @@ def map_error(exc: BaseException, bucket: str | None, key: str | None) -> StoreE
     """Turn a botocore exception into a pgferry error naming the object."""
     where = describe(bucket, key)
     ctx = {"bucket": bucket, "key": key}
-    if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
+    if isinstance(
+        exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError
+    ):
         return CredentialsError(
             f"no AWS credentials found for {where}",
             hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile (--profile), "
             "or pass --access-key/--secret-key",
             **ctx,
         )
-    if isinstance(exc, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectTimeoutError):
+    if isinstance(
+        exc, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectTimeoutError
+    ):
         url = getattr(exc, "kwargs", {}).get("endpoint_url", "")
         return StoreUnreachable(
             f"cannot reach the S3 endpoint {url} for {where}".replace("  ", " "),
@@ -181,3 +203,150 @@ def bucket_region_of(exc: botocore.exceptions.ClientError) -> str | None:
     headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
     region = headers.get("x-amz-bucket-region") or exc.response.get("Error", {}).get("Region")
     return str(region) if region else None
+
+
+# --- reading one object ------------------------------------------------------
+
+PIECE = 1 << 20  # bytes handed downstream at a time
+RANGE = 64 << 20  # bytes per ranged GET: few requests, bounded retry cost
+ATTEMPTS = 5
+
+
+class S3Reader:
+    """Streams one object through ranged GETs pinned to the ETag seen at open.
+
+    A background thread keeps at most `depth` pieces ahead of the consumer, so
+    memory stays bounded whatever the object size. Each range is fetched with
+    If-Match: if the object is replaced mid-read the next range fails with
+    412 and we raise ObjectChanged instead of splicing two versions.
+    """
+
+    def __init__(self, ref: ObjectRef, config: S3Config, *, depth: int = 16) -> None:
+        assert ref.bucket is not None
+        self.ref = ref
+        self.config = config
+        self.depth = depth
+        self.client = make_client(config, ref.region)
+        self._follow_region()
+        try:
+            head = self.client.head_object(Bucket=ref.bucket, Key=ref.key)
+        except Exception as e:  # botocore raises several unrelated classes
+            raise map_error(e, ref.bucket, ref.key) from None
+        self.size: int = int(head["ContentLength"])
+        self.etag: str = str(head["ETag"])
+        self.content_encoding: str | None = head.get("ContentEncoding") or None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _follow_region(self) -> None:
+        """Find the bucket's region and re-point the client if it differs.
+
+        aws_s3 fails opaquely on a region mismatch; we follow it with a warning.
+        HeadBucket needs s3:ListBucket, so a 403 here is not fatal: the object
+        HEAD that follows decides.
+        """
+        bucket = self.ref.bucket
+        asked = self.client.meta.region_name
+        try:
+            resp = self.client.head_bucket(Bucket=bucket)
+            headers = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+            actual = resp.get("BucketRegion") or headers.get("x-amz-bucket-region")
+        except botocore.exceptions.ClientError as e:
+            code = str(e.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise BucketNotFound(
+                    f"bucket {bucket!r} does not exist ({describe(bucket, self.ref.key)})",
+                    hint="check the bucket name and the endpoint/region",
+                    bucket=bucket,
+                    key=self.ref.key,
+                ) from None
+            actual = bucket_region_of(e)
+            if not actual:
+                if code in _BAD_CREDENTIALS:
+                    raise map_error(e, bucket, self.ref.key) from None
+                return
+        except Exception as e:
+            raise map_error(e, bucket, self.ref.key) from None
+        if actual and actual != asked:
+            log.warning(
+                "bucket %s is in region %s, not %s: following it (pass --region %s to skip this)",
+                bucket,
+                actual,
+                asked,
+                actual,
+            )
+            self.client = make_client(self.config, actual)
+
+    def chunks(self) -> Iterator[bytes]:
+        if self.size == 0:
+            return
+        pieces: queue.Queue[bytes | BaseException | None] = queue.Queue(self.depth)
+        self._thread = threading.Thread(target=self._produce, args=(pieces,), daemon=True)
+        self._thread.start()
+        while True:
+            item = pieces.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _put(
+        self, pieces: queue.Queue[bytes | BaseException | None], item: bytes | BaseException | None
+    ) -> bool:
+        while not self._stop.is_set():
+            try:
+                pieces.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self, pieces: queue.Queue[bytes | BaseException | None]) -> None:
+        offset = 0
+        try:
+            while offset < self.size and not self._stop.is_set():
+                end = min(offset + RANGE, self.size) - 1
+                offset = self._fetch_range(offset, end, pieces)
+            self._put(pieces, None)
+        except BaseException as e:  # hand every failure to the consumer
+            self._put(pieces, e)
+
+    def _fetch_range(
+        self, start: int, end: int, pieces: queue.Queue[bytes | BaseException | None]
+    ) -> int:
+        """Fetch [start, end]; on a dropped connection resume from where it broke."""
+        bucket, key = self.ref.bucket, self.ref.key
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                resp = self.client.get_object(
+                    Bucket=bucket, Key=key, Range=f"bytes={start}-{end}", IfMatch=self.etag
+                )
+                body = resp["Body"]
+                try:
+                    while start <= end:
+                        piece = body.read(min(PIECE, end - start + 1))
+                        if not piece:
+                            raise TransientStoreError(
+                                f"S3 closed the stream of {describe(bucket, key)} early",
+                                bucket=bucket,
+                                key=key,
+                            )
+                        start += len(piece)
+                        if not self._put(pieces, piece):
+                            return end + 1
+                finally:
+                    body.close()
+                return start
+            except Exception as e:
+                err = e if isinstance(e, StoreError) else map_error(e, bucket, key)
+                if not err.transient or isinstance(err, ObjectChanged) or attempt == ATTEMPTS:
+                    raise err from None
+                log.info("retrying %s from byte %d after: %s", describe(bucket, key), start, err)
+                time.sleep(min(0.2 * 2**attempt, 5))
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)

@@ -1,0 +1,204 @@
+"""`pgferry import`, `pgferry target`, `pgferry psql`, `pgferry embedded`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pgferry.cli import json_option, target_option
+from pgferry.cli.output import progress_bar, setup_logging
+from pgferry.decode.compression import CHOICES
+from pgferry.imports import ImportSpec, run_import
+from pgferry.stores.s3 import S3Config
+
+
+@click.command("import")
+@click.argument("source")
+@click.option("--table", "-t", required=True, help="Target table, e.g. t or schema.t.")
+@click.option("--columns", default="", help="Columns in file order, e.g. a,b,d (default: all).")
+@click.option(
+    "--options", "copy_options", default="", help="COPY options, e.g. '(format csv, header true)'."
+)
+@click.option(
+    "--create-table",
+    is_flag=True,
+    help="Create the table from the header and a sample when missing.",
+)
+@target_option
+@click.option("--region", help="Region of the bucket (a mismatch is followed, with a warning).")
+@click.option("--endpoint-url", help="S3-compatible endpoint (default: AWS_ENDPOINT_URL).")
+@click.option("--access-key", help="Access key id (default: the AWS credential chain).")
+@click.option("--secret-key", help="Secret key; '-' reads it from stdin. Prefer the environment.")
+@click.option("--session-token", help="Session token for temporary credentials; '-' reads stdin.")
+@click.option("--profile", help="AWS profile from ~/.aws/config.")
+@click.option(
+    "--content-encoding",
+    type=click.Choice(CHOICES),
+    default="auto",
+    show_default=True,
+    help="Compression: auto uses Content-Encoding, then magic bytes.",
+)
+@json_option
+def import_cmd(
+    source: str,
+    table: str,
+    columns: str,
+    copy_options: str,
+    create_table: bool,
+    target: str | None,
+    region: str | None,
+    endpoint_url: str | None,
+    access_key: str | None,
+    secret_key: str | None,
+    session_token: str | None,
+    profile: str | None,
+    content_encoding: str,
+    as_json: bool,
+) -> None:
+    """Import SOURCE (s3://bucket/key, file:// or a path) into a table."""
+    setup_logging()
+    if bool(access_key) != bool(secret_key):
+        raise click.UsageError("--access-key and --secret-key go together")
+    spec = ImportSpec(
+        table=table,
+        source=source,
+        columns=columns,
+        options=copy_options,
+        target=target,
+        region=region,
+        s3=S3Config(
+            region=region,
+            endpoint_url=endpoint_url,
+            access_key=access_key,
+            secret_key=_secret(secret_key, "--secret-key"),
+            session_token=_secret(session_token, "--session-token"),
+            profile=profile,
+        ),
+        content_encoding=content_encoding,
+        create_table=create_table,
+    )
+    with progress_bar(f"import {source}", enabled=not as_json) as advance:
+        result = run_import(spec, on_bytes=advance)
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+        return
+    if result.created_table:
+        click.echo(result.created_table + ";")
+    click.echo(result.message)
+
+
+def _secret(value: str | None, flag: str) -> str | None:
+    if value == "-":
+        return sys.stdin.readline().rstrip("\n")
+    if value:
+        click.echo(
+            f"warning: {flag} on the command line is visible in the process list; "
+            "prefer the AWS environment variables, a profile, or '-' to read it from stdin",
+            err=True,
+        )
+    return value
+
+
+@click.command("target")
+@target_option
+@json_option
+def target_cmd(target: str | None, as_json: bool) -> None:
+    """Print the resolved target URL (password masked) and where it came from."""
+    from pgferry.target import resolve_target
+
+    resolved = resolve_target(target)
+    if as_json:
+        click.echo(json.dumps({"target": resolved.describe(), "origin": resolved.origin}))
+    else:
+        click.echo(resolved.describe())
+        click.echo(f"(from {resolved.origin})", err=True)
+
+
+@click.command("psql", context_settings={"ignore_unknown_options": True})
+@target_option
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+def psql_cmd(target: str | None, psql_args: tuple[str, ...]) -> None:
+    """Open psql on the target (extra arguments go to psql)."""
+    from pgferry.embedded import wheel_bindir
+    from pgferry.target import resolve_target
+
+    resolved = resolve_target(target)
+    bundled = wheel_bindir()
+    psql = shutil.which("psql") or (str(bundled / "psql") if bundled else None)
+    if not psql:
+        raise click.ClickException("psql not found: install postgresql-client")
+    # the URL goes through the environment, not argv: it may hold a password
+    env = dict(os.environ)
+    args = [psql, *psql_args]
+    if resolved.conninfo:
+        args = _psql_args_without_secret(psql, resolved.conninfo, env, psql_args)
+    os.execvpe(psql, args, env)  # noqa: S606 - replaces this process, no shell
+
+
+def _psql_args_without_secret(
+    psql: str, conninfo: str, env: dict[str, str], extra: tuple[str, ...]
+) -> list[str]:
+    """psql reads PG* variables; split the URL into those so argv has no password."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    params: dict[str, Any] = conninfo_to_dict(conninfo)
+    mapping = {
+        "host": "PGHOST",
+        "port": "PGPORT",
+        "user": "PGUSER",
+        "password": "PGPASSWORD",
+        "dbname": "PGDATABASE",
+        "sslmode": "PGSSLMODE",
+        "connect_timeout": "PGCONNECT_TIMEOUT",
+        "hostaddr": "PGHOSTADDR",
+        "service": "PGSERVICE",
+        "options": "PGOPTIONS",
+    }
+    for key, value in params.items():
+        if key in mapping and value is not None:
+            env[mapping[key]] = str(value)
+    return [psql, *extra]
+
+
+@click.group("embedded")
+def embedded_group() -> None:
+    """Manage the embedded local PostgreSQL (the default target)."""
+
+
+@embedded_group.command("start")
+def embedded_start() -> None:
+    """Start it (initialising it on first use) and print its URL."""
+    from pgferry.embedded import ensure_embedded
+
+    click.echo(ensure_embedded().conninfo())
+
+
+@embedded_group.command("stop")
+def embedded_stop() -> None:
+    """Stop it; the data stays for the next start."""
+    from pgferry.embedded import embedded_server
+
+    server = embedded_server()
+    server.stop()
+    click.echo(f"stopped (data kept in {server.datadir})")
+
+
+@embedded_group.command("status")
+def embedded_status() -> None:
+    """Say whether it runs, and where its data lives."""
+    from pgferry.embedded import embedded_server
+
+    server = embedded_server()
+    state = "running: " + server.conninfo() if server.running() else "stopped"
+    click.echo(f"{state} (data in {Path(server.datadir)})")
+
+
+def register(cli: click.Group) -> None:
+    for command in (import_cmd, target_cmd, psql_cmd, embedded_group):
+        cli.add_command(command)

@@ -1,0 +1,53 @@
+"""Terminal output shared by commands: warnings, progress bars."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import click
+
+
+class _OneLine(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"{record.levelname.lower()}: {record.getMessage()}", err=True)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    root = logging.getLogger("pgferry")
+    if not any(isinstance(h, _OneLine) for h in root.handlers):
+        root.addHandler(_OneLine())
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    root.propagate = False
+
+
+@contextmanager
+def progress_bar(
+    label: str, total: int | None = None, *, enabled: bool = True
+) -> Iterator[Callable[[int], None]]:
+    """A byte-progress bar on an interactive stderr; a no-op otherwise."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+        console=__import__("rich.console").console.Console(stderr=True),
+    ) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
