@@ -122,6 +122,8 @@ def run_import(
         ) as obj:
             if obj.size == 0:
                 log.warning("%s is empty (0 bytes): nothing to load", ref.uri)
+            if not own and not conn.autocommit:
+                _join_implicit_transaction(conn)
             rows, ddl = _load(conn, obj, table, columns, options, spec.create_table)
     finally:
         if own:
@@ -164,6 +166,14 @@ def _load(
     if ddl:
         log.info("created table %s: %s", display_table(table), ddl)
     return rows, ddl
+
+
+def _join_implicit_transaction(conn: psycopg.Connection[Any]) -> None:
+    """On a caller's non-autocommit connection the rows belong to the caller's
+    transaction: start it now if idle, so that our block below becomes a
+    savepoint (undone alone on failure) and the caller decides on COMMIT."""
+    if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        conn.execute("SELECT 1")
 
 
 def _table_exists(conn: psycopg.Connection[Any], table: tuple[str, ...]) -> bool:

@@ -77,12 +77,10 @@ class CopyOptions:
                 parts.append(sql.SQL("{} {}").format(key, sql.SQL("true" if value else "false")))
             elif isinstance(value, int):
                 parts.append(sql.SQL("{} {}").format(key, sql.Literal(value)))
+            elif value == ("*",):
+                parts.append(sql.SQL("{} *").format(key))
             elif isinstance(value, tuple):
-                cols = (
-                    sql.SQL("*")
-                    if value == ("*",)
-                    else sql.SQL(", ").join(map(sql.Identifier, value))
-                )
+                cols = sql.SQL(", ").join(map(sql.Identifier, value))
                 parts.append(sql.SQL("{} ({})").format(key, cols))
             elif name in _WORD or (name == "header" and value == "match"):
                 parts.append(sql.SQL("{} {}").format(key, sql.SQL(str(value))))

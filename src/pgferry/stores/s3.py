@@ -231,12 +231,23 @@ class S3Reader:
         try:
             head = self.client.head_object(Bucket=ref.bucket, Key=ref.key)
         except Exception as e:  # botocore raises several unrelated classes
-            raise map_error(e, ref.bucket, ref.key) from None
+            raise self._explain(e) from None
         self.size: int = int(head["ContentLength"])
         self.etag: str = str(head["ETag"])
         self.content_encoding: str | None = head.get("ContentEncoding") or None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def _explain(self, exc: Exception) -> StoreError:
+        """A HEAD error has no body, so a 403 can't tell bad credentials from
+        a missing grant; a one-byte GET returns the real error code."""
+        err = map_error(exc, self.ref.bucket, self.ref.key)
+        if isinstance(err, AccessDenied):
+            try:
+                self.client.get_object(Bucket=self.ref.bucket, Key=self.ref.key, Range="bytes=0-0")
+            except Exception as e:
+                return map_error(e, self.ref.bucket, self.ref.key)
+        return err
 
     def _follow_region(self) -> None:
         """Find the bucket's region and re-point the client if it differs.
