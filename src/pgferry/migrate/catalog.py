@@ -1,0 +1,235 @@
+"""What to copy: tables, their copyable columns, split ranges, sequences.
+
+Everything here reads the source inside the caller's transaction, so when
+that transaction holds the exported snapshot the plan matches the data.
+Patterns are shell globs (`*`, `?`) on `schema.table`, or on the bare
+table name when the pattern has no dot.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+_SYSTEM = ("pg_catalog", "information_schema", "pgferry")
+
+TABLES_SQL = """
+SELECT c.oid, n.nspname, c.relname, c.relkind, c.relispartition,
+       pg_relation_size(c.oid) AS bytes,
+       ARRAY(SELECT a.attname::text FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+               AND a.attgenerated = '' ORDER BY a.attnum) AS columns,
+       (SELECT a.attname::text FROM pg_index i
+          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+         WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnkeyatts = 1
+           AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)) AS int_key,
+       (SELECT p.inhparent FROM pg_inherits p WHERE p.inhrelid = c.oid
+         AND c.relispartition) AS parent
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p')
+   AND n.nspname <> ALL(%s) AND n.nspname !~ '^pg_(toast|temp)'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                   AND d.objid = c.oid AND d.deptype = 'e')
+ ORDER BY 1
+"""
+
+
+@dataclass
+class Table:
+    oid: int
+    schema: str
+    name: str
+    partitioned: bool
+    bytes: int
+    columns: list[str]
+    int_key: str | None
+    parent: int | None
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def ident(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+    @property
+    def pattern(self) -> str:
+        """An exact pg_dump -t pattern for this table (quotes make it literal)."""
+        def q(s: str) -> str:
+            return '"' + s.replace('"', '""') + '"'
+
+        return f"{q(self.schema)}.{q(self.name)}"
+
+
+@dataclass
+class Unit:
+    """One COPY: a whole table, or a range of it."""
+
+    table: Table
+    where: sql.Composable | None = None
+    part: int = 0
+    parts: int = 1
+    est_bytes: int = 0
+
+    @property
+    def key(self) -> str:
+        t = self.table.qualified
+        return t if self.parts == 1 else f"{t}[{self.part + 1}/{self.parts}]"
+
+
+@dataclass
+class Selection:
+    tables: list[Table] = field(default_factory=list)
+    #: leaf tables holding data, what we COPY
+    leaves: list[Table] = field(default_factory=list)
+    everything: bool = True
+
+
+def _matches(table: Table, pattern: str) -> bool:
+    subject = table.qualified if "." in pattern else table.name
+    return fnmatch.fnmatchcase(subject, pattern)
+
+
+def select_tables(
+    conn: psycopg.Connection[Any], include: list[str], exclude: list[str]
+) -> Selection:
+    rows = conn.execute(TABLES_SQL, [list(_SYSTEM)]).fetchall()
+    tables = [
+        Table(r[0], r[1], r[2], r[3] == "p", int(r[5]), list(r[6]), r[7], r[8]) for r in rows
+    ]
+    by_oid = {t.oid: t for t in tables}
+
+    def ancestors(t: Table) -> list[Table]:
+        out = [t]
+        while out[-1].parent is not None and out[-1].parent in by_oid:
+            out.append(by_oid[out[-1].parent])
+        return out
+
+    def hit(t: Table, patterns: list[str]) -> bool:
+        # a partition follows its partitioned parent
+        return any(_matches(a, p) for a in ancestors(t) for p in patterns)
+
+    chosen = [
+        t for t in tables
+        if (not include or hit(t, include)) and not (exclude and hit(t, exclude))
+    ]
+    return Selection(
+        tables=chosen,
+        leaves=[t for t in chosen if not t.partitioned],
+        everything=not include and not exclude,
+    )
+
+
+def copy_out_sql(unit: Unit) -> sql.Composed:
+    t = unit.table
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in t.columns)
+    if unit.where is None:
+        return sql.SQL("COPY {} ({}) TO STDOUT").format(t.ident, cols)
+    return sql.SQL("COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT").format(
+        cols, t.ident, unit.where
+    )
+
+
+def copy_in_sql(table: Table, freeze: bool) -> sql.Composed:
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
+    opts = sql.SQL(" WITH (FREEZE)") if freeze else sql.SQL("")
+    return sql.SQL("COPY {} ({}) FROM STDIN{}").format(table.ident, cols, opts)
+
+
+def plan_units(
+    conn: psycopg.Connection[Any], tables: list[Table], split_bytes: int | None, jobs: int
+) -> list[Unit]:
+    """Units, largest first; tables above `split_bytes` become ranges on their
+    integer primary key when they have one, else on ctid (block) ranges."""
+    units: list[Unit] = []
+    for t in tables:
+        if not t.columns:
+            continue
+        if not split_bytes or t.bytes <= split_bytes:
+            units.append(Unit(t, est_bytes=t.bytes))
+            continue
+        parts = max(2, min(math.ceil(t.bytes / split_bytes), 4 * jobs))
+        units.extend(_split(conn, t, parts))
+    units.sort(key=lambda u: u.est_bytes, reverse=True)
+    return units
+
+
+def _split(conn: psycopg.Connection[Any], t: Table, parts: int) -> list[Unit]:
+    if t.int_key:
+        key = sql.Identifier(t.int_key)
+        row = conn.execute(
+            sql.SQL("SELECT min({k}), max({k}) FROM ONLY {t}").format(k=key, t=t.ident)
+        ).fetchone()
+        if row is None or row[0] is None:
+            return [Unit(t, est_bytes=t.bytes)]
+        lo, hi = int(row[0]), int(row[1])
+        bounds = [lo + (hi - lo + 1) * i // parts for i in range(1, parts)]
+        conds = _ranges(key, [sql.Literal(b) for b in bounds])
+    else:
+        block_size = int(conn.execute("SELECT current_setting('block_size')::int").fetchone()[0])  # type: ignore[index]
+        pages = max(1, t.bytes // block_size)
+        bounds_i = [pages * i // parts for i in range(1, parts)]
+        conds = _ranges(
+            sql.SQL("ctid"), [sql.SQL("{}::tid").format(sql.Literal(f"({b},0)")) for b in bounds_i]
+        )
+    est = t.bytes // len(conds)
+    return [Unit(t, c, i, len(conds), est) for i, c in enumerate(conds)]
+
+
+def _ranges(col: sql.Composable, bounds: list[sql.Composable]) -> list[sql.Composable]:
+    """Half-open ranges; the first and last are open-ended so nothing is lost
+    to a bound computed a little off (relation growth, rounding)."""
+    out: list[sql.Composable] = []
+    for i in range(len(bounds) + 1):
+        parts = []
+        if i > 0:
+            parts.append(sql.SQL("{} >= {}").format(col, bounds[i - 1]))
+        if i < len(bounds):
+            parts.append(sql.SQL("{} < {}").format(col, bounds[i]))
+        out.append(sql.SQL(" AND ").join(parts))
+    return out
+
+
+def sequences(
+    conn: psycopg.Connection[Any], tables: list[Table] | None
+) -> list[tuple[str, str, int, bool]]:
+    """(schema, name, last_value, is_called) of the sequences to carry over:
+    all of them, or with a table selection only those the tables own."""
+    rows = conn.execute(
+        """
+        SELECT n.nspname, c.relname, d.refobjid
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid
+               AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+         WHERE c.relkind = 'S' AND n.nspname <> ALL(%s) AND NOT EXISTS (
+               SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass
+                AND e.objid = c.oid AND e.deptype = 'e')
+         ORDER BY 1, 2
+        """,
+        [list(_SYSTEM)],
+    ).fetchall()
+    wanted = None if tables is None else {t.oid for t in tables}
+    out = []
+    for schema, name, owner in rows:
+        if wanted is not None and owner not in wanted:
+            continue
+        last, called = conn.execute(
+            sql.SQL("SELECT last_value, is_called FROM {}").format(sql.Identifier(schema, name))
+        ).fetchone() or (1, False)
+        out.append((schema, name, int(last), bool(called)))
+    return out
+
+
+def extensions(conn: psycopg.Connection[Any]) -> list[str]:
+    rows = conn.execute("SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'").fetchall()
+    return [r[0] for r in rows]
+
+
+def server_major(conn: psycopg.Connection[Any]) -> int:
+    return int(conn.info.server_version) // 10000

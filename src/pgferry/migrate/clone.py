@@ -1,0 +1,283 @@
+"""`clone`: copy a whole database from a source server into a target one.
+
+Phases: pre-data schema, data (parallel COPY in one exported snapshot),
+large objects, indexes and constraints (parallel), sequence values,
+VACUUM ANALYZE, the rest of post-data.  Each finished phase and table is
+recorded in the target's ledger so `resume=True` skips it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from pgferry.errors import TableNotFound, UsageError
+from pgferry.migrate import catalog, finish, schema
+from pgferry.migrate.catalog import Selection, Unit
+from pgferry.migrate.copier import Pool, UnitStats, copy_out, load, open_target
+from pgferry.migrate.errors import ExtensionMissing, TargetNotEmpty
+from pgferry.migrate.progress import Ledger, NullReporter, Reporter
+from pgferry.migrate.tools import Tool, find_tool
+from pgferry.target import connect, mask_password
+
+
+@dataclass(frozen=True)
+class CloneConfig:
+    source: str
+    target: str
+    jobs: int = 4
+    #: tables larger than this (bytes on disk) are copied as parallel ranges
+    split_bytes: int | None = 1 << 30
+    tables: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    schema_only: bool = False
+    data_only: bool = False
+    no_owner: bool = False
+    no_acl: bool = False
+    resume: bool = False
+
+
+@dataclass
+class CloneResult:
+    phases: list[tuple[str, float]] = field(default_factory=list)
+    tables: list[UnitStats] = field(default_factory=list)
+    tools: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _tools(major: int, result: CloneResult, rep: Reporter) -> dict[str, Tool]:
+    tools = {name: find_tool(name, major) for name in ("pg_dump", "pg_restore", "psql")}
+    for name, tool in tools.items():
+        result.tools[name] = f"{tool.path} ({tool.major})"
+        if tool.major != major and name != "psql":
+            msg = f"no {name} {major} found; using {name} {tool.major} ({tool.path})"
+            result.notes.append(msg)
+            rep.note(msg)
+    return tools
+
+
+def _preflight(
+    cfg: CloneConfig, src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], sel: Selection
+) -> None:
+    if cfg.tables and not sel.tables:
+        raise UsageError(
+            f"no source table matches --table {' '.join(cfg.tables)}",
+            hint="patterns are globs on schema.table (or on table alone)",
+        )
+    if not cfg.data_only:
+        wanted = catalog.extensions(src)
+        avail = {r[0] for r in tgt.execute("SELECT name FROM pg_available_extensions")}
+        missing = [e for e in wanted if e not in avail]
+        if missing:
+            raise ExtensionMissing(
+                f"the source uses extension(s) {', '.join(missing)}, "
+                "which the target server cannot install",
+                hint="install them on the target server (its package), or exclude what uses them",
+            )
+    present = {
+        f"{r[0]}.{r[1]}" for r in tgt.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n"
+            " ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p')"
+            " AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry')"
+            " AND n.nspname !~ '^pg_'"
+        )
+    }
+    names = [t.qualified for t in sel.tables]
+    if cfg.data_only:
+        absent = [n for n in names if n not in present]
+        if absent:
+            raise TableNotFound(
+                f"--data-only: table {absent[0]} does not exist on the target"
+                + (f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""),
+                hint="create the schema first (clone --schema-only)", table=absent[0],
+            )
+    elif not cfg.resume:
+        clash = sorted(present & set(names)) if not sel.everything else sorted(present)
+        if clash:
+            raise TargetNotEmpty(
+                f"the target already has table {clash[0]}"
+                + (f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""),
+                hint="clone into an empty database, or use --data-only",
+            )
+
+
+def clone(cfg: CloneConfig, reporter: Reporter | None = None) -> CloneResult:
+    if cfg.schema_only and cfg.data_only:
+        raise UsageError("--schema-only and --data-only exclude each other")
+    if cfg.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, not {cfg.jobs}")
+    rep = reporter or NullReporter()
+    result = CloneResult()
+    started = time.monotonic()
+    src = finish.connect_source(cfg.source)
+    tgt = connect(cfg.target, autocommit=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="pgferry-clone-") as tmp:
+            _run(cfg, rep, result, src, tgt, Path(tmp))
+    finally:
+        src.close()
+        tgt.close()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _run(
+    cfg: CloneConfig, rep: Reporter, result: CloneResult,
+    src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], tmp: Path,
+) -> None:
+    major = catalog.server_major(src)
+    tools = _tools(major, result, rep)
+    ledger = Ledger(tgt)
+    if ledger.exists() and not cfg.resume:
+        raise TargetNotEmpty(
+            f"the target {mask_password(cfg.target)} holds an interrupted clone (schema pgferry)",
+            hint="rerun with --resume to finish it, or DROP SCHEMA pgferry CASCADE to start over",
+        )
+    origin = finish.source_identity(src)
+    src.rollback()
+    done = ledger.done() if cfg.resume else set()
+    if cfg.resume and ledger.exists() and ledger.origin() != origin:
+        raise TargetNotEmpty(
+            "--resume: the interrupted clone in the target came from another source database",
+            hint="pass the same --source, or DROP SCHEMA pgferry CASCADE and start over",
+        )
+    # the coordinator: holds the exported snapshot until every reader is done
+    src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    src.read_only = True
+    snapshot = str(src.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+    sel = catalog.select_tables(src, list(cfg.tables), list(cfg.exclude))
+    _preflight(cfg, src, tgt, sel)
+    seqs = catalog.sequences(src, None if sel.everything else sel.tables)
+    if not ledger.exists():
+        ledger.create(origin)
+
+    def phase(name: str) -> bool:
+        if f"phase:{name}" in done:
+            result.skipped.append(name)
+            return False
+        return True
+
+    def finished(name: str, t0: float) -> None:
+        ledger.mark(f"phase:{name}")
+        result.phases.append((name, time.monotonic() - t0))
+        rep.phase_done(name, time.monotonic() - t0)
+
+    opts = schema.RestoreOptions(cfg.no_owner, cfg.no_acl)
+    dump = tmp / "schema.dump"
+    if not cfg.data_only:
+        all_names = {t.qualified for t in sel.tables}
+        excluded = [] if sel.everything or cfg.tables else [
+            t for t in catalog.select_tables(src, [], []).tables if t.qualified not in all_names
+        ]
+        schema.dump_schema(
+            tools["pg_dump"], cfg.source, dump, snapshot=snapshot,
+            tables=sel.tables if cfg.tables else None, exclude=excluded,
+        )
+    if not cfg.data_only and phase("pre-data"):
+        t0 = time.monotonic()
+        rep.phase_start("pre-data")
+        schema.restore_pre_data(tools["pg_restore"], dump, cfg.target, opts)
+        finished("pre-data", t0)
+
+    if not cfg.schema_only and phase("data"):
+        t0 = time.monotonic()
+        todo = [t for t in sel.leaves if f"table:{t.qualified}" not in done]
+        result.skipped += [t.qualified for t in sel.leaves if t not in todo]
+        units = catalog.plan_units(src, todo, cfg.split_bytes, cfg.jobs)
+        rep.phase_start("data", sum(u.est_bytes for u in units))
+        result.tables = _copy(cfg, rep, tools["psql"], snapshot, units, ledger, bool(done))
+        finished("data", t0)
+    if not cfg.schema_only and sel.everything and phase("large-objects"):
+        t0 = time.monotonic()
+        rep.phase_start("large-objects")
+        finish.copy_large_objects(src, cfg.target, "phase:large-objects")
+        finished("large-objects", t0)
+    src.rollback()  # the snapshot is no longer needed
+
+    if not cfg.data_only:
+        post = schema.toc(tools["pg_restore"], dump, "post-data")
+        first, rest = schema.split_post_data(post)
+        if phase("indexes"):
+            t0 = time.monotonic()
+            rep.phase_start("indexes")
+            if cfg.resume:
+                first = schema.missing_on_target(tgt, first)
+            schema.restore_list(
+                tools["pg_restore"], dump, cfg.target, first, jobs=cfg.jobs, opts=opts,
+                what="indexes and constraints", workdir=tmp,
+            )
+            finished("indexes", t0)
+    if not cfg.schema_only and phase("sequences"):
+        t0 = time.monotonic()
+        rep.phase_start("sequences")
+        finish.set_sequences(cfg.target, seqs)
+        finished("sequences", t0)
+    if not cfg.schema_only and phase("vacuum-analyze"):
+        t0 = time.monotonic()
+        rep.phase_start("vacuum-analyze")
+        parents = [t for t in sel.tables if t.partitioned]
+        finish.vacuum_analyze(cfg.target, sel.leaves, parents, cfg.jobs)
+        finished("vacuum-analyze", t0)
+    if not cfg.data_only and phase("post-data"):
+        t0 = time.monotonic()
+        rep.phase_start("post-data")
+        schema.restore_list(
+            tools["pg_restore"], dump, cfg.target, rest, jobs=1, opts=opts,
+            what="post-data", workdir=tmp,
+        )
+        finished("post-data", t0)
+    ledger.drop()
+
+
+def _copy(
+    cfg: CloneConfig, rep: Reporter, psql: Tool, snapshot: str, units: list[Unit],
+    ledger: Ledger, resuming: bool,
+) -> list[UnitStats]:
+    parts = Counter(u.table.qualified for u in units)
+    lock = threading.Lock()
+    if resuming:
+        # a split table interrupted halfway is redone whole, in one snapshot
+        with connect(cfg.target, autocommit=True) as c:
+            for u in {u.table.qualified: u for u in units if u.parts > 1}.values():
+                c.execute(psycopg.sql.SQL("TRUNCATE ONLY {}").format(u.table.ident))
+    pool = Pool(cfg.jobs)
+
+    def work(u: Unit) -> UnitStats:
+        t0 = time.monotonic()
+        rep.unit_start(u.key, u.est_bytes)
+        whole = u.parts == 1
+        item = f"table:{u.table.qualified}"
+        copy_sql = catalog.copy_out_sql(u).as_string(None)
+        with open_target(cfg.target, replica=cfg.data_only) as conn, \
+                copy_out(pool, psql, cfg.source, snapshot, copy_sql) as blocks:
+            rows, nbytes = load(
+                conn, u.table, blocks, key=u.key, reporter=rep,
+                truncate=whole and not cfg.data_only,
+                ledger_item=item if whole else None,
+            )
+        if not whole:
+            with lock:
+                parts[u.table.qualified] -= 1
+                if parts[u.table.qualified] == 0:
+                    ledger.mark(item)
+        stats = UnitStats(u.key, u.table.qualified, rows, nbytes, time.monotonic() - t0)
+        rep.unit_done(u.key, rows, nbytes, stats.seconds)
+        return stats
+
+    stats = pool.run(units, work)
+    per_table: dict[str, UnitStats] = {}
+    for s in stats:
+        agg = per_table.setdefault(s.table, UnitStats(s.table, s.table, 0, 0, 0.0))
+        agg.rows += s.rows
+        agg.nbytes += s.nbytes
+        agg.seconds = max(agg.seconds, s.seconds)
+    return sorted(per_table.values(), key=lambda s: -s.nbytes)

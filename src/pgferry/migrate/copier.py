@@ -1,0 +1,208 @@
+"""The data phase: parallel COPY streams, all inside one exported snapshot.
+
+The read side is a psql child per unit (`SET TRANSACTION SNAPSHOT`, then
+`COPY ... TO STDOUT`): libpq hands rows over one at a time, and doing that
+loop in C keeps the Python side to moving 256 KiB blocks.  The write side is
+psycopg's COPY FROM STDIN, so target errors keep their SQLSTATE.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgferry.migrate.catalog import Table, Unit, copy_in_sql
+from pgferry.migrate.errors import SnapshotLost, SourceError
+from pgferry.migrate.progress import Reporter, mark_in
+from pgferry.migrate.tools import Tool, child_env, first_error, split_password, sqlstate_of
+from pgferry.target import connect
+
+BLOCK = 256 << 10
+# text COPY output must not depend on the user's session defaults
+SESSION = "-c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c TimeZone=UTC"
+
+
+@dataclass
+class UnitStats:
+    key: str
+    table: str
+    rows: int
+    nbytes: int
+    seconds: float
+
+
+class Cancelled(Exception):
+    """Another unit failed; this one stopped early."""
+
+
+class Pool:
+    """Runs units on `jobs` threads; the first failure cancels the rest."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = max(1, jobs)
+        self.cancel = threading.Event()
+        self._procs: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+
+    def track(self, proc: subprocess.Popen[bytes], add: bool = True) -> None:
+        with self._lock:
+            if add:
+                self._procs.add(proc)
+            else:
+                self._procs.discard(proc)
+
+    def run(self, units: list[Unit], work: Callable[[Unit], UnitStats]) -> list[UnitStats]:
+        def guarded(u: Unit) -> UnitStats:
+            if self.cancel.is_set():
+                raise Cancelled(u.key)
+            return work(u)
+
+        results: list[UnitStats] = []
+        with ThreadPoolExecutor(self.jobs, thread_name_prefix="pgferry-copy") as ex:
+            futures = [ex.submit(guarded, u) for u in units]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in done if f.exception() is not None]
+            if failed:
+                self.cancel.set()
+                with self._lock:
+                    for p in self._procs:
+                        p.kill()
+                for f in futures:
+                    f.cancel()
+                wait(futures)
+                errors = [f.exception() for f in futures if f.done() and not f.cancelled()]
+                real = [e for e in errors if e is not None and not isinstance(e, Cancelled)]
+                raise (real or errors)[0]  # type: ignore[misc]
+            results = [f.result() for f in futures]
+        return results
+
+
+@contextmanager
+def copy_out(
+    pool: Pool, psql: Tool, conninfo: str, snapshot: str | None, copy_sql: str
+) -> Iterator[Iterator[bytes]]:
+    """Blocks of `COPY ... TO STDOUT` text, read inside `snapshot`."""
+    clean, extra = split_password(conninfo)
+    env = child_env(extra)
+    env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " " + SESSION).strip()
+    argv = [str(psql.path), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose",
+            "-d", clean, "-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"]
+    if snapshot:
+        argv += ["-c", f"SET TRANSACTION SNAPSHOT '{_snapshot_id(snapshot)}'"]
+    argv += ["-c", copy_sql]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    pool.track(proc)
+    assert proc.stdout is not None and proc.stderr is not None
+    fd = proc.stdout.fileno()
+
+    def blocks() -> Iterator[bytes]:
+        while True:
+            b = os.read(fd, BLOCK)
+            if not b:
+                break
+            yield b
+        # checked before the caller commits: a reader killed halfway must
+        # fail the unit, not end it early
+        rc = proc.wait()
+        assert proc.stderr is not None
+        err = proc.stderr.read().decode(errors="replace")
+        if rc != 0:
+            if pool.cancel.is_set():
+                raise Cancelled(copy_sql)
+            state = sqlstate_of(err)
+            if snapshot and state in ("42704", "22023", "0A000"):
+                raise SnapshotLost(
+                    f"the source snapshot {snapshot} is gone: {first_error(err)}",
+                    hint="the coordinator connection ended; rerun with --resume",
+                    sqlstate=state,
+                )
+            raise SourceError(f"reading the source failed: {first_error(err)}", sqlstate=state)
+
+    try:
+        yield blocks()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+        pool.track(proc, add=False)
+
+
+def _snapshot_id(snapshot: str) -> str:
+    # exported snapshot ids are hex and dashes; anything else is a bug upstream
+    if not all(c in "0123456789ABCDEFabcdef-" for c in snapshot):
+        raise ValueError(f"unexpected snapshot id {snapshot!r}")
+    return snapshot
+
+
+def open_target(conninfo: str, replica: bool = False) -> psycopg.Connection[Any]:
+    conn = connect(conninfo)
+    conn.execute("SET DateStyle = ISO; SET IntervalStyle = postgres; SET TimeZone = 'UTC'")
+    conn.execute("SET synchronous_commit = off")
+    if replica:
+        # data-only into existing tables: foreign keys and triggers would fire
+        # out of order; needs superuser, so skip it quietly when refused
+        try:
+            with conn.transaction():
+                conn.execute("SET session_replication_role = replica")
+        except psycopg.errors.InsufficientPrivilege:
+            pass
+    conn.commit()
+    return conn
+
+
+def load(
+    conn: psycopg.Connection[Any],
+    table: Table,
+    blocks: Iterator[bytes],
+    *,
+    key: str,
+    reporter: Reporter,
+    truncate: bool,
+    where: sql.Composable | None = None,
+    ledger_item: str | None = None,
+    on_block: Callable[[bytes], None] | None = None,
+    check: Callable[[int], None] | None = None,
+) -> tuple[int, int]:
+    """One transaction: clear what this unit owns, COPY the blocks in, record
+    the ledger item, commit.  Returns (rows, bytes)."""
+    rows = nbytes = 0
+    last = time.monotonic()
+    pending_rows = pending_bytes = 0
+    with conn.transaction():
+        if truncate:
+            conn.execute(sql.SQL("TRUNCATE ONLY {}").format(table.ident))
+        elif where is not None:
+            conn.execute(sql.SQL("DELETE FROM ONLY {} WHERE {}").format(table.ident, where))
+        with conn.cursor().copy(copy_in_sql(table, freeze=truncate)) as cp:
+            for b in blocks:
+                if on_block:
+                    on_block(b)
+                cp.write(b)
+                n = b.count(b"\n")
+                rows += n
+                nbytes += len(b)
+                pending_rows += n
+                pending_bytes += len(b)
+                now = time.monotonic()
+                if now - last > 0.2:
+                    reporter.unit_progress(key, pending_rows, pending_bytes)
+                    pending_rows = pending_bytes = 0
+                    last = now
+        if check:
+            check(rows)  # raising here rolls the whole unit back
+        if ledger_item:
+            mark_in(conn, ledger_item, rows, nbytes)
+    reporter.unit_progress(key, pending_rows, pending_bytes)
+    return rows, nbytes

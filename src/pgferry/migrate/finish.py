@@ -1,0 +1,85 @@
+"""After the rows: large objects, sequence values, VACUUM ANALYZE."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgferry.migrate.catalog import Table
+from pgferry.migrate.errors import SourceError, SourceUnreachable
+from pgferry.migrate.progress import mark_in
+from pgferry.target import connect
+
+LO_CHUNK = 1 << 20
+
+
+def connect_source(conninfo: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
+    from pgferry.errors import TargetError
+
+    try:
+        return connect(conninfo, autocommit=autocommit)
+    except TargetError as e:
+        raise SourceUnreachable(
+            f"source: {e.what}", hint="check --source and that the server is running",
+            sqlstate=getattr(e, "sqlstate", None),
+        ) from None
+
+
+def copy_large_objects(src: psycopg.Connection[Any], target: str, item: str) -> int:
+    """Copy every large object, in `src`'s transaction (the snapshot), into
+    the target in one transaction that also records `item` in the ledger."""
+    oids = [r[0] for r in src.execute("SELECT oid FROM pg_largeobject_metadata ORDER BY oid")]
+    with connect(target) as t, t.transaction():
+        for oid in oids:
+            # pre-data already created it, with its owner and grants: keep it
+            if t.execute("SELECT 1 FROM pg_largeobject_metadata WHERE oid = %s", [oid]).fetchone():
+                t.execute("SELECT lo_truncate(lo_open(%s, 131072), 0)", [oid])
+            else:
+                t.execute("SELECT lo_create(%s)", [oid])
+            offset = 0
+            while True:
+                row = src.execute("SELECT lo_get(%s, %s, %s)", [oid, offset, LO_CHUNK]).fetchone()
+                data = bytes(row[0]) if row and row[0] is not None else b""
+                if not data:
+                    break
+                t.execute("SELECT lo_put(%s, %s, %s)", [oid, offset, data])
+                offset += len(data)
+        mark_in(t, item, len(oids))
+    return len(oids)
+
+
+def set_sequences(target: str, values: list[tuple[str, str, int, bool]]) -> None:
+    with connect(target) as t, t.transaction():
+        for schema, name, last, called in values:
+            regclass = sql.Identifier(schema, name).as_string(t)
+            t.execute("SELECT setval(%s::regclass, %s, %s)", [regclass, last, called])
+
+
+def vacuum_analyze(target: str, tables: list[Table], parents: list[Table], jobs: int) -> None:
+    """VACUUM ANALYZE each copied table, N at a time; partitioned parents get
+    ANALYZE (their own statistics; VACUUM does nothing on them)."""
+
+    def one(stmt: sql.Composed) -> None:
+        with connect(target, autocommit=True) as c:
+            c.execute(stmt)
+
+    stmts = [sql.SQL("VACUUM (ANALYZE) {}").format(t.ident) for t in tables]
+    stmts += [sql.SQL("ANALYZE {}").format(t.ident) for t in parents]
+    with ThreadPoolExecutor(max(1, jobs)) as ex:
+        list(ex.map(one, stmts))
+
+
+def source_identity(src: psycopg.Connection[Any]) -> str:
+    try:
+        row = src.execute(
+            "SELECT system_identifier::text || '/' || current_database() FROM pg_control_system()"
+        ).fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        src.rollback()
+        row = src.execute("SELECT current_database()").fetchone()
+    except psycopg.Error as e:
+        raise SourceError(f"cannot read the source's identity: {e}", sqlstate=e.sqlstate) from None
+    return str(row[0]) if row else "?"
