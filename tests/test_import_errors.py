@@ -1,0 +1,222 @@
+"""The failures users hit: each a clear one-line error, nothing loaded."""
+
+from __future__ import annotations
+
+import gzip
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgferry import errors, imports
+from pgferry.embedded import free_port
+from pgferry.stores import s3 as s3mod
+from pgferry.stores.s3 import S3Config
+
+pytestmark = pytest.mark.usefixtures("s3env")
+
+BASE = b"1,a\n2,b\n"
+
+
+@pytest.fixture()
+def table(conn: psycopg.Connection[Any]) -> str:
+    conn.execute("CREATE TABLE t (id int NOT NULL, v text); INSERT INTO t VALUES (0, 'kept')")
+    return "t"
+
+
+def unchanged(conn: psycopg.Connection[Any]) -> None:
+    assert conn.execute("SELECT id, v FROM t").fetchall() == [(0, "kept")]
+
+
+def fail(db: str, source: str, **kw: Any) -> errors.PgferryError:
+    kw.setdefault("options", "(format csv)")
+    with pytest.raises(errors.PgferryError) as err:
+        imports.import_from_s3("t", source, target=db, **kw)
+    assert "\n" not in str(err.value)
+    return err.value
+
+
+def test_missing_bucket(conn, db, table) -> None:
+    e = fail(db, "s3://no-such-bucket-x/k.csv")
+    assert isinstance(e, errors.BucketNotFound)
+    assert str(e) == (
+        "bucket 'no-such-bucket-x' does not exist (s3://no-such-bucket-x/k.csv); "
+        "check the bucket name and the endpoint/region"
+    )
+    assert (e.bucket, e.key) == ("no-such-bucket-x", "k.csv")
+    unchanged(conn)
+
+
+def test_missing_key(conn, db, table, bucket) -> None:
+    e = fail(db, f"s3://{bucket}/nope.csv")
+    assert isinstance(e, errors.ObjectNotFound) and not e.transient
+    assert str(e) == (
+        f"object s3://{bucket}/nope.csv does not exist; "
+        f"check the key; list the prefix with 'aws s3 ls s3://{bucket}/'"
+    )
+    unchanged(conn)
+
+
+def test_bad_credentials(conn, db, table, bucket, s3client, monkeypatch) -> None:
+    s3client.put_object(Bucket=bucket, Key="k.csv", Body=BASE)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
+    e = fail(db, f"s3://{bucket}/k.csv")
+    assert isinstance(e, errors.CredentialsError)
+    assert str(e) == (
+        f"S3 rejected the credentials for s3://{bucket}/k.csv (SignatureDoesNotMatch); "
+        "check the access key, secret key and session token (or the profile)"
+    )
+    assert "wrong-secret" not in str(e)
+    unchanged(conn)
+
+
+def test_no_credentials(conn, db, table, bucket, monkeypatch) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    e = fail(db, f"s3://{bucket}/k.csv")
+    assert isinstance(e, errors.CredentialsError)
+    assert str(e).startswith(f"no AWS credentials found for s3://{bucket}/k.csv; set AWS_ACCESS_KEY_ID")
+
+
+def test_wrong_endpoint(conn, db, table, monkeypatch) -> None:
+    port = free_port()
+    monkeypatch.setattr(s3mod, "ATTEMPTS", 1)
+    e = fail(db, "s3://bkt/k.csv", s3=S3Config(endpoint_url=f"http://127.0.0.1:{port}"))
+    assert isinstance(e, errors.StoreUnreachable) and e.transient
+    assert str(e) == (
+        f'cannot reach the S3 endpoint http://127.0.0.1:{port}/bkt for s3://bkt/k.csv; '
+        "check --endpoint-url / AWS_ENDPOINT_URL and that the store is running"
+    )
+    unchanged(conn)
+
+
+def test_empty_object_loads_zero_rows(conn, db, table, bucket, s3client, caplog) -> None:
+    s3client.put_object(Bucket=bucket, Key="empty.csv", Body=b"")
+    r = imports.import_from_s3("t", f"s3://{bucket}/empty.csv", options="(format csv)", target=db)
+    assert str(r) == '0 rows imported into relation "t" from file empty.csv of 0 bytes'
+    assert f"s3://{bucket}/empty.csv is empty (0 bytes): nothing to load" in caplog.text
+    unchanged(conn)
+
+
+def test_object_replaced_during_import(conn, db, table, bucket, s3client, monkeypatch) -> None:
+    monkeypatch.setattr(s3mod, "RANGE", 64 << 10)
+    monkeypatch.setattr(s3mod, "PIECE", 16 << 10)
+    body = b"".join(b"%d,row\n" % i for i in range(1, 100_000))
+    s3client.put_object(Bucket=bucket, Key="moving.csv", Body=body)
+    seen = 0
+
+    def replace_once(n: int) -> None:
+        nonlocal seen
+        seen += n
+        if seen == n:  # first piece arrived: a writer replaces the object
+            s3client.put_object(Bucket=bucket, Key="moving.csv", Body=body + b"999999,new\n")
+
+    with pytest.raises(errors.ObjectChanged) as err:
+        imports.import_from_s3("t", f"s3://{bucket}/moving.csv", options="(format csv)",
+                               target=db, on_bytes=replace_once)
+    assert str(err.value) == (
+        f"object s3://{bucket}/moving.csv was replaced while it was being read; "
+        "nothing was loaded; retry once the writer has finished"
+    )
+    unchanged(conn)
+
+
+def test_truncated_gzip(conn, db, table, bucket, s3client) -> None:
+    blob = gzip.compress(b"".join(b"%d,x\n" % i for i in range(50_000)))
+    s3client.put_object(Bucket=bucket, Key="cut.csv.gz", Body=blob[: len(blob) // 2],
+                        ContentEncoding="gzip")
+    e = fail(db, f"s3://{bucket}/cut.csv.gz")
+    assert isinstance(e, errors.DecodeError)
+    assert str(e) == (
+        f"truncated gzip data in s3://{bucket}/cut.csv.gz: the stream ends before its end marker; "
+        "re-upload the complete file; nothing was loaded"
+    )
+    unchanged(conn)
+
+
+def test_corrupt_gzip(conn, db, table, bucket, s3client) -> None:
+    blob = bytearray(gzip.compress(b"".join(b"%d,x\n" % i for i in range(50_000))))
+    blob[100:140] = b"\xff" * 40
+    s3client.put_object(Bucket=bucket, Key="bad.gz", Body=bytes(blob))
+    e = fail(db, f"s3://{bucket}/bad.gz")
+    assert isinstance(e, errors.DecodeError)
+    assert str(e).startswith(f"corrupt gzip data in s3://{bucket}/bad.gz: ")
+    unchanged(conn)
+
+
+def test_invalid_byte_sequence_names_the_line(conn, db, table, bucket, s3client) -> None:
+    s3client.put_object(Bucket=bucket, Key="w.csv", Body=b"1,ok\n2,ok\n3,caf\xe9\n")
+    e = fail(db, f"s3://{bucket}/w.csv")
+    assert isinstance(e, errors.DataError)
+    assert (e.line, e.table, e.sqlstate) == (3, "t", "22021")
+    assert str(e) == (
+        f's3://{bucket}/w.csv line 3 rejected by table "t": '
+        'invalid byte sequence for encoding "UTF8": 0xe9 0x0a; '
+        "the file is not in the encoding COPY expects: set it in the options, "
+        "e.g. \"encoding 'WIN1252'\"; nothing was loaded"
+    )
+    unchanged(conn)
+
+
+def test_bad_row_names_line_and_column(conn, db, table, bucket, s3client) -> None:
+    s3client.put_object(Bucket=bucket, Key="r.csv", Body=b"1,a\n2,b\nthree,c\n")
+    e = fail(db, f"s3://{bucket}/r.csv")
+    assert isinstance(e, errors.DataError)
+    assert (e.line, e.column) == (3, "id")
+    assert str(e) == (
+        f's3://{bucket}/r.csv line 3, column id rejected by table "t": '
+        'invalid input syntax for type integer: "three"; '
+        "fix the row, or load into a staging table of text columns; nothing was loaded"
+    )
+    unchanged(conn)
+
+
+def test_not_null_violation(conn, db, table, bucket, s3client) -> None:
+    s3client.put_object(Bucket=bucket, Key="n.csv", Body=b"1,a\n,b\n")
+    e = fail(db, f"s3://{bucket}/n.csv")
+    assert isinstance(e, errors.DataError) and e.line == 2
+    unchanged(conn)
+
+
+def test_missing_table_and_column(conn, db, table, bucket, s3client) -> None:
+    s3client.put_object(Bucket=bucket, Key="k.csv", Body=BASE)
+    with pytest.raises(errors.TableNotFound) as err:
+        imports.import_from_s3("nosuch", f"s3://{bucket}/k.csv", target=db)
+    assert str(err.value) == (
+        'table "nosuch" does not exist; '
+        "create it first, or pass --create-table to create it from the file"
+    )
+    e = fail(db, f"s3://{bucket}/k.csv", columns="id,nope")
+    assert isinstance(e, errors.ColumnNotFound)
+    assert str(e) == (
+        'column "nope" of relation "t" does not exist (table "t"); '
+        "fix the column list (--columns) to name columns of the table"
+    )
+    unchanged(conn)
+
+
+def test_permission_denied(conn, db, table, bucket, s3client, pgserver) -> None:
+    conn.execute("DROP ROLE IF EXISTS reader; CREATE ROLE reader LOGIN; GRANT SELECT ON t TO reader")
+    s3client.put_object(Bucket=bucket, Key="k.csv", Body=BASE)
+    dbname = conn.info.dbname
+    with pytest.raises(errors.PermissionDenied) as err:
+        imports.import_from_s3("t", f"s3://{bucket}/k.csv", options="(format csv)",
+                               target=pgserver.conninfo(dbname, user="reader"))
+    assert str(err.value) == (
+        'permission denied for table t (table "t"); '
+        "GRANT INSERT on the table (and USAGE on its schema) to this role"
+    )
+    unchanged(conn)
+    conn.execute("DROP OWNED BY reader; DROP ROLE reader")
+
+
+def test_target_unreachable(bucket, s3client) -> None:
+    s3client.put_object(Bucket=bucket, Key="k.csv", Body=BASE)
+    port = free_port()
+    with pytest.raises(errors.TargetUnreachable) as err:
+        imports.import_from_s3("t", f"s3://{bucket}/k.csv",
+                               target=f"postgresql://u:topsecret@127.0.0.1:{port}/db")
+    msg = str(err.value)
+    assert msg.startswith(f"cannot connect to postgresql://u:****@127.0.0.1:{port}/db: ")
+    assert msg.endswith("check that the server is running and the URL (--target, PGFERRY_TARGET) is right")
+    assert "topsecret" not in msg and err.value.transient
