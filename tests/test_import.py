@@ -28,17 +28,26 @@ def put(client: Any, bucket: str, key: str, body: bytes, **kw: Any) -> None:
 
 def test_guide_t1_csv(conn, db, s3client, bucket) -> None:
     conn.execute("CREATE TABLE t1 (col1 int, col2 text, col3 numeric)")
-    body = b"1,one,1.5\n2,two,2.5\n3,\"th,ree\",3\n"
+    body = b'1,one,1.5\n2,two,2.5\n3,"th,ree",3\n'
     put(s3client, bucket, "dir/t1.csv", body)
     result = imports.import_from_s3(
         "t1", bucket=bucket, key="dir/t1.csv", region="us-east-1", options="(format csv)", target=db
     )
-    assert str(result) == f'3 rows imported into relation "t1" from file dir/t1.csv of {len(body)} bytes'
+    assert (
+        str(result)
+        == f'3 rows imported into relation "t1" from file dir/t1.csv of {len(body)} bytes'
+    )
     assert (result.rows, result.bytes, result.bucket, result.key, result.table) == (
-        3, len(body), bucket, "dir/t1.csv", "t1",
+        3,
+        len(body),
+        bucket,
+        "dir/t1.csv",
+        "t1",
     )
     assert rows(conn, "SELECT col1, col2, col3::text FROM t1 ORDER BY 1") == [
-        (1, "one", "1.5"), (2, "two", "2.5"), (3, "th,ree", "3"),
+        (1, "one", "1.5"),
+        (2, "two", "2.5"),
+        (3, "th,ree", "3"),
     ]
 
 
@@ -47,8 +56,11 @@ def test_guide_pipe_delimited_with_column_list(conn, db, s3client, bucket) -> No
     body = b"".join(b"%d|foo%d|bar%d|elephant%d\n" % (i, i, i, i) for i in range(1, 5))
     put(s3client, bucket, "pipeDelimitedSampleFile", body)
     result = imports.import_from_s3(
-        "test", f"s3://{bucket}/pipeDelimitedSampleFile", columns="a,b,d,e",
-        options="DELIMITER '|'", target=db,
+        "test",
+        f"s3://{bucket}/pipeDelimitedSampleFile",
+        columns="a,b,d,e",
+        options="DELIMITER '|'",
+        target=db,
     )
     assert result.rows == 4
     assert rows(conn, "SELECT * FROM test ORDER BY a") == [
@@ -71,7 +83,9 @@ def test_compressed(conn, db, s3client, bucket, compress, meta) -> None:
     plain = b"".join(b"%d,a,b,c,d\n" % i for i in range(1000))
     blob = compress(plain)
     put(s3client, bucket, "test-data.gz", blob, **meta)
-    result = imports.import_from_s3("test_gzip", f"s3://{bucket}/test-data.gz", options="(format csv)", target=db)
+    result = imports.import_from_s3(
+        "test_gzip", f"s3://{bucket}/test-data.gz", options="(format csv)", target=db
+    )
     assert (result.rows, result.bytes) == (1000, len(blob))
     assert rows(conn, "SELECT count(*), sum(id) FROM test_gzip") == [(1000, sum(range(1000)))]
 
@@ -80,8 +94,9 @@ def test_forcing_no_decompression_loads_nothing(conn, db, s3client, bucket) -> N
     conn.execute("CREATE TABLE z (id int, a text)")
     put(s3client, bucket, "z.gz", gzip.compress(b"1,a\n"), ContentEncoding="gzip")
     with pytest.raises(Exception) as err:
-        imports.import_from_s3("z", f"s3://{bucket}/z.gz", options="(format csv)",
-                               content_encoding="none", target=db)
+        imports.import_from_s3(
+            "z", f"s3://{bucket}/z.gz", options="(format csv)", content_encoding="none", target=db
+        )
     assert "rejected by table" in str(err.value) or "invalid byte sequence" in str(err.value)
     assert rows(conn, "SELECT count(*) FROM z") == [(0,)]
 
@@ -90,15 +105,22 @@ def test_win1252_into_utf8(conn, db, s3client, bucket) -> None:
     conn.execute("CREATE TABLE test_table (id int, name text)")
     body = "1,café\n2,€uro\n3,naïve “quotes”\n".encode("cp1252")
     put(s3client, bucket, "SampleFile", body)
-    imports.import_from_s3("test_table", f"s3://{bucket}/SampleFile",
-                           options="(format csv, encoding 'WIN1252')", target=db)
+    imports.import_from_s3(
+        "test_table",
+        f"s3://{bucket}/SampleFile",
+        options="(format csv, encoding 'WIN1252')",
+        target=db,
+    )
     assert rows(conn, "SELECT name FROM test_table ORDER BY id") == [
-        ("café",), ("€uro",), ("naïve “quotes”",),
+        ("café",),
+        ("€uro",),
+        ("naïve “quotes”",),
     ]
     conn.execute("TRUNCATE test_table")
     # the guide's legacy form of the option
-    imports.import_from_s3("test_table", f"s3://{bucket}/SampleFile",
-                           options="encoding 'WIN1252' CSV", target=db)
+    imports.import_from_s3(
+        "test_table", f"s3://{bucket}/SampleFile", options="encoding 'WIN1252' CSV", target=db
+    )
     assert rows(conn, "SELECT count(*) FROM test_table") == [(3,)]
 
 
@@ -107,21 +129,35 @@ def test_local_file_and_file_uri(conn, db, tmp_path: Path) -> None:
     f = tmp_path / "a b.csv"
     f.write_bytes(b"id,v\n1,x\n2,y\n")
     r1 = imports.import_from_s3("loc", str(f), options="(format csv, header true)", target=db)
-    r2 = imports.import_from_s3("loc", f"file://{tmp_path}/a%20b.csv", options="(format csv, header true)", target=db)
+    r2 = imports.import_from_s3(
+        "loc", f"file://{tmp_path}/a%20b.csv", options="(format csv, header true)", target=db
+    )
     assert (r1.rows, r2.rows, r1.bucket) == (2, 2, None)
     assert str(r1) == f'2 rows imported into relation "loc" from file {f} of 13 bytes'
     assert rows(conn, "SELECT count(*) FROM loc") == [(4,)]
 
 
 def test_schema_qualified_and_quoted_names(conn, db, s3client, bucket) -> None:
-    conn.execute('CREATE SCHEMA "Sales"; CREATE TABLE "Sales"."Order Lines" ("Id" int, "Note" text)')
+    conn.execute(
+        'CREATE SCHEMA "Sales"; CREATE TABLE "Sales"."Order Lines" ("Id" int, "Note" text)'
+    )
     put(s3client, bucket, "o.csv", b"n1|1\nn2|2\n")
-    imports.import_from_s3('"Sales"."Order Lines"', f"s3://{bucket}/o.csv",
-                           columns='"Note","Id"', options="DELIMITER '|'", target=db)
-    assert rows(conn, 'SELECT "Id", "Note" FROM "Sales"."Order Lines" ORDER BY 1') == [(1, "n1"), (2, "n2")]
+    imports.import_from_s3(
+        '"Sales"."Order Lines"',
+        f"s3://{bucket}/o.csv",
+        columns='"Note","Id"',
+        options="DELIMITER '|'",
+        target=db,
+    )
+    assert rows(conn, 'SELECT "Id", "Note" FROM "Sales"."Order Lines" ORDER BY 1') == [
+        (1, "n1"),
+        (2, "n2"),
+    ]
 
 
-def test_explicit_credentials_and_profile(conn, db, s3, s3client, bucket, monkeypatch, tmp_path) -> None:
+def test_explicit_credentials_and_profile(
+    conn, db, s3, s3client, bucket, monkeypatch, tmp_path
+) -> None:
     conn.execute("CREATE TABLE c (id int)")
     put(s3client, bucket, "c.csv", b"1\n2\n")
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
@@ -129,9 +165,16 @@ def test_explicit_credentials_and_profile(conn, db, s3, s3client, bucket, monkey
     explicit = S3Config(access_key=ACCESS_KEY, secret_key=SECRET_KEY, session_token="")
     assert imports.import_from_s3("c", f"s3://{bucket}/c.csv", s3=explicit, target=db).rows == 2
     creds = tmp_path / "credentials"
-    creds.write_text(f"[loader]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n")
+    creds.write_text(
+        f"[loader]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n"
+    )
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
-    assert imports.import_from_s3("c", f"s3://{bucket}/c.csv", s3=S3Config(profile="loader"), target=db).rows == 2
+    assert (
+        imports.import_from_s3(
+            "c", f"s3://{bucket}/c.csv", s3=S3Config(profile="loader"), target=db
+        ).rows
+        == 2
+    )
     assert rows(conn, "SELECT count(*) FROM c") == [(4,)]
 
 
@@ -139,23 +182,35 @@ def test_create_table_infers_types(conn, db, s3client, bucket) -> None:
     body = (
         b"id,name,price,active,day,at,at_tz,mixed,empty\n"
         b"1,apple,1.50,true,2024-01-02,2024-01-02 03:04:05,2024-01-02T03:04:05Z,7,\n"
-        b"2,\"pear, green\",2,false,2024-02-03,2024-02-03 00:00:00,2024-02-03 00:00:00+02,x,\n"
+        b'2,"pear, green",2,false,2024-02-03,2024-02-03 00:00:00,2024-02-03 00:00:00+02,x,\n'
         b"3,,,,,,,,\n"
     )
     put(s3client, bucket, "new.csv", body)
-    result = imports.import_from_s3("fresh", f"s3://{bucket}/new.csv",
-                                    options="(format csv, header true)", create_table=True, target=db)
+    result = imports.import_from_s3(
+        "fresh",
+        f"s3://{bucket}/new.csv",
+        options="(format csv, header true)",
+        create_table=True,
+        target=db,
+    )
     assert result.created_table == (
         'CREATE TABLE "fresh" ("id" bigint, "name" text, "price" numeric, "active" boolean, '
         '"day" date, "at" timestamp, "at_tz" timestamptz, "mixed" text, "empty" text)'
     )
     assert result.rows == 3
     assert rows(conn, "SELECT id, name, price::text, active FROM fresh ORDER BY id") == [
-        (1, "apple", "1.50", True), (2, "pear, green", "2", False), (3, None, None, None),
+        (1, "apple", "1.50", True),
+        (2, "pear, green", "2", False),
+        (3, None, None, None),
     ]
     # a second run finds the table and leaves it alone
-    again = imports.import_from_s3("fresh", f"s3://{bucket}/new.csv",
-                                   options="(format csv, header true)", create_table=True, target=db)
+    again = imports.import_from_s3(
+        "fresh",
+        f"s3://{bucket}/new.csv",
+        options="(format csv, header true)",
+        create_table=True,
+        target=db,
+    )
     assert again.created_table is None and again.rows == 3
 
 

@@ -75,7 +75,9 @@ def test_no_credentials(conn, db, table, bucket, monkeypatch) -> None:
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     e = fail(db, f"s3://{bucket}/k.csv")
     assert isinstance(e, errors.CredentialsError)
-    assert str(e).startswith(f"no AWS credentials found for s3://{bucket}/k.csv; set AWS_ACCESS_KEY_ID")
+    assert str(e).startswith(
+        f"no AWS credentials found for s3://{bucket}/k.csv; set AWS_ACCESS_KEY_ID"
+    )
 
 
 def test_wrong_endpoint(conn, db, table, monkeypatch) -> None:
@@ -84,7 +86,7 @@ def test_wrong_endpoint(conn, db, table, monkeypatch) -> None:
     e = fail(db, "s3://bkt/k.csv", s3=S3Config(endpoint_url=f"http://127.0.0.1:{port}"))
     assert isinstance(e, errors.StoreUnreachable) and e.transient
     assert str(e) == (
-        f'cannot reach the S3 endpoint http://127.0.0.1:{port}/bkt for s3://bkt/k.csv; '
+        f"cannot reach the S3 endpoint http://127.0.0.1:{port}/bkt for s3://bkt/k.csv; "
         "check --endpoint-url / AWS_ENDPOINT_URL and that the store is running"
     )
     unchanged(conn)
@@ -112,8 +114,13 @@ def test_object_replaced_during_import(conn, db, table, bucket, s3client, monkey
             s3client.put_object(Bucket=bucket, Key="moving.csv", Body=body + b"999999,new\n")
 
     with pytest.raises(errors.ObjectChanged) as err:
-        imports.import_from_s3("t", f"s3://{bucket}/moving.csv", options="(format csv)",
-                               target=db, on_bytes=replace_once)
+        imports.import_from_s3(
+            "t",
+            f"s3://{bucket}/moving.csv",
+            options="(format csv)",
+            target=db,
+            on_bytes=replace_once,
+        )
     assert str(err.value) == (
         f"object s3://{bucket}/moving.csv was replaced while it was being read; "
         "nothing was loaded; retry once the writer has finished"
@@ -123,8 +130,9 @@ def test_object_replaced_during_import(conn, db, table, bucket, s3client, monkey
 
 def test_truncated_gzip(conn, db, table, bucket, s3client) -> None:
     blob = gzip.compress(b"".join(b"%d,x\n" % i for i in range(50_000)))
-    s3client.put_object(Bucket=bucket, Key="cut.csv.gz", Body=blob[: len(blob) // 2],
-                        ContentEncoding="gzip")
+    s3client.put_object(
+        Bucket=bucket, Key="cut.csv.gz", Body=blob[: len(blob) // 2], ContentEncoding="gzip"
+    )
     e = fail(db, f"s3://{bucket}/cut.csv.gz")
     assert isinstance(e, errors.DecodeError)
     assert str(e) == (
@@ -196,12 +204,18 @@ def test_missing_table_and_column(conn, db, table, bucket, s3client) -> None:
 
 
 def test_permission_denied(conn, db, table, bucket, s3client, pgserver) -> None:
-    conn.execute("DROP ROLE IF EXISTS reader; CREATE ROLE reader LOGIN; GRANT SELECT ON t TO reader")
+    conn.execute(
+        "DROP ROLE IF EXISTS reader; CREATE ROLE reader LOGIN; GRANT SELECT ON t TO reader"
+    )
     s3client.put_object(Bucket=bucket, Key="k.csv", Body=BASE)
     dbname = conn.info.dbname
     with pytest.raises(errors.PermissionDenied) as err:
-        imports.import_from_s3("t", f"s3://{bucket}/k.csv", options="(format csv)",
-                               target=pgserver.conninfo(dbname, user="reader"))
+        imports.import_from_s3(
+            "t",
+            f"s3://{bucket}/k.csv",
+            options="(format csv)",
+            target=pgserver.conninfo(dbname, user="reader"),
+        )
     assert str(err.value) == (
         'permission denied for table t (table "t"); '
         "GRANT INSERT on the table (and USAGE on its schema) to this role"
@@ -214,9 +228,12 @@ def test_target_unreachable(bucket, s3client) -> None:
     s3client.put_object(Bucket=bucket, Key="k.csv", Body=BASE)
     port = free_port()
     with pytest.raises(errors.TargetUnreachable) as err:
-        imports.import_from_s3("t", f"s3://{bucket}/k.csv",
-                               target=f"postgresql://u:topsecret@127.0.0.1:{port}/db")
+        imports.import_from_s3(
+            "t", f"s3://{bucket}/k.csv", target=f"postgresql://u:topsecret@127.0.0.1:{port}/db"
+        )
     msg = str(err.value)
     assert msg.startswith(f"cannot connect to postgresql://u:****@127.0.0.1:{port}/db: ")
-    assert msg.endswith("check that the server is running and the URL (--target, PGFERRY_TARGET) is right")
+    assert msg.endswith(
+        "check that the server is running and the URL (--target, PGFERRY_TARGET) is right"
+    )
     assert "topsecret" not in msg and err.value.transient

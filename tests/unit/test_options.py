@@ -17,14 +17,20 @@ def render(text: str) -> str:
         ("encoding 'WIN1252'", "(ENCODING 'WIN1252')"),
         ("(format csv, header true)", "(FORMAT csv, HEADER true)"),
         ("(FORMAT 'csv', HEADER)", "(FORMAT csv, HEADER true)"),
-        ("CSV HEADER DELIMITER AS ';' NULL ''", "(FORMAT csv, HEADER true, DELIMITER ';', NULL '')"),
+        (
+            "CSV HEADER DELIMITER AS ';' NULL ''",
+            "(FORMAT csv, HEADER true, DELIMITER ';', NULL '')",
+        ),
         ("WITH csv", "(FORMAT csv)"),
         ("(format csv, quote '''')", "(FORMAT csv, QUOTE '''')"),
         ('(format csv, force_null (a, "B"))', '(FORMAT csv, FORCE_NULL ("a", "B"))'),
         ("(format csv, force_not_null *)", "(FORMAT csv, FORCE_NOT_NULL *)"),
         ("csv force not null a, b", '(FORMAT csv, FORCE_NOT_NULL ("a", "b"))'),
         ("(header match, format csv)", "(HEADER match, FORMAT csv)"),
-        ("(format csv, on_error ignore, reject_limit 10)", "(FORMAT csv, ON_ERROR ignore, REJECT_LIMIT 10)"),
+        (
+            "(format csv, on_error ignore, reject_limit 10)",
+            "(FORMAT csv, ON_ERROR ignore, REJECT_LIMIT 10)",
+        ),
         ("", ""),
         ("   ", ""),
     ],
@@ -70,7 +76,7 @@ def test_quotes_in_values_stay_literals() -> None:
         ('"My Table"', ("My Table",)),
         ('s."a.b"', ("s", "a.b")),
         ('"x""y"', ('x"y',)),
-        ('t; drop table x', ("t;droptablex",)),
+        ("t; drop table x", ("t;droptablex",)),
     ],
 )
 def test_table_names(text: str, parts: tuple[str, ...]) -> None:

@@ -87,7 +87,9 @@ def test_target_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_target().origin == "libpq environment"
 
 
-def test_region_mismatch_is_followed(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_region_mismatch_is_followed(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """SeaweedFS has no regions, so this one uses botocore's Stubber (a unit test)."""
     from pgferry.stores import ObjectRef
     from pgferry.stores import s3 as s3mod
