@@ -91,7 +91,8 @@ class SeaweedS3:
             except Exception:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     self.stop()
-                    raise RuntimeError(f"SeaweedFS did not start (logs in {self.root}/logs)") from None
+                    logs = f"{self.root}/logs"
+                    raise RuntimeError(f"SeaweedFS did not start (logs in {logs})") from None
                 time.sleep(0.2)
 
     def client(self, **kw: Any) -> Any:

@@ -215,7 +215,8 @@ def test_embedded_default(tmp_path, cli_env) -> None:
         assert p.returncode == 0, p.stderr
         assert p.stdout == (
             'CREATE TABLE "cities" ("city" text, "pop" bigint);\n'
-            f'2 rows imported into relation "cities" from file {csv} of {csv.stat().st_size} bytes\n'
+            f'2 rows imported into relation "cities" from file {csv} '
+            f"of {csv.stat().st_size} bytes\n"
         )
         p = run(
             "import",
