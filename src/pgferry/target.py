@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from pgferry.errors import PermissionDenied, TargetUnreachable
+from pgferry.errors import PermissionDenied, TargetError, TargetUnreachable
 
 LIBPQ_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
 
@@ -99,3 +99,41 @@ def connect(
 def _first_line(e: BaseException) -> str:
     lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
     return lines[0] if lines else type(e).__name__
+
+
+_PSQL_ENV = {
+    "host": "PGHOST",
+    "hostaddr": "PGHOSTADDR",
+    "port": "PGPORT",
+    "user": "PGUSER",
+    "password": "PGPASSWORD",
+    "dbname": "PGDATABASE",
+    "sslmode": "PGSSLMODE",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "service": "PGSERVICE",
+    "options": "PGOPTIONS",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+}
+
+
+def psql_invocation(
+    target: Target, extra: tuple[str, ...] = ()
+) -> tuple[list[str], dict[str, str]]:
+    """argv and environment to run psql on `target`. The connection settings
+    travel as PG* variables: a password in argv would show in `ps`."""
+    import shutil
+
+    from pgferry.embedded import wheel_bindir
+
+    bundled = wheel_bindir()
+    psql = shutil.which("psql") or (str(bundled / "psql") if bundled else None)
+    if not psql:
+        raise TargetError("psql not found", hint="install postgresql-client")
+    env = dict(os.environ)
+    if target.conninfo:
+        for key, value in conninfo_to_dict(target.conninfo).items():
+            if key in _PSQL_ENV and value is not None:
+                env[_PSQL_ENV[key]] = str(value)
+    return [psql, *extra], env

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -125,45 +123,10 @@ def target_cmd(target: str | None, as_json: bool) -> None:
 @click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
 def psql_cmd(target: str | None, psql_args: tuple[str, ...]) -> None:
     """Open psql on the target (extra arguments go to psql)."""
-    from pgferry.embedded import wheel_bindir
-    from pgferry.target import resolve_target
+    from pgferry.target import psql_invocation, resolve_target
 
-    resolved = resolve_target(target)
-    bundled = wheel_bindir()
-    psql = shutil.which("psql") or (str(bundled / "psql") if bundled else None)
-    if not psql:
-        raise click.ClickException("psql not found: install postgresql-client")
-    # the URL goes through the environment, not argv: it may hold a password
-    env = dict(os.environ)
-    args = [psql, *psql_args]
-    if resolved.conninfo:
-        args = _psql_args_without_secret(psql, resolved.conninfo, env, psql_args)
-    os.execvpe(psql, args, env)  # noqa: S606 - replaces this process, no shell
-
-
-def _psql_args_without_secret(
-    psql: str, conninfo: str, env: dict[str, str], extra: tuple[str, ...]
-) -> list[str]:
-    """psql reads PG* variables; split the URL into those so argv has no password."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    params: dict[str, Any] = conninfo_to_dict(conninfo)
-    mapping = {
-        "host": "PGHOST",
-        "port": "PGPORT",
-        "user": "PGUSER",
-        "password": "PGPASSWORD",
-        "dbname": "PGDATABASE",
-        "sslmode": "PGSSLMODE",
-        "connect_timeout": "PGCONNECT_TIMEOUT",
-        "hostaddr": "PGHOSTADDR",
-        "service": "PGSERVICE",
-        "options": "PGOPTIONS",
-    }
-    for key, value in params.items():
-        if key in mapping and value is not None:
-            env[mapping[key]] = str(value)
-    return [psql, *extra]
+    argv, env = psql_invocation(resolve_target(target), psql_args)
+    os.execvpe(argv[0], argv, env)  # noqa: S606 - replaces this process, no shell
 
 
 @click.group("embedded")
