@@ -233,3 +233,60 @@ def extensions(conn: psycopg.Connection[Any]) -> list[str]:
 
 def server_major(conn: psycopg.Connection[Any]) -> int:
     return int(conn.info.server_version) // 10000
+
+
+def _quote(s: str) -> str:
+    return '"' + s.replace('"', '""') + '"'
+
+
+def excluded_relations(conn: psycopg.Connection[Any], keep: set[int]) -> list[str]:
+    """pg_dump -T patterns for everything a table selection leaves out: the
+    other tables, views that read any of them, sequences they own.  Schemas,
+    types, functions and extensions stay, so the kept tables can be built."""
+    rels = conn.execute(
+        """
+        SELECT c.oid, n.nspname, c.relname, c.relkind,
+               ARRAY(SELECT DISTINCT d.refobjid FROM pg_rewrite r
+                       JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                      WHERE r.ev_class = c.oid AND d.refclassid = 'pg_class'::regclass
+                        AND d.refobjid <> c.oid) AS reads,
+               (SELECT d.refobjid FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                   AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass
+                   AND d.deptype IN ('a', 'i') LIMIT 1) AS owner
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+           AND n.nspname <> ALL(%s) AND n.nspname !~ '^pg_(toast|temp)'
+        """,
+        [list(_SYSTEM)],
+    ).fetchall()
+    kept = set(keep)
+    views = [r for r in rels if r[3] in ("v", "m")]
+    changed = True
+    while changed:  # a view is kept when everything it reads is kept
+        changed = False
+        for oid, _s, _n, _k, reads, _o in views:
+            if oid not in kept and all(x in kept for x in reads):
+                kept.add(oid)
+                changed = True
+    out = []
+    for oid, schema, name, kind, _reads, owner in rels:
+        if kind == "S":
+            if owner is not None and owner not in kept:
+                out.append(f"{_quote(schema)}.{_quote(name)}")
+        elif oid not in kept:
+            out.append(f"{_quote(schema)}.{_quote(name)}")
+    return out
+
+
+def dangling_foreign_keys(conn: psycopg.Connection[Any], keep: set[int]) -> set[tuple[str, str]]:
+    """(schema, 'table constraint') of kept tables' foreign keys that point
+    at tables left out: pg_restore could not build them."""
+    rows = conn.execute(
+        """
+        SELECT n.nspname, c.relname || ' ' || k.conname, k.conrelid, k.confrelid
+          FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE k.contype = 'f'
+        """
+    ).fetchall()
+    return {(r[0], r[1]) for r in rows if r[2] in keep and r[3] not in keep}

@@ -173,15 +173,19 @@ def _run(
 
     opts = schema.RestoreOptions(cfg.no_owner, cfg.no_acl)
     dump = tmp / "schema.dump"
+    dangling: set[tuple[str, str]] = set()
     if not cfg.data_only:
-        all_names = {t.qualified for t in sel.tables}
-        excluded = [] if sel.everything or cfg.tables else [
-            t for t in catalog.select_tables(src, [], []).tables if t.qualified not in all_names
-        ]
-        schema.dump_schema(
-            tools["pg_dump"], cfg.source, dump, snapshot=snapshot,
-            tables=sel.tables if cfg.tables else None, exclude=excluded,
-        )
+        excluded: list[str] = []
+        if not sel.everything:
+            keep = {t.oid for t in sel.tables}
+            excluded = catalog.excluded_relations(src, keep)
+            dangling = catalog.dangling_foreign_keys(src, keep)
+            for schema_name, tag in sorted(dangling):
+                msg = f"foreign key {schema_name}.{tag.replace(' ', '.')} skipped: "
+                msg += "it references a table left out"
+                result.notes.append(msg)
+                rep.note(msg)
+        schema.dump_schema(tools["pg_dump"], cfg.source, dump, snapshot=snapshot, exclude=excluded)
     if not cfg.data_only and phase("pre-data"):
         t0 = time.monotonic()
         rep.phase_start("pre-data")
@@ -205,6 +209,7 @@ def _run(
 
     if not cfg.data_only:
         post = schema.toc(tools["pg_restore"], dump, "post-data")
+        post = [e for e in post if (e.schema, e.tag) not in dangling or e.desc != "FK CONSTRAINT"]
         first, rest = schema.split_post_data(post)
         if phase("indexes"):
             t0 = time.monotonic()

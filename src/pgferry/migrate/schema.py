@@ -15,7 +15,6 @@ from typing import Any
 
 import psycopg
 
-from pgferry.migrate.catalog import Table
 from pgferry.migrate.tools import Tool, run_tool
 
 BUILD_FIRST = ("INDEX", "CONSTRAINT", "FK CONSTRAINT", "INDEX ATTACH")
@@ -44,18 +43,14 @@ class TocEntry:
 
 
 def dump_schema(
-    pg_dump: Tool, source: str, out: Path, *, snapshot: str | None,
-    tables: list[Table] | None, exclude: list[Table],
+    pg_dump: Tool, source: str, out: Path, *, snapshot: str | None, exclude: list[str]
 ) -> None:
-    """`tables` None means the whole database; else just those (pg_dump -t)."""
+    """Both schema sections; `exclude` are exact pg_dump -T patterns."""
     args = ["-Fc", "--section=pre-data", "--section=post-data", "-f", str(out)]
     if snapshot:
         args.append(f"--snapshot={snapshot}")
-    if tables is not None:
-        for t in tables:
-            args += ["-t", t.pattern]
-    for t in exclude:
-        args += ["-T", t.pattern]
+    for pattern in exclude:
+        args += ["-T", pattern]
     run_tool(pg_dump, args, source, what="dumping the schema")
 
 

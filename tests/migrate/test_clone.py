@@ -1,0 +1,162 @@
+"""clone end to end on real servers, checked with verify and by direct queries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from click.testing import Result
+
+from pgferry.embedded import LocalServer
+from pgferry.migrate import CloneConfig, clone
+from pgferry.migrate.verify import VerifyConfig, verify
+from tests.migrate.conftest import BIG_ROWS, READER, drop_database, new_database, rows
+from tests.migrate.dbgen import generate
+
+Run = Callable[..., Result]
+
+
+@pytest.mark.slow
+def test_clone_round_trip(source_db: str, target_db: str, run_cli: Run) -> None:
+    res = run_cli(
+        "clone", "--source", source_db, "--target", target_db, "--jobs", "3",
+        "--split-tables-larger-than", "20MB", "--json",
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert [p for p, _ in out["phases"]] == [
+        "pre-data", "data", "large-objects", "indexes", "sequences", "vacuum-analyze",
+        "post-data",
+    ]
+    tables = {t["table"]: t["rows"] for t in out["tables"]}
+    assert tables["app.events"] == BIG_ROWS
+    assert tables['Mixed Case.Odd "Table"'] == 3
+
+    res = run_cli("verify", "--source", source_db, "--target", target_db)
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("ok: ")
+
+    # what verify does not look at: schema objects and their behaviour
+    assert rows(target_db, "SELECT last_value FROM app.invoice_no") == [(4242,)]
+    assert rows(target_db, "SELECT nextval('app.orders_id_seq')") == [(BIG_ROWS // 20 + 2,)]
+    new_user = rows(
+        target_db,
+        "INSERT INTO app.users (email, created) VALUES ('NEW@x', now()) RETURNING id",
+    )
+    assert new_user == [(BIG_ROWS // 100 + 1,)]
+    assert rows(target_db, "SELECT total_with_tax FROM app.orders WHERE id = 7") == rows(
+        source_db, "SELECT round(total * 1.2, 2) FROM app.orders WHERE id = 7"
+    )
+    assert rows(target_db, "SELECT lo_get(424242)") == [(b"small large object",)]
+    assert rows(target_db, "SELECT count(*) FROM sales.daily") == rows(
+        source_db, "SELECT count(*) FROM sales.daily"
+    )
+    assert rows(target_db, "SELECT obj_description('app.users'::regclass)") == [
+        ("people who order",)
+    ]
+    assert rows(target_db, "SELECT has_table_privilege(%s, 'app.users', 'SELECT')", READER) == [
+        (True,)
+    ]
+    fks = rows(target_db, "SELECT conname FROM pg_constraint WHERE contype = 'f' ORDER BY 1")
+    assert fks == [("events_order_id_fkey",), ("orders_user_id_fkey",)]
+    # the trigger came after the data (so it did not touch copied rows) and works
+    touched = "SELECT count(*) FROM app.orders WHERE note = 'touched'"
+    assert rows(target_db, touched) == [(BIG_ROWS // 100,)] == rows(source_db, touched)
+    rows(target_db, "INSERT INTO app.orders (user_id, total, placed_at) VALUES (1, 1, now())")
+    assert rows(target_db, touched) == [(BIG_ROWS // 100 + 1,)]
+    # partition routing and the partitioned index survived
+    attached = "SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass"
+    assert rows(target_db, attached, "sales.measurements_temp_idx") == [(3,)]
+    assert rows(target_db, "SELECT to_regnamespace('pgferry')") == [(None,)]
+
+
+def test_verify_reports_changed_and_missing_rows(
+    source_db: str, target_db: str, run_cli: Run
+) -> None:
+    res = run_cli(
+        "clone", "--source", source_db, "--target", target_db, "--table", "app.users",
+        "--table", "Mixed Case.*", "-q",
+    )
+    assert res.exit_code == 0, res.output
+    args = ["verify", "--source", source_db, "--target", target_db,
+            "--table", "app.users", "--table", "Mixed Case.*"]
+    assert run_cli(*args).exit_code == 0
+    rows(target_db, "UPDATE app.users SET name = 'Changed' WHERE id = 17")
+    rows(target_db, 'DELETE FROM "Mixed Case"."Odd ""Table""" WHERE "Col A" = 2')
+    res = run_cli(*args)
+    assert res.exit_code == 1
+    lines = res.stdout.splitlines()
+    assert lines[0].split() == ["object", "source", "rows", "target", "rows", "status"]
+    assert lines[1:] == [
+        "table Mixed Case.Odd \"Table\"".ljust(44) + f"{3:>12}{2:>12}  row count differs",
+        "table app.users".ljust(44) + f"{10000:>12}{10000:>12}  content differs",
+        "2 of 3 objects differ",
+    ]
+
+
+def test_target_not_empty_is_refused(source_db: str, target_db: str, run_cli: Run) -> None:
+    rows(target_db, "CREATE SCHEMA app; CREATE TABLE app.users (id int)")
+    res = run_cli("clone", "--source", source_db, "--target", target_db, "-q")
+    assert res.exit_code == 1
+    assert res.stderr.strip() == (
+        "error: the target already has table app.users; "
+        "clone into an empty database, or use --data-only"
+    )
+
+
+def test_schema_only_then_data_only(source_db: str, target_db: str, run_cli: Run) -> None:
+    pick = ["--table", "app.users", "--table", "app.orders"]
+    res = run_cli("clone", "--source", source_db, "--target", target_db, "--schema-only", *pick)
+    assert res.exit_code == 0, res.output
+    assert rows(target_db, "SELECT count(*) FROM app.orders") == [(0,)]
+    res = run_cli("clone", "--source", source_db, "--target", target_db, "--data-only", *pick)
+    assert res.exit_code == 0, res.output
+    res = run_cli("verify", "--source", source_db, "--target", target_db, *pick)
+    assert res.exit_code == 0, res.output
+
+
+def test_cross_version_and_missing_extension(
+    cross_servers: tuple[LocalServer, LocalServer],
+) -> None:
+    old, new = cross_servers
+    src, dst = new_database(old, "x"), new_database(new, "x")
+    try:
+        generate(src, 20_000)
+        rows(src, "CREATE EXTENSION pgcrypto")  # in Debian's 15, not in the wheel's 18
+        with pytest.raises(Exception) as err:
+            clone(CloneConfig(src, dst, jobs=2))
+        assert str(err.value) == (
+            "the source uses extension(s) pgcrypto, which the target server cannot install; "
+            "install them on the target server (its package), or exclude what uses them"
+        )
+        rows(src, "DROP EXTENSION pgcrypto")
+        result = clone(CloneConfig(src, dst, jobs=2, split_bytes=1 << 20, no_owner=True))
+        assert result.tools["pg_dump"].endswith("(15)")
+        check = verify(VerifyConfig(src, dst))
+        assert check.ok, check.differences
+        assert len(check.checks) == 14
+    finally:
+        drop_database(old, src)
+        drop_database(new, dst)
+
+
+def test_missing_source_tool_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pgferry.migrate import tools
+
+    monkeypatch.setattr(tools, "DEBIAN_ROOT", tools.Path("/nonexistent"))
+    monkeypatch.setattr(tools, "wheel_bindir", lambda: None)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(tools.ToolNotFound) as err:
+        tools.find_tool("pg_dump", 15)
+    assert str(err.value) == (
+        "no pg_dump for PostgreSQL 15 or newer was found (found: none); "
+        "install the client programs, e.g. apt-get install postgresql-client-15"
+    )
+
+
+def test_bad_source_url_is_one_line(target_db: str, run_cli: Run) -> None:
+    res = run_cli("clone", "--source", "postgresql://nobody@127.0.0.1:1/x", "--target", target_db)
+    assert res.exit_code == 1
+    assert res.stderr.startswith("error: source: cannot connect to postgresql://nobody@127.0.0.1:1/x")
+    assert len(res.stderr.strip().splitlines()) == 1
