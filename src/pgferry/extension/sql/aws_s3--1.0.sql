@@ -1,0 +1,189 @@
+-- aws_s3 1.0 (pgferry): the RDS/Aurora aws_s3 SQL surface for self-hosted
+-- PostgreSQL, in SQL and PL/pgSQL only. The server fetches and uploads
+-- through pgferry's program (@PROGRAM@), run by COPY ... PROGRAM.
+--
+-- Security model (see README "CREATE EXTENSION aws_s3"):
+-- * Everything the caller's privileges should govern runs as the caller
+--   (SECURITY INVOKER): resolving the table, the INSERT into it (so INSERT
+--   and column privileges, RLS, triggers, defaults and domain checks apply
+--   exactly as for the caller), and the export query.
+-- * Only the two COPY ... PROGRAM steps run as the extension owner
+--   (SECURITY DEFINER): they touch nothing but a temp table of the caller's
+--   own session whose shape they check or create themselves, and build the
+--   COPY statement from fixed text, a random hex id and options re-rendered
+--   from a whitelist. Nothing the caller passes reaches a shell.
+-- * Requests (bucket, key, region, options, keys) go to the program in a
+--   file of a 0700 spool directory inside the data directory, written from a
+--   variable (never a literal in statement text); the program deletes it on
+--   read. Results come back in a status file read with pg_read_file.
+\echo Use "CREATE EXTENSION aws_s3 CASCADE" to load this file. \quit
+
+-- ---------------------------------------------------------------------------
+-- Internal helpers. SECURITY INVOKER with EXECUTE revoked from PUBLIC: they
+-- act with the definer's rights only when a definer function calls them, and
+-- a direct call by anyone else fails on the first file access.
+
+CREATE FUNCTION aws_s3._command(p_mode text, p_id text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_mode NOT IN ('prepare', 'options', 'import', 'export') OR p_id !~ '^[0-9a-f]{0,32}$' THEN
+        RAISE EXCEPTION 'aws_s3: internal error: bad program request';
+    END IF;
+    -- fixed at install time by "pgferry extension install"; shell-safe characters only
+    RETURN rtrim('exec @PROGRAM@ ' || p_mode || ' ' || p_id);
+END $$;
+
+CREATE FUNCTION aws_s3._new_id() RETURNS text
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.replace(pg_catalog.gen_random_uuid()::text, '-', '')
+$$;
+
+-- The spool directory (relative paths in COPY and pg_read_file are taken
+-- from the data directory, which is also the program's working directory).
+CREATE FUNCTION aws_s3._spool(p_id text, p_ext text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT 'pgferry_aws_s3/' || p_id || '.' || p_ext
+$$;
+
+CREATE FUNCTION aws_s3._write_request(p_id text, p_request jsonb) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF pg_stat_file('pgferry_aws_s3', true) IS NULL THEN
+        EXECUTE format('COPY (SELECT 1) TO PROGRAM %L', aws_s3._command('prepare', ''));
+    END IF;
+    -- COPY takes no parameters, so the request travels in a transaction-local
+    -- setting: the statement text names the setting, never the secret.
+    PERFORM set_config('aws_s3.request',
+                       encode(convert_to(p_request::text, 'UTF8'), 'hex'), true);
+    EXECUTE format('COPY (SELECT pg_catalog.current_setting(%L)) TO %L',
+                   'aws_s3.request', aws_s3._spool(p_id, 'req'));
+    PERFORM set_config('aws_s3.request', '', true);
+END $$;
+
+CREATE FUNCTION aws_s3._read_status(p_id text) RETURNS jsonb
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.pg_read_file(aws_s3._spool(p_id, 'status'), 0, 1048576, true)::jsonb
+$$;
+
+-- Raise the program's one-line error (the same text the client import prints).
+CREATE FUNCTION aws_s3._raise_status(p_status jsonb) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_status ? 'error' THEN
+        RAISE EXCEPTION USING MESSAGE = p_status->>'error',
+            ERRCODE = coalesce(p_status->>'sqlstate', '58030');
+    END IF;
+END $$;
+
+-- Parse COPY options with pgferry's parser (the client import's), then
+-- render them here from a whitelist: only known names, quoted values and
+-- checked words reach the COPY statement.
+CREATE FUNCTION aws_s3._options(p_options text, p_direction text) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_id text := aws_s3._new_id();
+    v_status jsonb;
+    v_opt jsonb;
+    v_name text;
+    v_val jsonb;
+    v_parts text[] := '{}';
+BEGIN
+    IF coalesce(p_options, '') ~ '^\s*$' THEN
+        RETURN '';
+    END IF;
+    PERFORM aws_s3._write_request(v_id, jsonb_build_object(
+        'options', p_options, 'direction', p_direction));
+    EXECUTE format('COPY (SELECT 1) TO PROGRAM %L', aws_s3._command('options', v_id));
+    v_status := aws_s3._read_status(v_id);
+    IF v_status IS NULL THEN
+        RAISE EXCEPTION 'aws_s3: the pgferry program left no result; see the server log';
+    END IF;
+    PERFORM aws_s3._raise_status(v_status);
+    FOR v_opt IN SELECT * FROM jsonb_array_elements(v_status->'options') LOOP
+        v_name := v_opt->>0;
+        v_val := v_opt->1;
+        IF v_name IN ('delimiter', 'null', 'default', 'quote', 'escape', 'encoding')
+           AND jsonb_typeof(v_val) = 'string' THEN
+            v_parts := v_parts || (upper(v_name) || ' ' || quote_literal(v_val #>> '{}'));
+        ELSIF v_name IN ('header', 'freeze') AND v_val #>> '{}' IN ('true', 'false', 'match') THEN
+            v_parts := v_parts || (upper(v_name) || ' ' || (v_val #>> '{}'));
+        ELSIF (v_name = 'format' AND v_val #>> '{}' IN ('text', 'csv', 'binary'))
+           OR (v_name = 'on_error' AND v_val #>> '{}' IN ('stop', 'ignore'))
+           OR (v_name = 'log_verbosity' AND v_val #>> '{}' IN ('default', 'verbose', 'silent')) THEN
+            v_parts := v_parts || (upper(v_name) || ' ' || (v_val #>> '{}'));
+        ELSIF v_name = 'reject_limit' AND jsonb_typeof(v_val) = 'number' THEN
+            v_parts := v_parts || (upper(v_name) || ' ' || ((v_val #>> '{}')::bigint)::text);
+        ELSIF v_name IN ('force_not_null', 'force_null', 'force_quote')
+           AND jsonb_typeof(v_val) = 'array' THEN
+            IF v_val = '["*"]' THEN
+                v_parts := v_parts || (upper(v_name) || ' *');
+            ELSE
+                v_parts := v_parts || (upper(v_name) || ' (' || (
+                    SELECT string_agg(quote_ident(c), ', ' ORDER BY n)
+                    FROM jsonb_array_elements_text(v_val) WITH ORDINALITY AS x(c, n)) || ')');
+            END IF;
+        ELSE
+            RAISE EXCEPTION 'unsupported COPY option % in aws_s3 call', quote_literal(v_name)
+                USING ERRCODE = '22023';
+        END IF;
+    END LOOP;
+    IF cardinality(v_parts) = 0 THEN
+        RETURN '';
+    END IF;
+    RETURN '(' || array_to_string(v_parts, ', ') || ')';
+END $$;
+
+-- Strict checks on what names the object, so that no value can steer the
+-- server's requests (and its ambient credentials) to another host: the
+-- endpoint comes only from the server's own environment and AWS config.
+CREATE FUNCTION aws_s3._check_object(p_bucket text, p_key text, p_region text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_bucket IS NULL OR p_bucket !~ '^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$' THEN
+        RAISE EXCEPTION 'invalid S3 bucket name %', quote_literal(coalesce(p_bucket, 'NULL'))
+            USING ERRCODE = '22023', HINT = 'bucket names use letters, digits, ".", "-" and "_"';
+    END IF;
+    IF p_key IS NULL OR p_key = '' OR octet_length(p_key) > 1024 THEN
+        RAISE EXCEPTION 'invalid S3 file_path %', quote_literal(coalesce(p_key, 'NULL'))
+            USING ERRCODE = '22023', HINT = 'give the object key, 1 to 1024 bytes';
+    END IF;
+    IF coalesce(p_region, '') <> '' AND p_region !~ '^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$' THEN
+        RAISE EXCEPTION 'invalid AWS region %', quote_literal(p_region)
+            USING ERRCODE = '22023', HINT = 'e.g. us-east-1';
+    END IF;
+END $$;
+
+-- Types whose input functions are built in and search_path independent: a
+-- staging column of such a type parses exactly as the target would, with no
+-- user code running under the definer's rights. Others stage as text and are
+-- cast by the caller.
+CREATE FUNCTION aws_s3._builtin_type(p_type oid) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((SELECT t.typnamespace = 'pg_catalog'::regnamespace AND t.typtype = 'b'
+                            AND t.typname !~ '^_?reg'
+                     FROM pg_catalog.pg_type t WHERE t.oid = p_type), false)
+$$;
+
+REVOKE ALL ON FUNCTION aws_s3._command(text, text), aws_s3._new_id(), aws_s3._spool(text, text),
+    aws_s3._write_request(text, jsonb), aws_s3._read_status(text), aws_s3._raise_status(jsonb),
+    aws_s3._options(text, text), aws_s3._check_object(text, text, text),
+    aws_s3._builtin_type(oid) FROM PUBLIC;
+
+-- Re-raise an error with log_min_error_statement off, so the server log does
+-- not repeat the caller's statement, which may carry keys as literals.
+CREATE FUNCTION aws_s3._reraise(p_state text, p_message text, p_detail text, p_hint text)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET log_min_error_statement = 'panic' AS $$
+BEGIN
+    IF p_detail IS NOT NULL AND p_hint IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = p_state, MESSAGE = p_message, DETAIL = p_detail, HINT = p_hint;
+    ELSIF p_detail IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = p_state, MESSAGE = p_message, DETAIL = p_detail;
+    ELSIF p_hint IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = p_state, MESSAGE = p_message, HINT = p_hint;
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = p_state, MESSAGE = p_message;
+END $$;
+
+-- (the import and export functions follow: pgferry extension install
+-- appends aws_s3_import.sql and aws_s3_export.sql to this file)
