@@ -105,12 +105,10 @@ def test_object_replaced_during_import(conn, db, table, bucket, s3client, monkey
     monkeypatch.setattr(s3mod, "PIECE", 16 << 10)
     body = b"".join(b"%d,row\n" % i for i in range(1, 100_000))
     s3client.put_object(Bucket=bucket, Key="moving.csv", Body=body)
-    seen = 0
 
-    def replace_once(n: int) -> None:
-        nonlocal seen
-        seen += n
-        if seen == n:  # first piece arrived: a writer replaces the object
+    def replace_once(done: int, total: int) -> None:
+        assert total == len(body)
+        if done == 16 << 10:  # first piece arrived: a writer replaces the object
             s3client.put_object(Bucket=bucket, Key="moving.csv", Body=body + b"999999,new\n")
 
     with pytest.raises(errors.ObjectChanged) as err:

@@ -60,15 +60,15 @@ def open_decoded(
     s3: S3Config | None = None,
     *,
     content_encoding: str = "auto",
-    on_bytes: Callable[[int], None] | None = None,
+    on_bytes: Callable[[int, int], None] | None = None,
 ) -> Decoded:
-    """Open `ref` for reading; `on_bytes` is told how many stored (compressed)
-    bytes arrived, for progress reporting."""
+    """Open `ref` for reading; `on_bytes(done, total)` is told how many stored
+    (compressed) bytes arrived so far, for progress reporting."""
     reader = open_object(ref, s3)
     try:
         raw = reader.chunks()
         if on_bytes is not None:
-            raw = _counted(raw, on_bytes)
+            raw = _counted(raw, reader.size, on_bytes)
         first = next(raw, b"")
         codec = choose_codec(content_encoding, reader.content_encoding, first)
         chunks = itertools.chain([first] if first else [], raw)
@@ -78,7 +78,11 @@ def open_decoded(
         raise
 
 
-def _counted(chunks: Iterator[bytes], on_bytes: Callable[[int], None]) -> Iterator[bytes]:
+def _counted(
+    chunks: Iterator[bytes], total: int, on_bytes: Callable[[int, int], None]
+) -> Iterator[bytes]:
+    done = 0
     for chunk in chunks:
-        on_bytes(len(chunk))
+        done += len(chunk)
+        on_bytes(done, total)
         yield chunk

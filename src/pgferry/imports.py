@@ -91,7 +91,7 @@ def import_from_s3(
     source: str | None = None,
     *,
     conn: psycopg.Connection[Any] | None = None,
-    on_bytes: Callable[[int], None] | None = None,
+    on_bytes: Callable[[int, int], None] | None = None,
     **spec: Any,
 ) -> ImportResult:
     """Import one object into `table`. See ImportSpec for the keywords
@@ -104,7 +104,7 @@ def run_import(
     spec: ImportSpec,
     conn: psycopg.Connection[Any] | None = None,
     *,
-    on_bytes: Callable[[int], None] | None = None,
+    on_bytes: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
     table = parse_table_name(spec.table)
     columns = (

@@ -26,10 +26,11 @@ def setup_logging(verbose: bool = False) -> None:
 @contextmanager
 def progress_bar(
     label: str, total: int | None = None, *, enabled: bool = True
-) -> Iterator[Callable[[int], None]]:
-    """A byte-progress bar on an interactive stderr; a no-op otherwise."""
+) -> Iterator[Callable[[int, int], None]]:
+    """A byte-progress bar on an interactive stderr, fed `(done, total)`;
+    a no-op otherwise."""
     if not enabled or not sys.stderr.isatty():
-        yield lambda n: None
+        yield lambda done, total: None
         return
     from rich.progress import (
         BarColumn,
@@ -50,4 +51,4 @@ def progress_bar(
         console=__import__("rich.console").console.Console(stderr=True),
     ) as progress:
         task = progress.add_task(label, total=total)
-        yield lambda n: progress.advance(task, n)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
