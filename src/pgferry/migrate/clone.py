@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from pgferry.migrate import catalog, finish, schema
 from pgferry.migrate.catalog import Selection, Unit
 from pgferry.migrate.copier import Pool, UnitStats, copy_out, load, open_target
 from pgferry.migrate.errors import ExtensionMissing, TargetNotEmpty
+from pgferry.migrate.phases import MigrateResult, Phases, PostData, after_data
 from pgferry.migrate.progress import Ledger, NullReporter, Reporter
 from pgferry.migrate.tools import Tool, find_tool
 from pgferry.target import connect, mask_password
@@ -44,14 +45,7 @@ class CloneConfig:
     resume: bool = False
 
 
-@dataclass
-class CloneResult:
-    phases: list[tuple[str, float]] = field(default_factory=list)
-    tables: list[UnitStats] = field(default_factory=list)
-    tools: dict[str, str] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    seconds: float = 0.0
+CloneResult = MigrateResult
 
 
 def _tools(major: int, result: CloneResult, rep: Reporter) -> dict[str, Tool]:
@@ -160,17 +154,7 @@ def _run(
     if not ledger.exists():
         ledger.create(origin)
 
-    def phase(name: str) -> bool:
-        if f"phase:{name}" in done:
-            result.skipped.append(name)
-            return False
-        return True
-
-    def finished(name: str, t0: float) -> None:
-        ledger.mark(f"phase:{name}")
-        result.phases.append((name, time.monotonic() - t0))
-        rep.phase_done(name, time.monotonic() - t0)
-
+    ph = Phases(ledger, done, result, rep)
     opts = schema.RestoreOptions(cfg.no_owner, cfg.no_acl)
     dump = tmp / "schema.dump"
     dangling: set[tuple[str, str]] = set()
@@ -181,65 +165,39 @@ def _run(
             excluded = catalog.excluded_relations(src, keep)
             dangling = catalog.dangling_foreign_keys(src, keep)
             for schema_name, tag in sorted(dangling):
-                msg = f"foreign key {schema_name}.{tag.replace(' ', '.')} skipped: "
-                msg += "it references a table left out"
-                result.notes.append(msg)
-                rep.note(msg)
+                ph.note(
+                    f"foreign key {schema_name}.{tag.replace(' ', '.')} skipped: "
+                    "it references a table left out"
+                )
         schema.dump_schema(tools["pg_dump"], cfg.source, dump, snapshot=snapshot, exclude=excluded)
-    if not cfg.data_only and phase("pre-data"):
-        t0 = time.monotonic()
-        rep.phase_start("pre-data")
-        schema.restore_pre_data(tools["pg_restore"], dump, cfg.target, opts)
-        finished("pre-data", t0)
-
-    if not cfg.schema_only and phase("data"):
-        t0 = time.monotonic()
-        todo = [t for t in sel.leaves if f"table:{t.qualified}" not in done]
-        result.skipped += [t.qualified for t in sel.leaves if t not in todo]
-        units = catalog.plan_units(src, todo, cfg.split_bytes, cfg.jobs)
-        rep.phase_start("data", sum(u.est_bytes for u in units))
-        result.tables = _copy(cfg, rep, tools["psql"], snapshot, units, ledger, bool(done))
-        finished("data", t0)
-    if not cfg.schema_only and sel.everything and phase("large-objects"):
-        t0 = time.monotonic()
-        rep.phase_start("large-objects")
-        finish.copy_large_objects(src, cfg.target, "phase:large-objects")
-        finished("large-objects", t0)
-    src.rollback()  # the snapshot is no longer needed
-
-    if not cfg.data_only:
-        post = schema.toc(tools["pg_restore"], dump, "post-data")
-        post = [e for e in post if (e.schema, e.tag) not in dangling or e.desc != "FK CONSTRAINT"]
-        first, rest = schema.split_post_data(post)
-        if phase("indexes"):
-            t0 = time.monotonic()
-            rep.phase_start("indexes")
-            if cfg.resume:
-                first = schema.missing_on_target(tgt, first)
-            schema.restore_list(
-                tools["pg_restore"], dump, cfg.target, first, jobs=cfg.jobs, opts=opts,
-                what="indexes and constraints", workdir=tmp,
-            )
-            finished("indexes", t0)
-    if not cfg.schema_only and phase("sequences"):
-        t0 = time.monotonic()
-        rep.phase_start("sequences")
-        finish.set_sequences(cfg.target, seqs)
-        finished("sequences", t0)
-    if not cfg.schema_only and phase("vacuum-analyze"):
-        t0 = time.monotonic()
-        rep.phase_start("vacuum-analyze")
-        parents = [t for t in sel.tables if t.partitioned]
-        finish.vacuum_analyze(cfg.target, sel.leaves, parents, cfg.jobs)
-        finished("vacuum-analyze", t0)
-    if not cfg.data_only and phase("post-data"):
-        t0 = time.monotonic()
-        rep.phase_start("post-data")
-        schema.restore_list(
-            tools["pg_restore"], dump, cfg.target, rest, jobs=1, opts=opts,
-            what="post-data", workdir=tmp,
+        ph.run(
+            "pre-data",
+            lambda: schema.restore_pre_data(tools["pg_restore"], dump, cfg.target, opts),
         )
-        finished("post-data", t0)
+    if not cfg.schema_only:
+        todo = [t for t in sel.leaves if f"table:{t.qualified}" not in done]
+        if "phase:data" not in done:
+            result.skipped += [t.qualified for t in sel.leaves if t not in todo]
+        units = catalog.plan_units(src, todo, cfg.split_bytes, cfg.jobs)
+
+        def data() -> None:
+            result.tables = _copy(cfg, rep, tools["psql"], snapshot, units, ledger, bool(done))
+
+        ph.run("data", data, sum(u.est_bytes for u in units))
+        if sel.everything:
+            ph.run(
+                "large-objects",
+                lambda: finish.copy_large_objects(src, cfg.target, "phase:large-objects"),
+            )
+    src.rollback()  # the snapshot is no longer needed
+    post = None if cfg.data_only else PostData(
+        tools["pg_restore"], dump, opts, tmp, cfg.resume, dangling
+    )
+    after_data(
+        ph, post, tgt, cfg.target, cfg.jobs,
+        sequences=None if cfg.schema_only else seqs, leaves=sel.leaves,
+        parents=[t for t in sel.tables if t.partitioned],
+    )
     ledger.drop()
 
 
