@@ -38,17 +38,17 @@ LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.replace(pg_catalog.gen_random_uuid()::text, '-', '')
 $$;
 
--- The spool directory (relative paths in COPY and pg_read_file are taken
--- from the data directory, which is also the program's working directory).
+-- The spool directory, inside the data directory: private to the server's
+-- OS user (PostgreSQL insists on that), and the program's working directory.
 CREATE FUNCTION aws_s3._spool(p_id text, p_ext text) RETURNS text
-LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT 'pgferry_aws_s3/' || p_id || '.' || p_ext
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT current_setting('data_directory') || '/pgferry_aws_s3/' || p_id || '.' || p_ext
 $$;
 
 CREATE FUNCTION aws_s3._write_request(p_id text, p_request jsonb) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF pg_stat_file('pgferry_aws_s3', true) IS NULL THEN
+    IF pg_stat_file(current_setting('data_directory') || '/pgferry_aws_s3', true) IS NULL THEN
         EXECUTE format('COPY (SELECT 1) TO PROGRAM %L', aws_s3._command('prepare', ''));
     END IF;
     -- COPY takes no parameters, so the request travels in a transaction-local
