@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,10 +146,8 @@ def guide_buckets(s3client: Any) -> tuple[str, ...]:
     """The guide's buckets, lower-cased and hyphenated: S3 (and SeaweedFS)
     refuse new bucket names like 'sampleBucket' or 'sample_s3_bucket'."""
     for name in GUIDE_BUCKETS:
-        try:
+        with suppress(s3client.exceptions.BucketAlreadyOwnedByYou):
             s3client.create_bucket(Bucket=name)
-        except s3client.exceptions.BucketAlreadyOwnedByYou:
-            pass
     return GUIDE_BUCKETS
 
 
@@ -159,9 +157,7 @@ def bare_db(ext: ExtServer) -> Iterator[str]:
     name = f"x{next(_counter)}"
     ext.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)).as_string())
     yield name
-    ext.execute(
-        sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)).as_string()
-    )
+    ext.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)).as_string())
 
 
 @pytest.fixture()

@@ -37,7 +37,7 @@ SELECT aws_commons.create_s3_uri(
 ) AS s3_uri \\gset
 SELECT aws_s3.table_import_from_s3(
    't1',
-   '', 
+   '',
    '(format csv)',
    :'s3_uri'
 );
@@ -49,15 +49,19 @@ SELECT * FROM t1 ORDER BY col1;
     assert " a    | b    | c" in proc.stdout and " d    | e    | f" in proc.stdout
 
 
-def test_guide_custom_delimiter(ext: ExtServer, edb: str, s3client: Any, guide_buckets: Any) -> None:
-    s3client.put_object(Bucket="samplebucket", Key="pipeDelimitedSampleFile", Body=PIPE_ROWS.encode())
+def test_guide_custom_delimiter(
+    ext: ExtServer, edb: str, s3client: Any, guide_buckets: Any
+) -> None:
+    s3client.put_object(
+        Bucket="samplebucket", Key="pipeDelimitedSampleFile", Body=PIPE_ROWS.encode()
+    )
     proc = ext.psql(
         """
 CREATE TABLE test (a text, b text, c text, d text, e text);
 SELECT aws_s3.table_import_from_s3(
    'test',
    'a,b,d,e',
-   'DELIMITER ''|''', 
+   'DELIMITER ''|''',
    aws_commons.create_s3_uri('samplebucket', 'pipeDelimitedSampleFile', 'us-east-2')
 );
 SELECT * FROM test ORDER BY a;
@@ -75,9 +79,7 @@ SELECT * FROM test ORDER BY a;
 
 def test_guide_gzip(ext: ExtServer, edb: str, s3client: Any, guide_buckets: Any) -> None:
     body = gzip.compress(b"1,a,b,c,d\n2,e,f,g,h\n")
-    s3client.put_object(
-        Bucket="mys3bucket", Key="test-data.gz", Body=body, ContentEncoding="gzip"
-    )
+    s3client.put_object(Bucket="mys3bucket", Key="test-data.gz", Body=body, ContentEncoding="gzip")
     proc = ext.psql(
         """
 CREATE TABLE test_gzip(id int, a text, b text, c text, d text);
@@ -110,7 +112,10 @@ SELECT name, price FROM test_table;
 """,
         edb,
     )
-    assert f'1 rows imported into relation "test_table" from file SampleFile of {len(body)} bytes' in proc.stdout
+    assert (
+        f'1 rows imported into relation "test_table" from file SampleFile of {len(body)} bytes'
+        in proc.stdout
+    )
     assert "caf\u00e9 | \u20ac5" in proc.stdout
 
 
@@ -127,12 +132,12 @@ SELECT aws_commons.create_aws_credentials(
 AS creds \\gset
 SELECT aws_s3.table_import_from_s3(
    't', '', '(format csv)',
-   :'s3_uri', 
+   :'s3_uri',
    :'creds'
 );
 SELECT aws_s3.table_import_from_s3(
    't', '', '(format csv)',
-   :'s3_uri', 
+   :'s3_uri',
    aws_commons.create_aws_credentials('{ACCESS_KEY}', '{SECRET_KEY}', '')
 );
 SELECT aws_s3.table_import_from_s3(
@@ -143,7 +148,9 @@ SELECT count(*) AS n FROM t;
 """,
         edb,
     )
-    assert proc.stdout.count('1 rows imported into relation "t" from file sample.csv of 6 bytes') == 3
+    assert (
+        proc.stdout.count('1 rows imported into relation "t" from file sample.csv of 6 bytes') == 3
+    )
     assert " n \n---\n 3\n" in proc.stdout
     # wrong keys: S3's refusal, as the client import words it
     bad = ext.psql(
