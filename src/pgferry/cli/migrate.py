@@ -17,7 +17,11 @@ import click
 from pgferry.cli import json_option, target_option
 from pgferry.errors import UsageError
 from pgferry.migrate import CloneConfig, clone
+from pgferry.migrate.restore import RestoreConfig, restore_snapshot
+from pgferry.migrate.s3stream import Encryption
+from pgferry.migrate.snapshot import SnapshotConfig, create_snapshot, list_snapshots
 from pgferry.migrate.verify import VerifyConfig, VerifyResult, verify
+from pgferry.stores.s3 import S3Config
 from pgferry.target import resolve_target
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -52,10 +56,9 @@ def _human(n: float) -> str:
     return str(n)
 
 
-def _clone_options(f: Any) -> Any:
+def _source_options(f: Any) -> Any:
     opts = [
         click.option("--source", required=True, metavar="URL", help="libpq URL of the source."),
-        target_option,
         click.option("--jobs", "-j", default=4, show_default=True, help="Parallel connections."),
         click.option(
             "--split-tables-larger-than", "split", default="1GB", show_default=True,
@@ -65,8 +68,6 @@ def _clone_options(f: Any) -> Any:
                      help="Only these tables (glob on schema.table); repeatable."),
         click.option("--exclude", multiple=True, metavar="PATTERN",
                      help="Skip these tables (glob on schema.table); repeatable."),
-        click.option("--no-owner", is_flag=True, help="Do not set object owners."),
-        click.option("--no-acl", is_flag=True, help="Do not restore grants."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
         json_option,
     ]
@@ -76,13 +77,16 @@ def _clone_options(f: Any) -> Any:
 
 
 @click.command("clone")
-@_clone_options
+@_source_options
+@target_option
+@click.option("--no-owner", is_flag=True, help="Do not set object owners.")
+@click.option("--no-acl", is_flag=True, help="Do not restore grants.")
 @click.option("--schema-only", is_flag=True, help="Copy the schema, no rows.")
 @click.option("--data-only", is_flag=True, help="Copy rows into an existing schema.")
 @click.option("--resume", is_flag=True, help="Finish an interrupted clone into this target.")
 def clone_cmd(
-    source: str, target: str | None, jobs: int, split: str, tables: tuple[str, ...],
-    exclude: tuple[str, ...], no_owner: bool, no_acl: bool, quiet: bool, as_json: bool,
+    source: str, jobs: int, split: str, tables: tuple[str, ...], exclude: tuple[str, ...],
+    quiet: bool, as_json: bool, target: str | None, no_owner: bool, no_acl: bool,
     schema_only: bool, data_only: bool, resume: bool,
 ) -> None:
     """Copy a whole database from --source into --target, in parallel."""
@@ -152,7 +156,116 @@ def verify_cmd(
         click.get_current_context().exit(1)
 
 
+def _s3_options(f: Any) -> Any:
+    for opt in reversed([
+        click.option("--region", help="AWS region (default: the SDK's)."),
+        click.option("--endpoint-url", help="S3-compatible endpoint (or AWS_ENDPOINT_URL)."),
+        click.option("--profile", help="AWS profile to use."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _s3(region: str | None, endpoint_url: str | None, profile: str | None) -> S3Config:
+    return S3Config(region=region, endpoint_url=endpoint_url, profile=profile)
+
+
+@click.group("snapshot")
+def snapshot_group() -> None:
+    """Consistent database snapshots on S3: create, restore, list."""
+
+
+@snapshot_group.command("create")
+@click.argument("uri", metavar="s3://BUCKET/PREFIX/NAME")
+@_source_options
+@click.option("--sse", type=click.Choice(["AES256", "aws:kms"]), help="Encryption at rest.")
+@click.option("--sse-kms-key-id", metavar="ID", help="KMS key for --sse aws:kms.")
+@_s3_options
+def snapshot_create_cmd(
+    uri: str, source: str, jobs: int, split: str, tables: tuple[str, ...],
+    exclude: tuple[str, ...], quiet: bool, as_json: bool, sse: str | None,
+    sse_kms_key_id: str | None, region: str | None, endpoint_url: str | None,
+    profile: str | None,
+) -> None:
+    """Take a consistent snapshot of --source to S3."""
+    cfg = SnapshotConfig(
+        source=source, uri=uri, jobs=jobs, split_bytes=parse_size(split), tables=tables,
+        exclude=exclude, encryption=Encryption(sse, sse_kms_key_id),
+        s3=_s3(region, endpoint_url, profile),
+    )
+    reporter = _reporter(quiet or as_json)
+    try:
+        result = create_snapshot(cfg, reporter)
+    finally:
+        if reporter is not None:
+            reporter.close()
+    if as_json:
+        click.echo(json.dumps(asdict(result)))
+        return
+    click.echo(
+        f"snapshot {result.uri}: {result.streams} streams, {result.rows} rows, "
+        f"{_human(result.raw_bytes)} as COPY text, {_human(result.stored_bytes)} stored, "
+        f"in {result.seconds:.1f}s"
+    )
+
+
+@snapshot_group.command("restore")
+@click.argument("uri", metavar="s3://BUCKET/PREFIX/NAME")
+@target_option
+@click.option("--jobs", "-j", default=4, show_default=True, help="Parallel connections.")
+@click.option("--no-owner", is_flag=True, help="Do not set object owners.")
+@click.option("--no-acl", is_flag=True, help="Do not restore grants.")
+@click.option("--resume", is_flag=True, help="Finish an interrupted restore into this target.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@json_option
+@_s3_options
+def snapshot_restore_cmd(
+    uri: str, target: str | None, jobs: int, no_owner: bool, no_acl: bool, resume: bool,
+    quiet: bool, as_json: bool, region: str | None, endpoint_url: str | None,
+    profile: str | None,
+) -> None:
+    """Restore a snapshot into --target."""
+    cfg = RestoreConfig(
+        uri=uri, target=resolve_target(target).conninfo, jobs=jobs, no_owner=no_owner,
+        no_acl=no_acl, resume=resume, s3=_s3(region, endpoint_url, profile),
+    )
+    reporter = _reporter(quiet or as_json)
+    try:
+        result = restore_snapshot(cfg, reporter)
+    finally:
+        if reporter is not None:
+            reporter.close()
+    if as_json:
+        click.echo(json.dumps(asdict(result)))
+        return
+    rows = sum(t.rows for t in result.tables)
+    click.echo(f"restored {uri}: {len(result.tables)} streams, {rows} rows, "
+               f"in {result.seconds:.1f}s")
+
+
+@snapshot_group.command("list")
+@click.argument("uri", metavar="s3://BUCKET/PREFIX/")
+@json_option
+@_s3_options
+def snapshot_list_cmd(
+    uri: str, as_json: bool, region: str | None, endpoint_url: str | None, profile: str | None
+) -> None:
+    """List the snapshots under a prefix."""
+    found = list_snapshots(uri, _s3(region, endpoint_url, profile))
+    if as_json:
+        click.echo(json.dumps([asdict(i) for i in found]))
+        return
+    click.echo(f"{'name':<24}{'created':<27}{'tables':>7}{'rows':>12}{'stored':>12}")
+    for i in found:
+        if not i.complete:
+            click.echo(f"{i.name:<24}{'(incomplete: no manifest)':<27}")
+            continue
+        click.echo(f"{i.name:<24}{i.created or '':<27}{i.tables:>7}{i.rows:>12}"
+                   f"{_human(i.stored_bytes):>12}")
+
+
 def register(cli: click.Group) -> None:
     """Add this module's commands to the top-level group."""
     cli.add_command(clone_cmd)
     cli.add_command(verify_cmd)
+    cli.add_command(snapshot_group)

@@ -1,0 +1,239 @@
+"""`snapshot restore`: load a snapshot from S3 into a target database.
+
+Same phases and ledger as clone.  Each stream is loaded in one transaction
+that commits only after its sha256 and row count matched the manifest, so a
+corrupt or truncated object never leaves rows behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zstandard
+from psycopg import sql
+
+from pgferry.errors import ObjectNotFound
+from pgferry.migrate import schema
+from pgferry.migrate.catalog import Table, Unit
+from pgferry.migrate.copier import Pool, UnitStats, load, open_target
+from pgferry.migrate.errors import ExtensionMissing, SnapshotCorrupt, TargetNotEmpty
+from pgferry.migrate.phases import MigrateResult, Phases, PostData, after_data
+from pgferry.migrate.progress import Ledger, NullReporter, Reporter, mark_in
+from pgferry.migrate.snapshot import parse_uri, read_manifest
+from pgferry.migrate.tools import find_tool
+from pgferry.stores import ObjectRef
+from pgferry.stores.s3 import S3Config, S3Reader, make_client
+from pgferry.target import connect, mask_password
+
+
+@dataclass(frozen=True)
+class RestoreConfig:
+    uri: str
+    target: str
+    jobs: int = 4
+    no_owner: bool = False
+    no_acl: bool = False
+    resume: bool = False
+    s3: S3Config = field(default_factory=S3Config)
+
+
+def _stream(s3: S3Config, bucket: str, key: str, expect: str, what: str) -> Iterator[bytes]:
+    """Decompressed blocks of one stored stream; raises SnapshotCorrupt at the
+    end (before the caller commits) if the stored bytes' sha256 differs."""
+    reader = S3Reader(ObjectRef(key=key, bucket=bucket), s3)
+    digest = hashlib.sha256()
+    dec = zstandard.ZstdDecompressor().decompressobj()
+    try:
+        for chunk in reader.chunks():
+            digest.update(chunk)
+            try:
+                out = dec.decompress(chunk)
+            except zstandard.ZstdError as e:
+                raise SnapshotCorrupt(
+                    f"{what} (s3://{bucket}/{key}) is not valid zstd: {e}",
+                    hint="the snapshot is damaged; take a new one", bucket=bucket, key=key,
+                ) from None
+            if out:
+                yield out
+    finally:
+        reader.close()
+    if digest.hexdigest() != expect:
+        raise SnapshotCorrupt(
+            f"{what} (s3://{bucket}/{key}) does not match its checksum in the manifest",
+            hint="nothing of it was loaded; the snapshot is damaged, take a new one",
+            bucket=bucket, key=key,
+        )
+
+
+def restore_snapshot(cfg: RestoreConfig, reporter: Reporter | None = None) -> MigrateResult:
+    rep = reporter or NullReporter()
+    where = parse_uri(cfg.uri)
+    started = time.monotonic()
+    client = make_client(cfg.s3)
+    m = read_manifest(client, where.bucket, where.base + "manifest.json")
+    if m is None:
+        raise ObjectNotFound(
+            f"no complete snapshot at {where} (manifest.json is missing)",
+            hint="check the URI with 'pgferry snapshot list'", bucket=where.bucket,
+            key=where.base + "manifest.json",
+        )
+    result = MigrateResult()
+    tools = {n: find_tool(n, int(m["source"]["pg_dump"])) for n in ("pg_restore",)}
+    result.tools = {n: f"{t.path} ({t.major})" for n, t in tools.items()}
+    with connect(cfg.target, autocommit=True) as tgt, \
+            tempfile.TemporaryDirectory(prefix="pgferry-restore-") as tmp:
+        ledger = Ledger(tgt)
+        origin = f"snapshot {where} {m['created']}"
+        if ledger.exists() and not cfg.resume:
+            raise TargetNotEmpty(
+                f"the target {mask_password(cfg.target)} holds an interrupted restore or clone",
+                hint="rerun with --resume to finish it, or DROP SCHEMA pgferry CASCADE",
+            )
+        if cfg.resume and ledger.exists() and ledger.origin() != origin:
+            raise TargetNotEmpty(
+                "--resume: the interrupted work in the target came from elsewhere",
+                hint=f"it came from {ledger.origin()}; DROP SCHEMA pgferry CASCADE to start over",
+            )
+        avail = {r[0] for r in tgt.execute("SELECT name FROM pg_available_extensions")}
+        missing = [e for e in m["extensions"] if e not in avail]
+        if missing:
+            raise ExtensionMissing(
+                f"the snapshot uses extension(s) {', '.join(missing)}, "
+                "which the target server cannot install",
+                hint="install them on the target server first",
+            )
+        done = ledger.done() if cfg.resume else set()
+        if not ledger.exists():
+            ledger.create(origin)
+        ph = Phases(ledger, done, result, rep)
+        dump = Path(tmp) / "schema.dump"
+        with dump.open("wb") as f:
+            for block in _stream_raw(cfg.s3, where.bucket, m["schema"]["key"],
+                                     m["schema"]["sha256"]):
+                f.write(block)
+        opts = schema.RestoreOptions(cfg.no_owner, cfg.no_acl)
+        ph.run("pre-data", lambda: schema.restore_pre_data(tools["pg_restore"], dump,
+                                                            cfg.target, opts))
+        tables = {f"{t['schema']}.{t['name']}": Table(0, t["schema"], t["name"], t["partitioned"],
+                                                      0, t["columns"], None, None)
+                  for t in m["tables"]}
+        streams = [s for s in m["streams"] if f"table:{s['table']}" not in done]
+        if "phase:data" not in done:
+            result.skipped += sorted({s["table"] for s in m["streams"]} -
+                                     {s["table"] for s in streams})
+
+        def data() -> None:
+            result.tables = _load_all(cfg, rep, where.bucket, streams, tables, ledger, bool(done))
+
+        ph.run("data", data, sum(int(s["bytes"]) for s in streams))
+        if m["large_objects"]:
+            lo = m["large_objects"]
+            ph.run("large-objects", lambda: _load_large_objects(cfg, where.bucket, lo))
+        after_data(
+            ph, PostData(tools["pg_restore"], dump, opts, Path(tmp), cfg.resume), tgt,
+            cfg.target, cfg.jobs, sequences=[tuple(s) for s in m["sequences"]],
+            leaves=[t for t in tables.values() if not t.partitioned],
+            parents=[t for t in tables.values() if t.partitioned],
+        )
+        ledger.drop()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _stream_raw(s3: S3Config, bucket: str, key: str, expect: str) -> Iterator[bytes]:
+    reader = S3Reader(ObjectRef(key=key, bucket=bucket), s3)
+    digest = hashlib.sha256()
+    try:
+        for chunk in reader.chunks():
+            digest.update(chunk)
+            yield chunk
+    finally:
+        reader.close()
+    if digest.hexdigest() != expect:
+        raise SnapshotCorrupt(
+            f"s3://{bucket}/{key} does not match its checksum in the manifest",
+            hint="the snapshot is damaged; take a new one", bucket=bucket, key=key,
+        )
+
+
+def _load_all(
+    cfg: RestoreConfig, rep: Reporter, bucket: str, streams: list[dict[str, Any]],
+    tables: dict[str, Table], ledger: Ledger, resuming: bool,
+) -> list[UnitStats]:
+    streams = sorted(streams, key=lambda s: -int(s["bytes"]))
+    parts = Counter(s["table"] for s in streams)
+    if resuming:
+        with connect(cfg.target, autocommit=True) as c:
+            for name in {s["table"] for s in streams if s["parts"] > 1}:
+                c.execute(schema_sql_truncate(tables[name]))
+    units = [
+        Unit(tables[s["table"]], None, s["part"], s["parts"], int(s["bytes"])) for s in streams
+    ]
+    lock = threading.Lock()
+    by_key = {u.key: s for u, s in zip(units, streams, strict=True)}
+    pool = Pool(cfg.jobs)
+
+    def work(u: Unit) -> UnitStats:
+        s = by_key[u.key]
+        t0 = time.monotonic()
+        rep.unit_start(u.key, u.est_bytes)
+        whole = u.parts == 1
+        item = f"table:{u.table.qualified}"
+
+        def check(rows: int) -> None:
+            if rows != s["rows"]:
+                raise SnapshotCorrupt(
+                    f"{u.key}: {rows} rows read, the manifest says {s['rows']}",
+                    hint="nothing of it was loaded; the snapshot is damaged",
+                    bucket=bucket, key=s["key"],
+                )
+
+        blocks = _stream(cfg.s3, bucket, s["key"], s["sha256"], u.key)
+        with open_target(cfg.target) as conn:
+            rows, nbytes = load(conn, u.table, blocks, key=u.key, reporter=rep, truncate=whole,
+                                ledger_item=item if whole else None, check=check)
+        if not whole:
+            with lock:
+                parts[u.table.qualified] -= 1
+                if parts[u.table.qualified] == 0:
+                    ledger.mark(item)
+        stats = UnitStats(u.key, u.table.qualified, rows, nbytes, time.monotonic() - t0)
+        rep.unit_done(u.key, rows, nbytes, stats.seconds)
+        return stats
+
+    return pool.run(units, work)
+
+
+def schema_sql_truncate(table: Table) -> sql.Composed:
+    return sql.SQL("TRUNCATE ONLY {}").format(table.ident)
+
+
+def _load_large_objects(cfg: RestoreConfig, bucket: str, lo: dict[str, Any]) -> None:
+    with connect(cfg.target) as t, t.transaction():
+        pending = b""
+        for block in _stream(cfg.s3, bucket, lo["key"], lo["sha256"], "large objects"):
+            pending += block
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                oid_s, off_s, hexdata = line.split(b"\t")
+                oid, offset = int(oid_s), int(off_s)
+                if offset == 0:
+                    exists = t.execute(
+                        "SELECT 1 FROM pg_largeobject_metadata WHERE oid = %s", [oid]
+                    ).fetchone()
+                    if exists:
+                        t.execute("SELECT lo_truncate(lo_open(%s, 131072), 0)", [oid])
+                    else:
+                        t.execute("SELECT lo_create(%s)", [oid])
+                if hexdata:
+                    t.execute("SELECT lo_put(%s, %s, %s)", [oid, offset, bytes.fromhex(
+                        hexdata.decode())])
+        mark_in(t, "phase:large-objects", lo["count"])
