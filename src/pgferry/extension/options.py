@@ -14,7 +14,7 @@ import re
 from pgferry.errors import CopyOptionsError
 from pgferry.sink.options import CopyOptions, parse_copy_options
 
-_DOLLAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$(.*?)\$\1\$", re.DOTALL)
+_DOLLAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*|)\$(.*?)\$\1\$", re.DOTALL)
 
 
 def _undollar(text: str) -> str:
