@@ -162,6 +162,14 @@ INJECTIONS = [
     ),
     (
         "t",
+        'a,"b) FROM PROGRAM \'touch {m}\' --',
+        "(format csv)",
+        None,
+        "rows.csv",
+        "ERROR:  invalid column list 'a,\"b) FROM PROGRAM ''touch {m}'' --'",
+    ),
+    (
+        "t",
         "",
         "(format csv) TO PROGRAM 'touch {m}'",
         None,
