@@ -12,8 +12,6 @@ import click
 from pgferry.cli import json_option, target_option
 from pgferry.cli.output import progress_bar, setup_logging
 from pgferry.decode.compression import CHOICES
-from pgferry.imports import ImportSpec, run_import
-from pgferry.stores.s3 import S3Config
 
 
 @click.command("import")
@@ -60,6 +58,9 @@ def import_cmd(
     as_json: bool,
 ) -> None:
     """Import SOURCE (s3://bucket/key, file:// or a path) into a table."""
+    from pgferry.imports import ImportSpec, run_import
+    from pgferry.stores.s3 import S3Config
+
     setup_logging()
     if bool(access_key) != bool(secret_key):
         raise click.UsageError("--access-key and --secret-key go together")
