@@ -25,7 +25,7 @@ def parse_for(text: str, direction: str) -> CopyOptions:
     if direction == "import":
         opts = parse_copy_options(text)
         if "default" in opts.values:
-            # the rows pass through a staging table that has no defaults
+            # the rows come through a foreign table, which knows no defaults
             raise CopyOptionsError(
                 "COPY option DEFAULT is not supported by aws_s3 imports on pgferry",
                 hint="leave the column out of the column list to get its default",

@@ -7,16 +7,44 @@
 --   (SECURITY INVOKER): resolving the table, the INSERT into it (so INSERT
 --   and column privileges, RLS, triggers, defaults and domain checks apply
 --   exactly as for the caller), and the export query.
--- * Only the two COPY ... PROGRAM steps run as the extension owner
---   (SECURITY DEFINER): they touch nothing but a temp table of the caller's
---   own session whose shape they check or create themselves, and build the
---   COPY statement from fixed text, a random hex id and options re-rendered
---   from a whitelist. Nothing the caller passes reaches a shell.
+-- * Only what starts pgferry's program runs as the extension owner
+--   (SECURITY DEFINER). Import: a definer function creates a foreign table
+--   of the private file_fdw server below, whose `program` option is fixed
+--   text plus a random hex id, grants SELECT on it to the calling role only
+--   and returns; the caller then runs INSERT INTO its table SELECT FROM that
+--   foreign table, so rows stream from the program through COPY's parser
+--   into the caller's table with no copy on disk, and every check on the
+--   write is the caller's. Export: COPY ... TO PROGRAM from a temp table of
+--   the caller's session that the caller filled with its query. Options are
+--   re-rendered from a whitelist; nothing the caller passes reaches a shell.
 -- * Requests (bucket, key, region, options, keys) go to the program in a
 --   file of a 0700 spool directory inside the data directory, written from a
 --   variable (never a literal in statement text); the program deletes it on
 --   read. Results come back in a status file read with pg_read_file.
 \echo Use "CREATE EXTENSION aws_s3 CASCADE" to load this file. \quit
+
+-- ---------------------------------------------------------------------------
+-- A private foreign-data wrapper on file_fdw's C handler (shipped with every
+-- PostgreSQL, no CREATE EXTENSION file_fdw needed). file_fdw checks its
+-- `program` option when the option is set (here: only by the definer
+-- function, as the extension owner), not when the table is scanned, and a
+-- scan streams the program's output through COPY's parser. Nobody else gets
+-- any privilege on the wrapper, the server or the handler functions; the
+-- foreign tables live in aws_s3_private, created and dropped by the import
+-- within the caller's transaction (so no other session ever sees one).
+CREATE SCHEMA aws_s3_private;
+GRANT USAGE ON SCHEMA aws_s3_private TO PUBLIC;
+CREATE FUNCTION aws_s3_private.fdw_handler() RETURNS fdw_handler
+    AS '$libdir/file_fdw', 'file_fdw_handler' LANGUAGE C STRICT;
+CREATE FUNCTION aws_s3_private.fdw_validator(text[], oid) RETURNS void
+    AS '$libdir/file_fdw', 'file_fdw_validator' LANGUAGE C STRICT;
+REVOKE ALL ON FUNCTION aws_s3_private.fdw_handler(), aws_s3_private.fdw_validator(text[], oid)
+    FROM PUBLIC;
+CREATE FOREIGN DATA WRAPPER aws_s3_fdw
+    HANDLER aws_s3_private.fdw_handler VALIDATOR aws_s3_private.fdw_validator;
+CREATE SERVER aws_s3_fetch FOREIGN DATA WRAPPER aws_s3_fdw;
+REVOKE ALL ON FOREIGN DATA WRAPPER aws_s3_fdw FROM PUBLIC;
+REVOKE ALL ON FOREIGN SERVER aws_s3_fetch FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
 -- Internal helpers. SECURITY INVOKER with EXECUTE revoked from PUBLIC: they
@@ -75,21 +103,18 @@ BEGIN
     END IF;
 END $$;
 
--- Parse COPY options with pgferry's parser (the client import's), then
--- render them here from a whitelist: only known names, quoted values and
--- checked words reach the COPY statement.
-CREATE FUNCTION aws_s3._options(p_options text, p_direction text) RETURNS text
+-- Parse COPY options with pgferry's parser (the client import's): a JSON
+-- list [[name, value], ...] that the callers below re-render from their own
+-- whitelists, so only known names, quoted values and checked words reach a
+-- statement.
+CREATE FUNCTION aws_s3._parse_options(p_options text, p_direction text) RETURNS jsonb
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_id text := aws_s3._new_id();
     v_status jsonb;
-    v_opt jsonb;
-    v_name text;
-    v_val jsonb;
-    v_parts text[] := '{}';
 BEGIN
     IF coalesce(p_options, '') ~ '^\s*$' THEN
-        RETURN '';
+        RETURN '[]';
     END IF;
     PERFORM aws_s3._write_request(v_id, jsonb_build_object(
         'options', p_options, 'direction', p_direction));
@@ -99,7 +124,20 @@ BEGIN
         RAISE EXCEPTION 'aws_s3: the pgferry program left no result; see the server log';
     END IF;
     PERFORM aws_s3._raise_status(v_status);
-    FOR v_opt IN SELECT * FROM jsonb_array_elements(v_status->'options') LOOP
+    RETURN coalesce(v_status->'options', '[]');
+END $$;
+
+-- The options as COPY's parenthesised list (exports).
+CREATE FUNCTION aws_s3._options(p_options text, p_direction text) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_opt jsonb;
+    v_name text;
+    v_val jsonb;
+    v_parts text[] := '{}';
+BEGIN
+    FOR v_opt IN SELECT * FROM jsonb_array_elements(aws_s3._parse_options(p_options, p_direction))
+    LOOP
         v_name := v_opt->>0;
         v_val := v_opt->1;
         IF v_name IN ('delimiter', 'null', 'default', 'quote', 'escape', 'encoding')
@@ -154,9 +192,9 @@ BEGIN
 END $$;
 
 -- Types whose input functions are built in and search_path independent: a
--- staging column of such a type parses exactly as the target would, with no
--- user code running under the definer's rights. Others stage as text and are
--- cast by the caller.
+-- foreign table column of such a type parses exactly as the target would.
+-- Others are read as text and cast by the caller in its INSERT, so the
+-- definer never creates a column of a caller-defined type.
 CREATE FUNCTION aws_s3._builtin_type(p_type oid) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce((SELECT t.typnamespace = 'pg_catalog'::regnamespace AND t.typtype = 'b'
@@ -166,7 +204,8 @@ $$;
 
 REVOKE ALL ON FUNCTION aws_s3._command(text, text), aws_s3._new_id(), aws_s3._spool(text, text),
     aws_s3._write_request(text, jsonb), aws_s3._read_status(text), aws_s3._raise_status(jsonb),
-    aws_s3._options(text, text), aws_s3._check_object(text, text, text),
+    aws_s3._parse_options(text, text), aws_s3._options(text, text),
+    aws_s3._check_object(text, text, text),
     aws_s3._builtin_type(oid) FROM PUBLIC;
 
 -- Re-raise an error with log_min_error_statement off, so the server log does

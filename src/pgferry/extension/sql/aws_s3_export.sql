@@ -5,7 +5,11 @@
 -- COPY ... TO PROGRAM from a temp table of the caller's own session, which
 -- the caller filled with its query under its own rights. Only a plain table
 -- (no rules that could make it a view, no children) is accepted: reading it
--- runs no user code. The part size is the administrator's: read from the
+-- runs no user code. Unlike the import, this cannot stream: COPY (query)
+-- TO PROGRAM runs its query as whoever runs the COPY, which must be the
+-- extension owner, while the query must run as the caller; and there is
+-- no streaming sink for the caller to write into (file_fdw cannot write).
+-- So the caller's rows are materialised first. The part size is the administrator's: read from the
 -- configuration files (ALTER SYSTEM / postgresql.conf), not from a SET.
 CREATE FUNCTION aws_s3._upload_stage(
     p_stage regclass, p_options text, p_bucket text, p_key text, p_region text, p_kms_key text)
@@ -127,7 +131,9 @@ $$;
 --   GRANT USAGE ON SCHEMA aws_s3 TO r;
 --   GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA aws_s3 TO r;
 REVOKE ALL ON FUNCTION
-    aws_s3._fetch_stage(text[], oid[], integer[], name, text, text, text, text, text, text, text),
+    aws_s3._fetch_open(text[], oid[], integer[], name, text, text, text, text, text, text, text),
+    aws_s3._fetch_close(text),
+    aws_s3._fdw_options(jsonb, text[]),
     aws_s3._import(text, text, text, text, text, text, text, text, text, text),
     aws_s3.table_import_from_s3(text, text, text, aws_commons._s3_uri_1),
     aws_s3.table_import_from_s3(text, text, text, aws_commons._s3_uri_1,

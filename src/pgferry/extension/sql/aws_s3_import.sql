@@ -2,68 +2,171 @@
 -- ---------------------------------------------------------------------------
 -- Import: aws_s3.table_import_from_s3
 
--- The one step that needs the definer's rights: COPY ... FROM PROGRAM into a
--- staging table that this function creates itself, in the caller's session,
--- with only built-in column types (or text), no defaults, constraints,
--- indexes or triggers: no user code can run while it holds those rights.
--- It then hands the table to the caller, who inserts from it.
-CREATE FUNCTION aws_s3._fetch_stage(
-    p_columns text[], p_types oid[], p_typmods integer[], p_owner name, p_options text,
+-- The import's COPY options as file_fdw options: table options (a list for
+-- OPTIONS (...)) and the columns for the force_not_null / force_null column
+-- options, each from the whitelist, values as literals.
+CREATE FUNCTION aws_s3._fdw_options(
+    p_list jsonb, p_columns text[],
+    OUT o_table text, OUT o_force_not_null text[], OUT o_force_null text[], OUT o_binary boolean)
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_opt jsonb;
+    v_name text;
+    v_val jsonb;
+    v_cols text[];
+    v_parts text[] := '{}';
+BEGIN
+    o_force_not_null := '{}';
+    o_force_null := '{}';
+    o_binary := false;
+    FOR v_opt IN SELECT * FROM jsonb_array_elements(p_list) LOOP
+        v_name := v_opt->>0;
+        v_val := v_opt->1;
+        IF (v_name IN ('delimiter', 'null', 'quote', 'escape', 'encoding')
+            AND jsonb_typeof(v_val) = 'string')
+           OR (v_name = 'header' AND v_val #>> '{}' IN ('true', 'false', 'match'))
+           OR (v_name = 'format' AND v_val #>> '{}' IN ('text', 'csv', 'binary'))
+           OR (v_name = 'on_error' AND v_val #>> '{}' IN ('stop', 'ignore'))
+           OR (v_name = 'log_verbosity' AND v_val #>> '{}' IN ('default', 'verbose', 'silent'))
+           OR (v_name = 'reject_limit' AND jsonb_typeof(v_val) = 'number') THEN
+            v_parts := v_parts || format('%I %L', v_name, v_val #>> '{}');
+            o_binary := o_binary OR (v_name = 'format' AND v_val #>> '{}' = 'binary');
+        ELSIF v_name = 'freeze' AND v_val #>> '{}' IN ('true', 'false') THEN
+            NULL;  -- a hint for loads into a new table; rows go through INSERT here
+        ELSIF v_name IN ('force_not_null', 'force_null') AND jsonb_typeof(v_val) = 'array' THEN
+            IF v_val = '["*"]' THEN
+                v_cols := p_columns;
+            ELSE
+                v_cols := ARRAY(SELECT jsonb_array_elements_text(v_val));
+                SELECT c INTO v_name FROM unnest(v_cols) AS c WHERE c <> ALL (p_columns) LIMIT 1;
+                IF FOUND THEN
+                    RAISE EXCEPTION '% column "%" not referenced by COPY',
+                        upper(v_opt->>0), v_name USING ERRCODE = '42P10';
+                END IF;
+                v_name := v_opt->>0;
+            END IF;
+            IF v_name = 'force_not_null' THEN
+                o_force_not_null := o_force_not_null || v_cols;
+            ELSE
+                o_force_null := o_force_null || v_cols;
+            END IF;
+        ELSE
+            RAISE EXCEPTION 'unsupported COPY option % in aws_s3 call', quote_literal(v_name)
+                USING ERRCODE = '22023';
+        END IF;
+    END LOOP;
+    o_table := array_to_string(v_parts, ', ');
+END $$;
+
+-- The one step that needs the definer's rights: create the foreign table the
+-- caller will read, in aws_s3_private, owned by the extension owner. Its
+-- program is fixed text and a random id; its request file (bucket, key,
+-- keys) is written here, checked; its columns are the target's names with
+-- built-in types (others as text, cast by the caller); its options come from
+-- the whitelist. Only p_role (a role the session user is a member of) may
+-- read it. Reading it runs the program once: the request file is deleted
+-- when read, so the table cannot be reused. Returns the id; the table is
+-- aws_s3_private.pgferry_fetch_<id>.
+CREATE FUNCTION aws_s3._fetch_open(
+    p_columns text[], p_types oid[], p_typmods integer[], p_role name, p_options text,
     p_bucket text, p_key text, p_region text,
     p_access_key text, p_secret_key text, p_session_token text)
-RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER
+RETURNS text LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_stage text := 'pgferry_stage_' || aws_s3._new_id();
     v_id text := aws_s3._new_id();
-    v_opts text;
+    v_opts record;
     v_defs text;
-    v_rows bigint;
-    v_status jsonb;
+    v_old name;
+    v_lock text;
 BEGIN
     PERFORM aws_s3._check_object(p_bucket, p_key, p_region);
-    IF NOT pg_has_role(session_user, p_owner, 'MEMBER')
+    IF p_role IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_role)
+       OR NOT pg_has_role(session_user, p_role, 'MEMBER')
        OR coalesce(cardinality(p_columns), 0) = 0
        OR cardinality(p_columns) <> cardinality(p_types)
        OR cardinality(p_columns) <> cardinality(p_typmods) THEN
-        RAISE EXCEPTION 'aws_s3: internal error: bad staging request';
+        RAISE EXCEPTION 'aws_s3: internal error: bad fetch request';
     END IF;
-    v_opts := aws_s3._options(p_options, 'import');
-    SELECT string_agg(format('%I %s', c,
-               CASE WHEN aws_s3._builtin_type(t) THEN format_type(t, m) ELSE 'text' END),
-               ', ' ORDER BY n)
-      INTO v_defs
-      FROM unnest(p_columns, p_types, p_typmods) WITH ORDINALITY AS x(c, t, m, n);
-    IF v_opts ~ '^\(FORMAT binary[,)]' AND NOT (
+    v_opts := aws_s3._fdw_options(aws_s3._parse_options(p_options, 'import'), p_columns);
+    IF v_opts.o_binary AND NOT (
            SELECT bool_and(aws_s3._builtin_type(t)) FROM unnest(p_types) AS t) THEN
         RAISE EXCEPTION 'format binary needs built-in column types in aws_s3 imports'
             USING ERRCODE = '0A000', HINT = 'use format text or csv for this table';
     END IF;
-    EXECUTE format('CREATE TEMP TABLE %I (%s)', v_stage, v_defs);
+    SELECT string_agg(format('%I %s%s', c,
+               CASE WHEN aws_s3._builtin_type(t) THEN format_type(t, m) ELSE 'text' END,
+               CASE WHEN c = ANY (v_opts.o_force_not_null) AND c = ANY (v_opts.o_force_null)
+                    THEN ' OPTIONS (force_not_null ''true'', force_null ''true'')'
+                    WHEN c = ANY (v_opts.o_force_not_null) THEN ' OPTIONS (force_not_null ''true'')'
+                    WHEN c = ANY (v_opts.o_force_null) THEN ' OPTIONS (force_null ''true'')'
+                    ELSE '' END),
+               ', ' ORDER BY n)
+      INTO v_defs
+      FROM unnest(p_columns, p_types, p_typmods) WITH ORDINALITY AS x(c, t, m, n);
+    -- leftovers: tables of calls that skipped _fetch_close and committed
+    -- (only a direct call of this function can); in-flight ones of other
+    -- sessions are invisible here, ones in use in this session are skipped
+    FOR v_old IN SELECT c.relname FROM pg_class c
+                 WHERE c.relnamespace = 'aws_s3_private'::regnamespace AND c.relkind = 'f' LOOP
+        v_lock := coalesce(v_lock, current_setting('lock_timeout'));
+        BEGIN
+            PERFORM set_config('lock_timeout', '10ms', true);
+            EXECUTE format('DROP FOREIGN TABLE aws_s3_private.%I', v_old);
+        EXCEPTION WHEN lock_not_available OR object_in_use OR undefined_table THEN
+            NULL;
+        END;
+    END LOOP;
+    IF v_lock IS NOT NULL THEN
+        PERFORM set_config('lock_timeout', v_lock, true);
+    END IF;
     PERFORM aws_s3._write_request(v_id, jsonb_build_object(
         'bucket', p_bucket, 'key', p_key, 'region', nullif(p_region, ''),
         'access_key', nullif(p_access_key, ''), 'secret_key', nullif(p_secret_key, ''),
         'session_token', nullif(p_session_token, '')));
-    BEGIN
-        EXECUTE format('COPY pg_temp.%I FROM PROGRAM %L %s',
-                       v_stage, aws_s3._command('import', v_id), v_opts);
-        GET DIAGNOSTICS v_rows = ROW_COUNT;
-    EXCEPTION WHEN OTHERS THEN
-        -- a failed fetch also makes COPY fail (program failed, or a cut
-        -- last row): the program's own message says why, so it wins
-        PERFORM aws_s3._raise_status(aws_s3._read_status(v_id));
-        RAISE;
-    END;
-    v_status := aws_s3._read_status(v_id);
-    IF v_status IS NULL OR NOT v_status ? 'size' THEN
-        RAISE EXCEPTION 'aws_s3: the pgferry program left no result; see the server log';
-    END IF;
-    EXECUTE format('ALTER TABLE pg_temp.%I OWNER TO %I', v_stage, p_owner);
-    RETURN jsonb_build_object('stage', v_stage, 'rows', v_rows, 'size', v_status->'size');
+    EXECUTE format('CREATE FOREIGN TABLE aws_s3_private.%I (%s) SERVER aws_s3_fetch '
+                   'OPTIONS (program %L%s)',
+                   'pgferry_fetch_' || v_id, v_defs, aws_s3._command('import', v_id),
+                   CASE WHEN v_opts.o_table = '' THEN '' ELSE ', ' || v_opts.o_table END);
+    EXECUTE format('GRANT SELECT ON aws_s3_private.%I TO %I', 'pgferry_fetch_' || v_id, p_role);
+    RETURN v_id;
 END $$;
 
--- The caller's side: resolve and check names as COPY would, stage the rows,
--- insert them with the caller's rights and search_path.
+-- Drop the caller's foreign table (if it is still there: an error has
+-- rolled it back) and return the program's status: {"size": ...} or
+-- {"error": ...}, NULL if the program left none.
+CREATE FUNCTION aws_s3._fetch_close(p_id text) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_rel oid;
+    v_status jsonb;
+BEGIN
+    IF p_id IS NULL OR p_id !~ '^[0-9a-f]{32}$' THEN
+        RAISE EXCEPTION 'aws_s3: internal error: bad fetch id';
+    END IF;
+    SELECT c.oid INTO v_rel FROM pg_class c
+     WHERE c.relnamespace = 'aws_s3_private'::regnamespace AND c.relkind = 'f'
+       AND c.relname = 'pgferry_fetch_' || p_id;
+    IF v_rel IS NOT NULL THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_class c, aclexplode(c.relacl) a
+                       WHERE c.oid = v_rel AND a.privilege_type = 'SELECT' AND a.grantee <> 0
+                         AND pg_has_role(session_user, a.grantee, 'MEMBER')) THEN
+            RAISE EXCEPTION 'aws_s3: internal error: not your fetch';
+        END IF;
+        EXECUTE format('DROP FOREIGN TABLE aws_s3_private.%I', 'pgferry_fetch_' || p_id);
+    END IF;
+    v_status := aws_s3._read_status(p_id);
+    -- the program never ran (e.g. the caller may not INSERT): blank the
+    -- request file, which may hold keys, rather than leave it to the sweep
+    IF v_status IS NULL
+       AND pg_stat_file(aws_s3._spool(p_id, 'req'), true) IS NOT NULL THEN
+        EXECUTE format('COPY (SELECT WHERE false) TO %L', aws_s3._spool(p_id, 'req'));
+    END IF;
+    RETURN v_status;
+END $$;
+
+-- The caller's side: resolve and check names as COPY would, then insert
+-- from the foreign table with the caller's rights and search_path.
 CREATE FUNCTION aws_s3._import(
     p_path text, p_table text, p_column_list text, p_options text,
     p_bucket text, p_key text, p_region text,
@@ -83,7 +186,8 @@ DECLARE
     v_types oid[] := '{}';
     v_mods integer[] := '{}';
     v_select text[] := '{}';
-    v_res jsonb;
+    v_id text;
+    v_status jsonb;
     v_rows bigint;
     v_state text;
     v_msg text;
@@ -144,34 +248,51 @@ BEGIN
         RAISE EXCEPTION 'relation "%" has no columns to import into', v_relname
             USING ERRCODE = '42P10';
     END IF;
-    -- staged as text: cast by the caller (domain checks, enum and composite
+    -- read as text: cast by the caller (domain checks, enum and composite
     -- input run with the caller's rights); the typmod is applied by the
     -- INSERT's assignment, which errors on overflow as COPY would
     SELECT array_agg(CASE WHEN aws_s3._builtin_type(t) THEN quote_ident(c)
                           ELSE format('CAST(%I AS %s)', c, format_type(t, NULL)) END ORDER BY n)
       INTO v_select FROM unnest(v_names, v_types) WITH ORDINALITY AS x(c, t, n);
 
-    v_res := aws_s3._fetch_stage(v_names, v_types, v_mods, current_user, p_options,
-                                 p_bucket, p_key, p_region,
-                                 p_access_key, p_secret_key, p_session_token);
+    v_id := aws_s3._fetch_open(v_names, v_types, v_mods, current_user, p_options,
+                               p_bucket, p_key, p_region,
+                               p_access_key, p_secret_key, p_session_token);
+    -- the rows stream from the program into the table, as the caller
     PERFORM set_config('search_path', p_path, true);
-    EXECUTE format('INSERT INTO %I.%I (%s) SELECT %s FROM pg_temp.%I',
+    EXECUTE format('INSERT INTO %I.%I (%s) SELECT %s FROM aws_s3_private.%I',
                    v_nsp, v_relname,
                    (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_names) AS c),
-                   array_to_string(v_select, ', '), v_res->>'stage');
+                   array_to_string(v_select, ', '), 'pgferry_fetch_' || v_id);
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    EXECUTE format('DROP TABLE pg_temp.%I', v_res->>'stage');
+    v_status := aws_s3._fetch_close(v_id);
+    PERFORM aws_s3._raise_status(v_status);
+    IF v_status IS NULL OR NOT v_status ? 'size' THEN
+        RAISE EXCEPTION 'aws_s3: the pgferry program left no result; see the server log';
+    END IF;
     RETURN format('%s rows imported into relation "%s" from file %s of %s bytes',
-                  v_rows, p_table, p_key, v_res->>'size');
+                  v_rows, p_table, p_key, v_status->>'size');
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT,
         v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT,
         v_context = PG_EXCEPTION_CONTEXT;
+    -- a failed fetch also makes the scan fail (program failed, or a cut
+    -- last row): the program's own message says why, so it wins
+    IF v_id IS NOT NULL THEN
+        v_status := aws_s3._fetch_close(v_id);
+        IF coalesce(v_status ? 'error', false) THEN
+            v_state := coalesce(v_status->>'sqlstate', '58030');
+            v_msg := v_status->>'error';
+            v_detail := NULL;
+            v_hint := NULL;
+        END IF;
+    END IF;
     -- say where in the file a rejected row is (COPY's context names the
-    -- staging table, meaningless to the caller)
-    v_piece := substring(v_context from 'COPY pgferry_stage_[0-9a-f]+, (line [0-9]+[^\n]*)');
-    IF v_piece IS NOT NULL AND coalesce(v_detail, '') = '' THEN
+    -- foreign table, meaningless to the caller)
+    v_piece := substring(v_context from 'COPY pgferry_fetch_[0-9a-f]+, (line [0-9]+[^\n]*)');
+    IF v_piece IS NOT NULL AND coalesce(v_detail, '') = ''
+       AND NOT coalesce(v_status ? 'error', false) THEN
         v_detail := format('s3://%s/%s %s', p_bucket, p_key, v_piece);
     END IF;
     PERFORM aws_s3._reraise(v_state, v_msg, nullif(v_detail, ''), nullif(v_hint, ''));
