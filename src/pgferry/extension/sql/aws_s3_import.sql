@@ -159,7 +159,7 @@ BEGIN
     -- the program never ran (e.g. the caller may not INSERT): blank the
     -- request file, which may hold keys, rather than leave it to the sweep
     IF v_status IS NULL
-       AND pg_stat_file(aws_s3._spool(p_id, 'req'), true) IS NOT NULL THEN
+       AND (pg_stat_file(aws_s3._spool(p_id, 'req'), true)).size IS NOT NULL THEN
         EXECUTE format('COPY (SELECT WHERE false) TO %L', aws_s3._spool(p_id, 'req'));
     END IF;
     RETURN v_status;
