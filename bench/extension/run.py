@@ -1,7 +1,10 @@
 """Import a ~200 MB CSV object: CREATE EXTENSION aws_s3 (server-side fetch)
 vs pgferry's client-side import, on PostgreSQL 15 and 18, against a local
-SeaweedFS. Also measures the staging step on its own (COPY of a local file
-straight into the table vs through a temp table + INSERT ... SELECT).
+SeaweedFS. The extension streams: fetcher -> file_fdw foreign table -> INSERT
+as the caller; the temp bytes the database wrote during its import are shown
+(0 expected). For reference, COPY of a local file straight into the table, and
+the same through a temp table + INSERT ... SELECT (the extension's former
+design).
 
     .venv/bin/python bench/extension/run.py [--mb 200] [--versions 15,18] [--runs 2]
 
@@ -46,6 +49,16 @@ def make_file(path: Path, mb: int) -> int:
     return i
 
 
+def temp_bytes(conn: psycopg.Connection[Any]) -> int:
+    """The database's temp_bytes counter, after this session's own flush."""
+    time.sleep(1.2)  # other backends flush their statistics at most once a second
+    conn.execute("SELECT pg_stat_force_next_flush(), pg_stat_clear_snapshot()")
+    row = conn.execute(
+        "SELECT temp_bytes FROM pg_stat_database WHERE datname = current_database()"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def timed(fn: Any) -> float:
     start = time.monotonic()
     fn()
@@ -66,6 +79,7 @@ def main() -> None:
     size = data.stat().st_size
     s3 = SeaweedS3().start()
     results: list[tuple[str, str, float, int]] = []
+    temp_written: list[tuple[str, int]] = []
     try:
         client = s3.client()
         client.create_bucket(Bucket="bench")
@@ -82,6 +96,7 @@ def main() -> None:
                     for run in range(args.runs):
                         t = f"e{run}"
                         conn.execute(TABLE.format(t=t))
+                        temp_before = temp_bytes(conn)
                         secs = timed(
                             lambda t=t: conn.execute(
                                 "SELECT aws_s3.table_import_from_s3(%s, '', '(format csv)', "
@@ -90,6 +105,7 @@ def main() -> None:
                             )
                         )
                         results.append((version, "extension (server-side fetch)", secs, run))
+                        temp_written.append((version, temp_bytes(conn) - temp_before))
                         t = f"c{run}"
                         conn.execute(TABLE.format(t=t))
                         secs = timed(
@@ -139,6 +155,8 @@ def main() -> None:
         seen[key] = min(secs, seen.get(key, secs))
     for (version, path), secs in seen.items():
         print(f"| {version} | {path} | {secs:.1f} | {mb / secs:.0f} |")
+    for version, written in temp_written:
+        print(f"\nPostgreSQL {version}: temp bytes written during an extension import: {written}")
     print(f"\nhost: {os.cpu_count()} CPUs; servers with fsync=off, synchronous_commit=off")
 
 

@@ -162,7 +162,7 @@ INJECTIONS = [
     ),
     (
         "t",
-        'a,"b) FROM PROGRAM \'touch {m}\' --',
+        "a,\"b) FROM PROGRAM 'touch {m}' --",
         "(format csv)",
         None,
         "rows.csv",

@@ -165,15 +165,19 @@ def test_foreign_table_is_the_callers_for_one_call(
     name = f"aws_s3_private.pgferry_fetch_{fetch_id}"
     # in flight: another session of the same role (or a superuser) cannot see it
     for user in (APP, OTHER, None):
-        with psycopg.connect(ext.conninfo(edb, user), autocommit=True) as c:
-            with pytest.raises(psycopg.errors.UndefinedTable):
-                c.execute(f"SELECT count(*) FROM {name}")
+        with (
+            psycopg.connect(ext.conninfo(edb, user), autocommit=True) as c,
+            pytest.raises(psycopg.errors.UndefinedTable),
+        ):
+            c.execute(f"SELECT count(*) FROM {name}")
     thread.join()
     assert result and result[0][0].startswith('400000 rows imported into relation "big"')
     # done: dropped with the call, nothing to reuse
-    with psycopg.connect(ext.conninfo(edb, APP), autocommit=True) as c:
-        with pytest.raises(psycopg.errors.UndefinedTable):
-            c.execute(f"SELECT count(*) FROM {name}")
+    with (
+        psycopg.connect(ext.conninfo(edb, APP), autocommit=True) as c,
+        pytest.raises(psycopg.errors.UndefinedTable),
+    ):
+        c.execute(f"SELECT count(*) FROM {name}")
     assert private_tables(ext, edb) == []
 
 
