@@ -160,3 +160,20 @@ def test_bad_source_url_is_one_line(target_db: str, run_cli: Run) -> None:
     assert res.exit_code == 1
     assert res.stderr.startswith("error: source: cannot connect to postgresql://nobody@127.0.0.1:1/x")
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_exclude_keeps_large_objects_and_free_sequences(
+    source_db: str, target_db: str, run_cli: Run
+) -> None:
+    skip = ["--exclude", "sales.*", "--exclude", "app.events"]
+    res = run_cli("clone", "--source", source_db, "--target", target_db, "-q", *skip)
+    assert res.exit_code == 0, res.output
+    assert rows(target_db, "SELECT to_regclass('sales.log'), to_regclass('sales.daily')") == [
+        (None, None)
+    ]
+    assert rows(target_db, "SELECT lo_get(424242)") == [(b"small large object",)]
+    assert rows(target_db, "SELECT last_value FROM app.invoice_no") == [(4242,)]
+    res = run_cli("verify", "--source", source_db, "--target", target_db, "--json", *skip)
+    assert res.exit_code == 0, res.output
+    kinds = sorted({c["kind"] for c in json.loads(res.stdout)["checks"]})
+    assert kinds == ["large objects", "sequence", "table"]

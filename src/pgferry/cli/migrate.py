@@ -10,7 +10,7 @@ import json
 import re
 import sys
 from dataclasses import asdict
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -46,6 +46,16 @@ def _reporter(quiet: bool) -> Any:
     from pgferry.migrate.display import RichReporter
 
     return RichReporter()
+
+
+def _interrupted(command: str) -> NoReturn:
+    # unlike an import, finished tables stay committed: say how to go on
+    click.echo(
+        f"error: interrupted; tables already copied are kept, rerun the same {command}"
+        " with --resume to finish",
+        err=True,
+    )
+    click.get_current_context().exit(130)
 
 
 def _human(n: float) -> str:
@@ -99,6 +109,8 @@ def clone_cmd(
     reporter = _reporter(quiet or as_json)
     try:
         result = clone(cfg, reporter)
+    except KeyboardInterrupt:
+        _interrupted("clone")
     finally:
         if reporter is not None:
             reporter.close()
@@ -232,6 +244,8 @@ def snapshot_restore_cmd(
     reporter = _reporter(quiet or as_json)
     try:
         result = restore_snapshot(cfg, reporter)
+    except KeyboardInterrupt:
+        _interrupted("snapshot restore")
     finally:
         if reporter is not None:
             reporter.close()

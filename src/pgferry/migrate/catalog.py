@@ -88,7 +88,11 @@ class Selection:
     tables: list[Table] = field(default_factory=list)
     #: leaf tables holding data, what we COPY
     leaves: list[Table] = field(default_factory=list)
+    #: no --table and no --exclude
     everything: bool = True
+    #: --table given: like pg_dump -t, large objects and free-standing
+    #: sequences are left out
+    picked: bool = False
 
 
 def _matches(table: Table, pattern: str) -> bool:
@@ -123,6 +127,7 @@ def select_tables(
         tables=chosen,
         leaves=[t for t in chosen if not t.partitioned],
         everything=not include and not exclude,
+        picked=bool(include),
     )
 
 
@@ -197,10 +202,10 @@ def _ranges(col: sql.Composable, bounds: list[sql.Composable]) -> list[sql.Compo
 
 
 def sequences(
-    conn: psycopg.Connection[Any], tables: list[Table] | None
+    conn: psycopg.Connection[Any], tables: list[Table] | None, free_standing: bool = True
 ) -> list[tuple[str, str, int, bool]]:
     """(schema, name, last_value, is_called) of the sequences to carry over:
-    all of them, or with a table selection only those the tables own."""
+    all of them, or those `tables` own (plus the free-standing ones)."""
     rows = conn.execute(
         """
         SELECT n.nspname, c.relname, d.refobjid
@@ -217,7 +222,9 @@ def sequences(
     wanted = None if tables is None else {t.oid for t in tables}
     out = []
     for schema, name, owner in rows:
-        if wanted is not None and owner not in wanted:
+        if owner is None and not free_standing:
+            continue
+        if owner is not None and wanted is not None and owner not in wanted:
             continue
         last, called = conn.execute(
             sql.SQL("SELECT last_value, is_called FROM {}").format(sql.Identifier(schema, name))

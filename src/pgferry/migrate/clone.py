@@ -23,6 +23,8 @@ from pgferry.migrate import catalog, finish, schema
 from pgferry.migrate.catalog import Selection, Unit
 from pgferry.migrate.copier import Pool, UnitStats, copy_out, load, open_target
 from pgferry.migrate.errors import ExtensionMissing, TargetNotEmpty
+from pgferry.migrate.indexer import Indexer
+from pgferry.migrate.indexer import by_table as indexer_by_table
 from pgferry.migrate.phases import MigrateResult, Phases, PostData, after_data
 from pgferry.migrate.progress import Ledger, NullReporter, Reporter
 from pgferry.migrate.tools import Tool, find_tool
@@ -150,7 +152,7 @@ def _run(
     snapshot = str(src.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
     sel = catalog.select_tables(src, list(cfg.tables), list(cfg.exclude))
     _preflight(cfg, src, tgt, sel)
-    seqs = catalog.sequences(src, None if sel.everything else sel.tables)
+    seqs = catalog.sequences(src, None if sel.everything else sel.tables, not sel.picked)
     if not ledger.exists():
         ledger.create(origin)
 
@@ -174,17 +176,27 @@ def _run(
             "pre-data",
             lambda: schema.restore_pre_data(tools["pg_restore"], dump, cfg.target, opts),
         )
+    indexer: Indexer | None = None
     if not cfg.schema_only:
         todo = [t for t in sel.leaves if f"table:{t.qualified}" not in done]
         if "phase:data" not in done:
             result.skipped += [t.qualified for t in sel.leaves if t not in todo]
         units = catalog.plan_units(src, todo, cfg.split_bytes, cfg.jobs)
 
+        if not cfg.data_only:
+            early = schema.split_post_data(schema.toc(tools["pg_restore"], dump, "post-data"))[0]
+            indexer = Indexer(
+                tools["pg_restore"], dump, cfg.target, opts, tmp,
+                indexer_by_table(src, early), cfg.jobs,
+            )
+
         def data() -> None:
-            result.tables = _copy(cfg, rep, tools["psql"], snapshot, units, ledger, bool(done))
+            result.tables = _copy(
+                cfg, rep, tools["psql"], snapshot, units, ledger, bool(done), indexer
+            )
 
         ph.run("data", data, sum(u.est_bytes for u in units))
-        if sel.everything:
+        if not sel.picked:
             ph.run(
                 "large-objects",
                 lambda: finish.copy_large_objects(src, cfg.target, "phase:large-objects"),
@@ -197,13 +209,14 @@ def _run(
         ph, post, tgt, cfg.target, cfg.jobs,
         sequences=None if cfg.schema_only else seqs, leaves=sel.leaves,
         parents=[t for t in sel.tables if t.partitioned],
+        vacuumed=indexer.finished if indexer else None,
     )
     ledger.drop()
 
 
 def _copy(
     cfg: CloneConfig, rep: Reporter, psql: Tool, snapshot: str, units: list[Unit],
-    ledger: Ledger, resuming: bool,
+    ledger: Ledger, resuming: bool, indexer: Indexer | None,
 ) -> list[UnitStats]:
     parts = Counter(u.table.qualified for u in units)
     lock = threading.Lock()
@@ -227,16 +240,27 @@ def _copy(
                 truncate=whole and not cfg.data_only,
                 ledger_item=item if whole else None,
             )
+        last = whole
         if not whole:
             with lock:
                 parts[u.table.qualified] -= 1
-                if parts[u.table.qualified] == 0:
-                    ledger.mark(item)
+                last = parts[u.table.qualified] == 0
+            if last:
+                ledger.mark(item)
+        if last and indexer is not None:
+            indexer.table_done(u.table.qualified, u.table.ident)
         stats = UnitStats(u.key, u.table.qualified, rows, nbytes, time.monotonic() - t0)
         rep.unit_done(u.key, rows, nbytes, stats.seconds)
         return stats
 
-    stats = pool.run(units, work)
+    try:
+        stats = pool.run(units, work)
+    except BaseException:
+        if indexer is not None:
+            indexer.close()
+        raise
+    if indexer is not None:
+        indexer.wait()
     per_table: dict[str, UnitStats] = {}
     for s in stats:
         agg = per_table.setdefault(s.table, UnitStats(s.table, s.table, 0, 0, 0.0))

@@ -66,7 +66,7 @@ class PostData:
 def after_data(
     ph: Phases, post: PostData | None, tgt: psycopg.Connection[Any], target: str, jobs: int, *,
     sequences: list[tuple[str, str, int, bool]] | None, leaves: list[Table],
-    parents: list[Table],
+    parents: list[Table], vacuumed: set[str] | None = None,
 ) -> None:
     """`post` None: no schema phases (data only); `sequences` None: no data
     phases (schema only)."""
@@ -80,7 +80,8 @@ def after_data(
         first, rest = schema.split_post_data(entries)
 
         def indexes() -> None:
-            todo = schema.missing_on_target(tgt, first) if pp.resume else first
+            # some were built already: early, next to the copy, or before a crash
+            todo = schema.missing_on_target(tgt, first)
             schema.restore_list(
                 pp.pg_restore, pp.dump, target, todo, jobs=jobs, opts=pp.opts,
                 what="indexes and constraints", workdir=pp.workdir,
@@ -90,7 +91,8 @@ def after_data(
     if sequences is not None:
         seqs = sequences
         ph.run("sequences", lambda: finish.set_sequences(target, seqs))
-        ph.run("vacuum-analyze", lambda: finish.vacuum_analyze(target, leaves, parents, jobs))
+        left = [t for t in leaves if t.qualified not in (vacuumed or set())]
+        ph.run("vacuum-analyze", lambda: finish.vacuum_analyze(target, left, parents, jobs))
     if post is not None:
         pp = post
         ph.run(

@@ -9,6 +9,7 @@ comments, materialized view refreshes) later, in one transaction.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,7 @@ def restore_list(
 ) -> None:
     if not entries:
         return
-    listfile = workdir / f"{what.replace(' ', '-')}.list"
+    listfile = workdir / f"{uuid.uuid4().hex}.list"
     listfile.write_text("\n".join(e.line for e in entries) + "\n")
     args = ["-L", str(listfile), "--exit-on-error", *opts.args()]
     args += [f"--jobs={jobs}"] if jobs > 1 else ["--single-transaction"]

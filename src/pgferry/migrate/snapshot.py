@@ -187,7 +187,7 @@ def create_snapshot(cfg: SnapshotConfig, reporter: Reporter | None = None) -> Sn
 
         stats = pool.run(units, work)
         rep.phase_done("data", time.monotonic() - started)
-        lobs = _large_objects(src, client, where, uploads, cfg) if sel.everything else None
+        lobs = None if sel.picked else _large_objects(src, client, where, uploads, cfg)
         manifest = {
             "format": FORMAT, "name": where.name,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -198,7 +198,9 @@ def create_snapshot(cfg: SnapshotConfig, reporter: Reporter | None = None) -> Sn
             "tables": [{"schema": t.schema, "name": t.name, "partitioned": t.partitioned,
                         "columns": t.columns} for t in sel.tables],
             "streams": sorted(streams, key=lambda s: str(s["key"])),
-            "sequences": catalog.sequences(src, None if sel.everything else sel.tables),
+            "sequences": catalog.sequences(
+                src, None if sel.everything else sel.tables, not sel.picked
+            ),
             "large_objects": lobs,
         }
         src.rollback()

@@ -91,9 +91,9 @@ def _objects(conn: psycopg.Connection[Any], cfg: VerifyConfig) -> dict[tuple[str
         ):
             out[("materialized view", t.qualified)] = t.pattern
     tables = None if sel.everything else sel.tables
-    for schema, name, _last, _called in catalog.sequences(conn, tables):
+    for schema, name, _last, _called in catalog.sequences(conn, tables, not sel.picked):
         out[("sequence", f"{schema}.{name}")] = f"{schema}\x00{name}"
-    if sel.everything:
+    if not sel.picked:
         out[("large objects", "(all)")] = ""
     conn.rollback()
     return out
