@@ -171,6 +171,62 @@ BEGIN
     RETURN '(' || array_to_string(v_parts, ', ') || ')';
 END $$;
 
+-- The import's COPY options as file_fdw options: table options (a list for
+-- OPTIONS (...)) and the columns for the force_not_null / force_null column
+-- options, each from the whitelist, values as literals.
+CREATE FUNCTION aws_s3._fdw_options(
+    p_list jsonb, p_columns text[],
+    OUT o_table text, OUT o_force_not_null text[], OUT o_force_null text[], OUT o_binary boolean)
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_opt jsonb;
+    v_name text;
+    v_val jsonb;
+    v_cols text[];
+    v_parts text[] := '{}';
+BEGIN
+    o_force_not_null := '{}';
+    o_force_null := '{}';
+    o_binary := false;
+    FOR v_opt IN SELECT * FROM jsonb_array_elements(p_list) LOOP
+        v_name := v_opt->>0;
+        v_val := v_opt->1;
+        IF (v_name IN ('delimiter', 'null', 'quote', 'escape', 'encoding')
+            AND jsonb_typeof(v_val) = 'string')
+           OR (v_name = 'header' AND v_val #>> '{}' IN ('true', 'false', 'match'))
+           OR (v_name = 'format' AND v_val #>> '{}' IN ('text', 'csv', 'binary'))
+           OR (v_name = 'on_error' AND v_val #>> '{}' IN ('stop', 'ignore'))
+           OR (v_name = 'log_verbosity' AND v_val #>> '{}' IN ('default', 'verbose', 'silent'))
+           OR (v_name = 'reject_limit' AND jsonb_typeof(v_val) = 'number') THEN
+            v_parts := v_parts || format('%I %L', v_name, v_val #>> '{}');
+            o_binary := o_binary OR (v_name = 'format' AND v_val #>> '{}' = 'binary');
+        ELSIF v_name = 'freeze' AND v_val #>> '{}' IN ('true', 'false') THEN
+            NULL;  -- a hint for loads into a new table; rows go through INSERT here
+        ELSIF v_name IN ('force_not_null', 'force_null') AND jsonb_typeof(v_val) = 'array' THEN
+            IF v_val = '["*"]' THEN
+                v_cols := p_columns;
+            ELSE
+                v_cols := ARRAY(SELECT jsonb_array_elements_text(v_val));
+                SELECT c INTO v_name FROM unnest(v_cols) AS c WHERE c <> ALL (p_columns) LIMIT 1;
+                IF FOUND THEN
+                    RAISE EXCEPTION '% column "%" not referenced by COPY',
+                        upper(v_opt->>0), v_name USING ERRCODE = '42P10';
+                END IF;
+                v_name := v_opt->>0;
+            END IF;
+            IF v_name = 'force_not_null' THEN
+                o_force_not_null := o_force_not_null || v_cols;
+            ELSE
+                o_force_null := o_force_null || v_cols;
+            END IF;
+        ELSE
+            RAISE EXCEPTION 'unsupported COPY option % in aws_s3 call', quote_literal(v_name)
+                USING ERRCODE = '22023';
+        END IF;
+    END LOOP;
+    o_table := array_to_string(v_parts, ', ');
+END $$;
+
 -- Strict checks on what names the object, so that no value can steer the
 -- server's requests (and its ambient credentials) to another host: the
 -- endpoint comes only from the server's own environment and AWS config.
@@ -205,6 +261,7 @@ $$;
 REVOKE ALL ON FUNCTION aws_s3._command(text, text), aws_s3._new_id(), aws_s3._spool(text, text),
     aws_s3._write_request(text, jsonb), aws_s3._read_status(text), aws_s3._raise_status(jsonb),
     aws_s3._parse_options(text, text), aws_s3._options(text, text),
+    aws_s3._fdw_options(jsonb, text[]),
     aws_s3._check_object(text, text, text),
     aws_s3._builtin_type(oid) FROM PUBLIC;
 

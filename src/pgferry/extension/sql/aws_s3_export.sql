@@ -133,7 +133,6 @@ $$;
 REVOKE ALL ON FUNCTION
     aws_s3._fetch_open(text[], oid[], integer[], name, text, text, text, text, text, text, text),
     aws_s3._fetch_close(text),
-    aws_s3._fdw_options(jsonb, text[]),
     aws_s3._import(text, text, text, text, text, text, text, text, text, text),
     aws_s3.table_import_from_s3(text, text, text, aws_commons._s3_uri_1),
     aws_s3.table_import_from_s3(text, text, text, aws_commons._s3_uri_1,
