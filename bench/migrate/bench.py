@@ -13,6 +13,7 @@ wall times and ratios.  Servers run with fsync=off (all tools alike).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -53,11 +54,12 @@ def checkpoint(*servers: LocalServer) -> None:
             c.execute("CHECKPOINT")
 
 
-def run(argv: list[str], **kw: object) -> None:
+def run(argv: list[str], **kw: object) -> str:
     proc = subprocess.run(argv, capture_output=True, check=False, **kw)  # type: ignore[call-overload]
     if proc.returncode != 0:
         err = proc.stderr.decode(errors="replace")
         sys.exit(f"{argv[0]} failed ({proc.returncode}): {err[-3000:]}")
+    return str(proc.stdout.decode(errors="replace"))
 
 
 def main() -> None:
@@ -82,8 +84,9 @@ def main() -> None:
         print(f"generated {size / 2**30:.2f} GiB in {time.monotonic() - t0:.0f}s", flush=True)
 
         def pgferry_clone(target: str) -> None:
-            run([sys.executable, "-c", "from pgferry.cli import main; main()", "clone",
-                 "--source", source, "--target", target, "--jobs", str(n), "-q"])
+            out = run([sys.executable, "-c", "from pgferry.cli import main; main()", "clone",
+                       "--source", source, "--target", target, "--jobs", str(n), "--json"])
+            phases.extend(json.loads(out)["phases"])
 
         def dump_restore(target: str) -> None:
             out = work / "dump"
@@ -104,6 +107,7 @@ def main() -> None:
         tools: dict[str, Callable[[str], None]] = {
             "pgferry": pgferry_clone, "pg_dump": dump_restore, "pgcopydb": pgcopydb,
         }
+        phases: list[tuple[str, float]] = []
         times: dict[str, float] = {}
         checks: dict[str, str] = {}
         for name in args.only.split(","):
@@ -119,7 +123,7 @@ def main() -> None:
             )
             print(f"{name:<10}{times[name]:>8.1f}s  verify: {checks[name]}", flush=True)
             drop_db(dst_server, f"t_{name}")
-        report(args, size, times, checks)
+        report(args, size, times, checks, phases)
     finally:
         for s in (src_server, dst_server):
             s.destroy()
@@ -128,7 +132,7 @@ def main() -> None:
 
 
 def report(args: argparse.Namespace, size: int, times: dict[str, float],
-           checks: dict[str, str]) -> None:
+           checks: dict[str, str], phases: list[tuple[str, float]]) -> None:
     ours = times.get("pgferry")
     lines = [
         f"## pgferry clone benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -151,6 +155,8 @@ def report(args: argparse.Namespace, size: int, times: dict[str, float],
     for name, secs in times.items():
         ratio = f"{ours / secs:.2f}" if ours else "-"
         lines.append(f"| {labels[name]} | {secs:.1f} | {ratio} | {checks[name]} |")
+    if phases:
+        lines += ["", "pgferry phases (s): " + ", ".join(f"{p} {t:.1f}" for p, t in phases)]
     text = "\n".join(lines) + "\n"
     print(text)
     with args.out.open("a") as f:

@@ -110,3 +110,19 @@ def test_bad_snapshot_names(name: str, run_cli: Run) -> None:
         f"error: invalid snapshot name {name!r}; use 1-63 letters, digits or hyphens, "
         "starting with a letter, with no trailing or doubled hyphen"
     )
+
+
+def test_snapshot_of_one_table_skips_its_dangling_foreign_key(
+    source_db: str, target_db: str, run_cli: Run, bucket: str, s3env: dict[str, str],
+) -> None:
+    uri = f"s3://{bucket}/orders-only"
+    res = run_cli("snapshot", "create", "--source", source_db, uri, "--table", "app.orders", "-q")
+    assert res.exit_code == 0, res.output
+    res = run_cli("snapshot", "restore", uri, "--target", target_db, "--json")
+    assert res.exit_code == 0, res.output
+    res = run_cli("verify", "--source", source_db, "--target", target_db, "--table", "app.orders")
+    assert res.exit_code == 0, res.output
+    keys = ("SELECT conname FROM pg_constraint WHERE conrelid = 'app.orders'::regclass"
+            " AND contype IN ('f', 'p')")
+    assert rows(target_db, keys) == [("orders_pkey",)]
+    assert rows(target_db, "SELECT to_regclass('app.users')") == [(None,)]

@@ -138,7 +138,8 @@ def restore_snapshot(cfg: RestoreConfig, reporter: Reporter | None = None) -> Mi
             lo = m["large_objects"]
             ph.run("large-objects", lambda: _load_large_objects(cfg, where.bucket, lo))
         after_data(
-            ph, PostData(tools["pg_restore"], dump, opts, Path(tmp), cfg.resume), tgt,
+            ph, PostData(tools["pg_restore"], dump, opts, Path(tmp), cfg.resume,
+                         {(a, b) for a, b in m.get("skip_foreign_keys", [])}), tgt,
             cfg.target, cfg.jobs, sequences=[tuple(s) for s in m["sequences"]],
             leaves=[t for t in tables.values() if not t.partitioned],
             parents=[t for t in tables.values() if t.partitioned],

@@ -140,6 +140,7 @@ def create_snapshot(cfg: SnapshotConfig, reporter: Reporter | None = None) -> Sn
             raise UsageError(f"no source table matches --table {' '.join(cfg.tables)}")
         keep = {t.oid for t in sel.tables}
         excluded = [] if sel.everything else catalog.excluded_relations(src, keep)
+        skip_fks = [] if sel.everything else sorted(catalog.dangling_foreign_keys(src, keep))
         dump = Path(tmp) / "schema.dump"
         rep.phase_start("schema")
         schema.dump_schema(tools["pg_dump"], cfg.source, dump, snapshot=snapshot, exclude=excluded)
@@ -202,6 +203,8 @@ def create_snapshot(cfg: SnapshotConfig, reporter: Reporter | None = None) -> Sn
                 src, None if sel.everything else sel.tables, not sel.picked
             ),
             "large_objects": lobs,
+            # foreign keys to tables left out: restore cannot build them
+            "skip_foreign_keys": skip_fks,
         }
         src.rollback()
     body = json.dumps(manifest, indent=1).encode()
