@@ -126,3 +126,17 @@ def test_snapshot_of_one_table_skips_its_dangling_foreign_key(
             " AND contype IN ('f', 'p')")
     assert rows(target_db, keys) == [("orders_pkey",)]
     assert rows(target_db, "SELECT to_regclass('app.users')") == [(None,)]
+
+
+def test_snapshot_encrypted_at_rest(
+    source_db: str, run_cli: Run, bucket: str, s3env: dict[str, str], s3client: Any,
+) -> None:
+    uri = f"s3://{bucket}/enc"
+    res = run_cli("snapshot", "create", "--source", source_db, uri, "--table", "app.users",
+                  "--sse", "AES256", "-q")
+    assert res.exit_code == 0, res.output
+    listing = s3client.list_objects_v2(Bucket=bucket, Prefix="enc/")["Contents"]
+    keys = sorted(o["Key"] for o in listing)
+    assert keys == ["enc/data/00000.copy.zst", "enc/manifest.json", "enc/schema.dump"]
+    for key in keys:
+        assert s3client.head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "AES256"
