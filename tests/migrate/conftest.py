@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 from psycopg import sql
 
-from pgferry.cli import _register, cli
+from pgferry.cli import cli
 from pgferry.embedded import LocalServer
 from tests.migrate.dbgen import generate
 from tests.services import postgres
@@ -74,7 +74,6 @@ def cross_servers() -> Iterator[tuple[LocalServer, LocalServer]]:
 
 @pytest.fixture(scope="session")
 def run_cli() -> Callable[..., Result]:
-    _register()
     runner = CliRunner()
 
     def run(*args: str) -> Result:

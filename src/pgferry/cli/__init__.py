@@ -7,6 +7,7 @@ package only parses arguments, prints results and maps errors to exit codes
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -18,7 +19,29 @@ from pgferry.errors import PgferryError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# command name -> module of pgferry.cli that registers it; modules load on
+# first use, so `pgferry import` never pays for importing the migrate code
+_COMMANDS = {
+    "import": "imports",
+    "target": "imports",
+    "psql": "imports",
+    "embedded": "imports",
+    "clone": "migrate",
+    "verify": "migrate",
+    "snapshot": "migrate",
+    "extension": "extension",
+}
+
+
 class PgferryGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _COMMANDS:
+            importlib.import_module(f"pgferry.cli.{_COMMANDS[cmd_name]}").register(self)
+        return self.commands.get(cmd_name)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -26,14 +49,14 @@ class PgferryGroup(click.Group):
             click.echo(f"error: {e.message}", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
-            click.echo("error: interrupted; nothing was committed", err=True)
+            click.echo("error: interrupted", err=True)
             ctx.exit(130)
 
 
 @click.group(cls=PgferryGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pgferry")
 def cli() -> None:
-    """Get data into PostgreSQL: import from S3, watch, migrate, export."""
+    """Get data into PostgreSQL: import from S3, migrate databases, run aws_s3 in-database."""
 
 
 def target_option(f: F) -> F:
@@ -49,15 +72,7 @@ def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(f)
 
 
-def _register() -> None:
-    import importlib
-
-    for name in ("imports", "migrate", "extension"):
-        importlib.import_module(f"pgferry.cli.{name}").register(cli)
-
-
 def main(argv: list[str] | None = None) -> None:
-    _register()
     try:
         cli.main(args=argv, prog_name="pgferry", standalone_mode=True)
     except SystemExit as e:
