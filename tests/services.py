@@ -68,6 +68,10 @@ class SeaweedS3:
             "-master.telemetry=false",
             "-admin.ui=false",
             "-webdav=false",
+            # every test makes a bucket, and each bucket takes volumes of its own:
+            # small volumes, as many as the disk allows
+            "-master.volumeSizeLimitMB=32",
+            "-volume.max=0",
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             "-s3.autoCreateBucket=false",
