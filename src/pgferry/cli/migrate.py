@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any, NoReturn
 
@@ -40,12 +42,27 @@ def parse_size(text: str) -> int | None:
     return value or None
 
 
-def _reporter(quiet: bool) -> Any:
-    if quiet or not sys.stderr.isatty():
-        return None
-    from pgferry.migrate.display import RichReporter
+@contextmanager
+def _reporting(quiet: bool, resumable: str | None = None) -> Iterator[Any]:
+    """Progress bars on a terminal (None otherwise), closed however the work
+    ends; Ctrl-C on a `resumable` command says how to finish it."""
+    reporter = None
+    if not quiet and sys.stderr.isatty():
+        from pgferry.migrate.display import RichReporter
 
-    return RichReporter()
+        reporter = RichReporter()
+    try:
+        yield reporter
+    except KeyboardInterrupt:
+        if resumable is None:
+            raise
+        if reporter is not None:
+            reporter.close()
+            reporter = None
+        _interrupted(resumable)
+    finally:
+        if reporter is not None:
+            reporter.close()
 
 
 def _interrupted(command: str) -> NoReturn:
@@ -106,14 +123,8 @@ def clone_cmd(
         schema_only=schema_only, data_only=data_only, no_owner=no_owner, no_acl=no_acl,
         resume=resume,
     )
-    reporter = _reporter(quiet or as_json)
-    try:
+    with _reporting(quiet or as_json, "clone") as reporter:
         result = clone(cfg, reporter)
-    except KeyboardInterrupt:
-        _interrupted("clone")
-    finally:
-        if reporter is not None:
-            reporter.close()
     if as_json:
         click.echo(json.dumps(asdict(result)))
         return
@@ -205,12 +216,8 @@ def snapshot_create_cmd(
         exclude=exclude, encryption=Encryption(sse, sse_kms_key_id),
         s3=_s3(region, endpoint_url, profile),
     )
-    reporter = _reporter(quiet or as_json)
-    try:
+    with _reporting(quiet or as_json) as reporter:
         result = create_snapshot(cfg, reporter)
-    finally:
-        if reporter is not None:
-            reporter.close()
     if as_json:
         click.echo(json.dumps(asdict(result)))
         return
@@ -241,14 +248,8 @@ def snapshot_restore_cmd(
         uri=uri, target=resolve_target(target).conninfo, jobs=jobs, no_owner=no_owner,
         no_acl=no_acl, resume=resume, s3=_s3(region, endpoint_url, profile),
     )
-    reporter = _reporter(quiet or as_json)
-    try:
+    with _reporting(quiet or as_json, "snapshot restore") as reporter:
         result = restore_snapshot(cfg, reporter)
-    except KeyboardInterrupt:
-        _interrupted("snapshot restore")
-    finally:
-        if reporter is not None:
-            reporter.close()
     if as_json:
         click.echo(json.dumps(asdict(result)))
         return
