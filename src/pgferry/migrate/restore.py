@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import zstandard
 from psycopg import sql
 
-from pgferry.errors import ObjectNotFound
+from pgferry.decode.compression import decompress
+from pgferry.errors import DecodeError, ObjectNotFound
 from pgferry.migrate import schema
 from pgferry.migrate.catalog import Table, Unit
 from pgferry.migrate.copier import Pool, UnitStats, load, open_target
@@ -48,29 +48,14 @@ class RestoreConfig:
 def _stream(s3: S3Config, bucket: str, key: str, expect: str, what: str) -> Iterator[bytes]:
     """Decompressed blocks of one stored stream; raises SnapshotCorrupt at the
     end (before the caller commits) if the stored bytes' sha256 differs."""
-    reader = S3Reader(ObjectRef(key=key, bucket=bucket), s3)
-    digest = hashlib.sha256()
-    dec = zstandard.ZstdDecompressor().decompressobj()
+    raw = _stream_raw(s3, bucket, key, expect, what)
     try:
-        for chunk in reader.chunks():
-            digest.update(chunk)
-            try:
-                out = dec.decompress(chunk)
-            except zstandard.ZstdError as e:
-                raise SnapshotCorrupt(
-                    f"{what} (s3://{bucket}/{key}) is not valid zstd: {e}",
-                    hint="the snapshot is damaged; take a new one", bucket=bucket, key=key,
-                ) from None
-            if out:
-                yield out
-    finally:
-        reader.close()
-    if digest.hexdigest() != expect:
+        yield from decompress(raw, "zstd", where=f"s3://{bucket}/{key}", bucket=bucket, key=key)
+    except DecodeError as e:
         raise SnapshotCorrupt(
-            f"{what} (s3://{bucket}/{key}) does not match its checksum in the manifest",
-            hint="nothing of it was loaded; the snapshot is damaged, take a new one",
-            bucket=bucket, key=key,
-        )
+            f"{what} (s3://{bucket}/{key}) is not valid zstd: {e.what}",
+            hint="the snapshot is damaged; take a new one", bucket=bucket, key=key,
+        ) from None
 
 
 def restore_snapshot(cfg: RestoreConfig, reporter: Reporter | None = None) -> MigrateResult:
@@ -149,7 +134,11 @@ def restore_snapshot(cfg: RestoreConfig, reporter: Reporter | None = None) -> Mi
     return result
 
 
-def _stream_raw(s3: S3Config, bucket: str, key: str, expect: str) -> Iterator[bytes]:
+def _stream_raw(
+    s3: S3Config, bucket: str, key: str, expect: str, what: str | None = None
+) -> Iterator[bytes]:
+    """The stored bytes of one object, checked against the manifest's sha256
+    once the last one has been handed on (so before the caller commits)."""
     reader = S3Reader(ObjectRef(key=key, bucket=bucket), s3)
     digest = hashlib.sha256()
     try:
@@ -159,9 +148,11 @@ def _stream_raw(s3: S3Config, bucket: str, key: str, expect: str) -> Iterator[by
     finally:
         reader.close()
     if digest.hexdigest() != expect:
+        name = f"{what} (s3://{bucket}/{key})" if what else f"s3://{bucket}/{key}"
         raise SnapshotCorrupt(
-            f"s3://{bucket}/{key} does not match its checksum in the manifest",
-            hint="the snapshot is damaged; take a new one", bucket=bucket, key=key,
+            f"{name} does not match its checksum in the manifest",
+            hint="nothing of it was loaded; the snapshot is damaged, take a new one",
+            bucket=bucket, key=key,
         )
 
 
