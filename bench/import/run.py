@@ -61,8 +61,11 @@ class Bench:
             return row[0] if row else None
 
     def psql_cmd(self, command: str) -> None:
-        subprocess.run([self.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.url,
-                        "-c", command], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [self.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.url, "-c", command],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
 
     def fresh_table(self) -> None:
         self.sql("DROP TABLE IF EXISTS t")
@@ -87,12 +90,26 @@ class Bench:
         across exec as the high-water mark."""
         exe = Path(sys.executable).parent / "pgferry"
         out = scratch / "maxrss"
-        args = ["/usr/bin/time", "-f", "%M", "-o", str(out), str(exe), "import", uri,
-                "--table", "t", "--options", "(format csv)", "--target", self.url, "--json"]
+        args = [
+            "/usr/bin/time",
+            "-f",
+            "%M",
+            "-o",
+            str(out),
+            str(exe),
+            "import",
+            uri,
+            "--table",
+            "t",
+            "--options",
+            "(format csv)",
+            "--target",
+            self.url,
+            "--json",
+        ]
         self.fresh_table()
         started = time.perf_counter()
-        subprocess.run(args, env={**os.environ, **self.env}, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(args, env={**os.environ, **self.env}, check=True, stdout=subprocess.DEVNULL)
         seconds = time.perf_counter() - started
         return seconds, int(out.read_text().split()[-1])
 
@@ -118,8 +135,11 @@ def generate_csv(bench: Bench, size_mb: int) -> Path:
 
 def gzip_file(src: Path, dst: Path) -> str:
     pigz = shutil.which("pigz")
-    cmd = [pigz, "-6", "-c", str(src)] if pigz else [sys.executable, "-m", "isal.igzip", "-c",
-                                                    str(src)]
+    cmd = (
+        [pigz, "-6", "-c", str(src)]
+        if pigz
+        else [sys.executable, "-m", "isal.igzip", "-c", str(src)]
+    )
     with dst.open("wb") as out:
         subprocess.run(cmd, check=True, stdout=out)
     return "pigz -6" if pigz else "isal.igzip"
@@ -149,12 +169,23 @@ def count_lines(path: Path) -> int:
 
 
 def machine(bench: Bench) -> dict[str, str]:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text()
-                .splitlines() if ln.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
     mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
-    return {"nproc": str(os.cpu_count()), "memory": f"{int(mem) / MB:.1f} GiB", "cpu": cpu,
-            "postgres": str(bench.sql("SELECT version()")), "python": platform.python_version(),
-            "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+    return {
+        "nproc": str(os.cpu_count()),
+        "memory": f"{int(mem) / MB:.1f} GiB",
+        "cpu": cpu,
+        "postgres": str(bench.sql("SELECT version()")),
+        "python": platform.python_version(),
+        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
 
 
 def cpu_seconds(pid: int) -> float:
@@ -163,8 +194,15 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def compare(bench: Bench, name: str, sides: dict[str, Callable[[], None]], rows: int,
-            reps: int, nbytes: int, s3_pid: int) -> dict[str, Any]:
+def compare(
+    bench: Bench,
+    name: str,
+    sides: dict[str, Callable[[], None]],
+    rows: int,
+    reps: int,
+    nbytes: int,
+    s3_pid: int,
+) -> dict[str, Any]:
     """Run the sides in turn, reversing the order every other repetition; also
     record the local S3 server's CPU time during each run."""
     times: dict[str, list[float]] = {k: [] for k in sides}
@@ -180,10 +218,15 @@ def compare(bench: Bench, name: str, sides: dict[str, Callable[[], None]], rows:
     med = {k: statistics.median(v) for k, v in times.items()}
     best = {k: min(v) for k, v in times.items()}
     others = [k for k in sides if k != "ref"]
-    return {"case": name, "times": times, "median": med, "best": best,
-            "s3_cpu_s": {k: statistics.median(v) for k, v in s3cpu.items()},
-            "ratio_median": {k: med["ref"] / med[k] for k in others},
-            "ratio_best": {k: best["ref"] / best[k] for k in others}}
+    return {
+        "case": name,
+        "times": times,
+        "median": med,
+        "best": best,
+        "s3_cpu_s": {k: statistics.median(v) for k, v in s3cpu.items()},
+        "ratio_median": {k: med["ref"] / med[k] for k in others},
+        "ratio_best": {k: best["ref"] / best[k] for k in others},
+    }
 
 
 def main() -> None:
@@ -217,8 +260,12 @@ def main() -> None:
         client = s3.client()
         client.create_bucket(Bucket="bench")
         client.upload_file(str(csv), "bench", "data.csv", ExtraArgs={"ContentType": "text/csv"})
-        client.upload_file(str(gz), "bench", "data.csv.gz",
-                           ExtraArgs={"ContentType": "text/csv", "ContentEncoding": "gzip"})
+        client.upload_file(
+            str(gz),
+            "bench",
+            "data.csv.gz",
+            ExtraArgs={"ContentType": "text/csv", "ContentEncoding": "gzip"},
+        )
         log(f"uploaded; {rows} rows, {nbytes / MB:.0f} MiB plain")
 
         def ours(source: str) -> Callable[[], None]:
@@ -229,15 +276,31 @@ def main() -> None:
 
         assert s3.proc is not None
         cases = [
-            compare(bench, "plain CSV", {
-                "ours": ours("s3://bench/data.csv"),
-                "ref": lambda: bench.psql_cmd(f"\\copy t FROM '{csv}' (format csv)"),
-                "ours-local": ours(str(csv)),  # info: pgferry without the S3 server's CPU
-            }, rows, args.reps, nbytes, s3.proc.pid),
-            compare(bench, "gzip", {
-                "ours": ours("s3://bench/data.csv.gz"),
-                "ref": lambda: bench.sql(f"COPY t FROM PROGRAM 'zcat {gz}' (format csv)"),
-            }, rows, args.reps, nbytes, s3.proc.pid),
+            compare(
+                bench,
+                "plain CSV",
+                {
+                    "ours": ours("s3://bench/data.csv"),
+                    "ref": lambda: bench.psql_cmd(f"\\copy t FROM '{csv}' (format csv)"),
+                    "ours-local": ours(str(csv)),  # info: pgferry without the S3 server's CPU
+                },
+                rows,
+                args.reps,
+                nbytes,
+                s3.proc.pid,
+            ),
+            compare(
+                bench,
+                "gzip",
+                {
+                    "ours": ours("s3://bench/data.csv.gz"),
+                    "ref": lambda: bench.sql(f"COPY t FROM PROGRAM 'zcat {gz}' (format csv)"),
+                },
+                rows,
+                args.reps,
+                nbytes,
+                s3.proc.pid,
+            ),
         ]
         gz.unlink()
         rss: list[dict[str, Any]] = []
@@ -264,31 +327,60 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def report(info: dict[str, str], args: argparse.Namespace, nbytes: int, rows: int,
-           gzip_tool: str, cases: list[dict[str, Any]], rss: list[dict[str, Any]]) -> None:
+def report(
+    info: dict[str, str],
+    args: argparse.Namespace,
+    nbytes: int,
+    rows: int,
+    gzip_tool: str,
+    cases: list[dict[str, Any]],
+    rss: list[dict[str, Any]],
+) -> None:
     print("\n== machine ==")
     for k, v in info.items():
         print(f"{k:11} {v}")
-    print(f"\n== throughput: {nbytes / MB:.0f} MiB, {rows} rows, {args.reps} reps/side "
-          f"(MiB/s of plain CSV; gzip by {gzip_tool}) ==")
-    print(f"{'case':10} {'side':10} {'runs (s)':26} {'median MiB/s':>12} {'best MiB/s':>10}"
-          f" {'S3 server CPU s':>15}")
+    print(
+        f"\n== throughput: {nbytes / MB:.0f} MiB, {rows} rows, {args.reps} reps/side "
+        f"(MiB/s of plain CSV; gzip by {gzip_tool}) =="
+    )
+    print(
+        f"{'case':10} {'side':10} {'runs (s)':26} {'median MiB/s':>12} {'best MiB/s':>10}"
+        f" {'S3 server CPU s':>15}"
+    )
     for c in cases:
         for side, runs in c["times"].items():
-            print(f"{c['case']:10} {side:10} {' '.join(f'{t:.2f}' for t in runs):26}"
-                  f" {nbytes / MB / c['median'][side]:12.1f} {nbytes / MB / c['best'][side]:10.1f}"
-                  f" {c['s3_cpu_s'][side]:15.1f}")
+            print(
+                f"{c['case']:10} {side:10} {' '.join(f'{t:.2f}' for t in runs):26}"
+                f" {nbytes / MB / c['median'][side]:12.1f} {nbytes / MB / c['best'][side]:10.1f}"
+                f" {c['s3_cpu_s'][side]:15.1f}"
+            )
         for side in c["ratio_median"]:
-            print(f"{'':10} ratio {side}/ref throughput: median {c['ratio_median'][side]:.3f},"
-                  f" best {c['ratio_best'][side]:.3f}")
+            print(
+                f"{'':10} ratio {side}/ref throughput: median {c['ratio_median'][side]:.3f},"
+                f" best {c['ratio_best'][side]:.3f}"
+            )
     print("\n== pgferry import CLI peak RSS ==")
     for r in rss:
-        print(f"object {r['object_mib']:7.1f} MiB  peak RSS {r['peak_rss_mib']:6.1f} MiB"
-              f"  wall {r['seconds']:.1f}s")
+        print(
+            f"object {r['object_mib']:7.1f} MiB  peak RSS {r['peak_rss_mib']:6.1f} MiB"
+            f"  wall {r['seconds']:.1f}s"
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"import-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"machine": info, "bytes": nbytes, "rows": rows, "reps": args.reps,
-                               "gzip_tool": gzip_tool, "cases": cases, "rss": rss}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "machine": info,
+                "bytes": nbytes,
+                "rows": rows,
+                "reps": args.reps,
+                "gzip_tool": gzip_tool,
+                "cases": cases,
+                "rss": rss,
+            },
+            indent=2,
+        )
+    )
     print(f"\nsaved {out}")
 
 

@@ -87,8 +87,21 @@ def main() -> None:
         print(f"generated {size / 2**30:.2f} GiB in {time.monotonic() - t0:.0f}s", flush=True)
 
         def pgferry_clone(target: str) -> None:
-            out = run([sys.executable, "-c", "from pgferry.cli import main; main()", "clone",
-                       "--source", source, "--target", target, "--jobs", str(n), "--json"])
+            out = run(
+                [
+                    sys.executable,
+                    "-c",
+                    "from pgferry.cli import main; main()",
+                    "clone",
+                    "--source",
+                    source,
+                    "--target",
+                    target,
+                    "--jobs",
+                    str(n),
+                    "--json",
+                ]
+            )
             phases.extend(json.loads(out)["phases"])
 
         def dump_restore(target: str) -> None:
@@ -102,13 +115,30 @@ def main() -> None:
             d = work / "pgcopydb"
             shutil.rmtree(d, ignore_errors=True)
             env = dict(os.environ, PATH=f"{PG15}:{os.environ['PATH']}")
-            run(["pgcopydb", "clone", "--source", source, "--target", target,
-                 "--table-jobs", str(n), "--index-jobs", str(n), "--dir", str(d)],
-                env=env, start_new_session=True)  # it signals its whole process group
+            run(
+                [
+                    "pgcopydb",
+                    "clone",
+                    "--source",
+                    source,
+                    "--target",
+                    target,
+                    "--table-jobs",
+                    str(n),
+                    "--index-jobs",
+                    str(n),
+                    "--dir",
+                    str(d),
+                ],
+                env=env,
+                start_new_session=True,
+            )  # it signals its whole process group
             shutil.rmtree(d, ignore_errors=True)
 
         tools: dict[str, Callable[[str], None]] = {
-            "pgferry": pgferry_clone, "pg_dump": dump_restore, "pgcopydb": pgcopydb,
+            "pgferry": pgferry_clone,
+            "pg_dump": dump_restore,
+            "pgcopydb": pgcopydb,
         }
         phases: list[tuple[str, float]] = []
         times: dict[str, float] = {}
@@ -120,9 +150,13 @@ def main() -> None:
             tools[name](target)
             times[name] = time.monotonic() - t0
             result = verify(VerifyConfig(source, target, jobs=n))
-            checks[name] = "identical" if result.ok else (
-                f"{len(result.differences)} differ: "
-                + ", ".join(f"{c.kind} {c.name} ({c.status})" for c in result.differences[:4])
+            checks[name] = (
+                "identical"
+                if result.ok
+                else (
+                    f"{len(result.differences)} differ: "
+                    + ", ".join(f"{c.kind} {c.name} ({c.status})" for c in result.differences[:4])
+                )
             )
             print(f"{name:<10}{times[name]:>8.1f}s  verify: {checks[name]}", flush=True)
             drop_db(dst_server, f"t_{name}")
@@ -134,8 +168,13 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def report(args: argparse.Namespace, size: int, times: dict[str, float],
-           checks: dict[str, str], phases: list[tuple[str, float]]) -> None:
+def report(
+    args: argparse.Namespace,
+    size: int,
+    times: dict[str, float],
+    checks: dict[str, str],
+    phases: list[tuple[str, float]],
+) -> None:
     ours = times.get("pgferry")
     lines = [
         f"## pgferry clone benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -146,15 +185,18 @@ def report(args: argparse.Namespace, size: int, times: dict[str, float],
         "- servers: two PostgreSQL 15 (Debian) with fsync=off, synchronous_commit=off, "
         "full_page_writes=off, otherwise defaults",
         f"- database: tests/migrate/dbgen.py with {args.rows:,} rows in app.events, "
-        f"{size / 2**30:.2f} GiB on disk (pg_database_size); without its \"Mixed Case\" "
+        f'{size / 2**30:.2f} GiB on disk (pg_database_size); without its "Mixed Case" '
         "schema, whose quoted table name pgcopydb 0.10 fails on (TRUNCATE syntax error)",
         f"- jobs: {args.jobs} for every tool (pgcopydb: --table-jobs and --index-jobs)",
         "",
         "| tool | wall time (s) | pgferry / tool | verify |",
         "|---|---:|---:|---|",
     ]
-    labels = {"pgferry": "pgferry clone", "pg_dump": "pg_dump -Fd -j N + pg_restore -j N",
-              "pgcopydb": "pgcopydb clone (0.10, Debian)"}
+    labels = {
+        "pgferry": "pgferry clone",
+        "pg_dump": "pg_dump -Fd -j N + pg_restore -j N",
+        "pgcopydb": "pgcopydb clone (0.10, Debian)",
+    }
     for name, secs in times.items():
         ratio = f"{ours / secs:.2f}" if ours else "-"
         lines.append(f"| {labels[name]} | {secs:.1f} | {ratio} | {checks[name]} |")

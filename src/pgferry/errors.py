@@ -8,22 +8,40 @@ the clone workers) branch on it, never on message text.
 
 from __future__ import annotations
 
-from typing import Any
-
 
 class PgferryError(Exception):
-    """Root of every error pgferry raises on purpose."""
+    """Root of every error pgferry raises on purpose.
+
+    Context attributes are declared here, typed, on every error: ``None`` when
+    they do not apply, so callers can read ``e.table`` without ``getattr``.
+    Subclasses with more context (``tool``, ``datadir``) add keyword-only
+    parameters of their own.
+    """
 
     transient: bool = False
     #: process exit code the CLI uses for this error
     exit_code: int = 1
 
-    def __init__(self, what: str, *, hint: str | None = None, **context: Any) -> None:
+    def __init__(
+        self,
+        what: str,
+        *,
+        hint: str | None = None,
+        bucket: str | None = None,
+        key: str | None = None,
+        table: str | None = None,
+        line: int | None = None,
+        column: str | None = None,
+        sqlstate: str | None = None,
+    ) -> None:
         self.what = what
         self.hint = hint
-        self.context = context
-        for name, value in context.items():
-            setattr(self, name, value)
+        self.bucket = bucket
+        self.key = key
+        self.table = table
+        self.line = line
+        self.column = column
+        self.sqlstate = sqlstate
         super().__init__(self.message)
 
     @property
@@ -51,9 +69,6 @@ class CopyOptionsError(UsageError):
 
 class StoreError(PgferryError):
     """Fetching an object failed. Attributes: bucket, key."""
-
-    bucket: str | None
-    key: str | None
 
 
 class BucketNotFound(StoreError):
@@ -122,3 +137,72 @@ class DataError(TargetError):
 
 class EmbeddedError(PgferryError):
     """The embedded local PostgreSQL could not be set up or started."""
+
+    def __init__(self, what: str, *, hint: str | None = None, datadir: str | None = None) -> None:
+        self.datadir = datadir
+        super().__init__(what, hint=hint)
+
+
+# --- migrate ---------------------------------------------------------------
+
+
+class MigrateError(PgferryError):
+    """A clone, snapshot or verify step failed."""
+
+
+class ToolNotFound(MigrateError):
+    """No pg_dump/pg_restore/psql usable for the source's major version."""
+
+    def __init__(self, what: str, *, hint: str | None = None, tool: str | None = None) -> None:
+        self.tool = tool
+        super().__init__(what, hint=hint)
+
+
+class ToolFailed(MigrateError):
+    """pg_dump, pg_restore or psql exited non-zero. Attributes: tool, sqlstate."""
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        hint: str | None = None,
+        tool: str | None = None,
+        sqlstate: str | None = None,
+    ) -> None:
+        self.tool = tool
+        super().__init__(what, hint=hint, sqlstate=sqlstate)
+
+
+class SourceError(MigrateError):
+    """The source database refused or failed. Attributes: table, sqlstate."""
+
+
+class SourceUnreachable(SourceError):
+    transient = True
+
+
+class SnapshotLost(SourceError):
+    """The exported snapshot is gone (its coordinator ended): restart or --resume."""
+
+
+class TargetNotEmpty(TargetError):
+    """The target already holds tables, or an interrupted clone."""
+
+
+class ExtensionMissing(TargetError):
+    """An extension the source uses is not installable on the target."""
+
+
+class BadSnapshotName(UsageError):
+    pass
+
+
+class SnapshotExists(StoreError):
+    pass
+
+
+class SnapshotCorrupt(StoreError):
+    """A stored stream does not match its manifest (checksum or row count)."""
+
+
+# --- added by later work (keep new classes below, grouped by feature) -------

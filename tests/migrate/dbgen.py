@@ -105,8 +105,11 @@ ANALYZE;
 
 def generate(url: str, big_rows: int = 1_000_000, reader_role: str | None = None) -> None:
     sizes = {
-        "users": max(100, big_rows // 100), "orders": max(200, big_rows // 20),
-        "big": big_rows, "log": max(100, big_rows // 5), "wide": max(100, big_rows // 8),
+        "users": max(100, big_rows // 100),
+        "orders": max(200, big_rows // 20),
+        "big": big_rows,
+        "log": max(100, big_rows // 5),
+        "wide": max(100, big_rows // 8),
         "days": 500,
     }
     with psycopg.connect(url, autocommit=True) as conn:

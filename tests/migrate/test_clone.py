@@ -20,13 +20,26 @@ Run = Callable[..., Result]
 @pytest.mark.slow
 def test_clone_round_trip(source_db: str, target_db: str, run_cli: Run) -> None:
     res = run_cli(
-        "clone", "--source", source_db, "--target", target_db, "--jobs", "3",
-        "--split-tables-larger-than", "20MB", "--json",
+        "clone",
+        "--source",
+        source_db,
+        "--target",
+        target_db,
+        "--jobs",
+        "3",
+        "--split-tables-larger-than",
+        "20MB",
+        "--json",
     )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert [p for p, _ in out["phases"]] == [
-        "pre-data", "data", "large-objects", "indexes", "sequences", "vacuum-analyze",
+        "pre-data",
+        "data",
+        "large-objects",
+        "indexes",
+        "sequences",
+        "vacuum-analyze",
         "post-data",
     ]
     tables = {t["table"]: t["rows"] for t in out["tables"]}
@@ -75,12 +88,29 @@ def test_verify_reports_changed_and_missing_rows(
     source_db: str, target_db: str, run_cli: Run
 ) -> None:
     res = run_cli(
-        "clone", "--source", source_db, "--target", target_db, "--table", "app.users",
-        "--table", "Mixed Case.*", "-q",
+        "clone",
+        "--source",
+        source_db,
+        "--target",
+        target_db,
+        "--table",
+        "app.users",
+        "--table",
+        "Mixed Case.*",
+        "-q",
     )
     assert res.exit_code == 0, res.output
-    args = ["verify", "--source", source_db, "--target", target_db,
-            "--table", "app.users", "--table", "Mixed Case.*"]
+    args = [
+        "verify",
+        "--source",
+        source_db,
+        "--target",
+        target_db,
+        "--table",
+        "app.users",
+        "--table",
+        "Mixed Case.*",
+    ]
     assert run_cli(*args).exit_code == 0
     rows(target_db, "UPDATE app.users SET name = 'Changed' WHERE id = 17")
     rows(target_db, 'DELETE FROM "Mixed Case"."Odd ""Table""" WHERE "Col A" = 2')
@@ -89,7 +119,7 @@ def test_verify_reports_changed_and_missing_rows(
     lines = res.stdout.splitlines()
     assert lines[0].split() == ["object", "source", "rows", "target", "rows", "status"]
     assert lines[1:] == [
-        "table Mixed Case.Odd \"Table\"".ljust(44) + f"{3:>12}{2:>12}  row count differs",
+        'table Mixed Case.Odd "Table"'.ljust(44) + f"{3:>12}{2:>12}  row count differs",
         "table app.users".ljust(44) + f"{10000:>12}{10000:>12}  content differs",
         "2 of 3 objects differ",
     ]
@@ -158,7 +188,9 @@ def test_missing_source_tool_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_source_url_is_one_line(target_db: str, run_cli: Run) -> None:
     res = run_cli("clone", "--source", "postgresql://nobody@127.0.0.1:1/x", "--target", target_db)
     assert res.exit_code == 1
-    assert res.stderr.startswith("error: source: cannot connect to postgresql://nobody@127.0.0.1:1/x")
+    assert res.stderr.startswith(
+        "error: source: cannot connect to postgresql://nobody@127.0.0.1:1/x"
+    )
     assert len(res.stderr.strip().splitlines()) == 1
 
 

@@ -17,8 +17,9 @@ from tests.migrate.conftest import rows
 def test_progress_bars_on_a_terminal(source_db: str, target_db: str) -> None:
     buf = io.StringIO()
     reporter = RichReporter(Console(file=buf, force_terminal=True, width=160))
-    result = clone(CloneConfig(source_db, target_db, jobs=2, tables=("app.orders", "app.users")),
-                   reporter)
+    result = clone(
+        CloneConfig(source_db, target_db, jobs=2, tables=("app.orders", "app.users")), reporter
+    )
     reporter.close()
     text = buf.getvalue()
     for phase in ("pre-data", "data", "indexes", "sequences", "vacuum-analyze", "post-data"):
@@ -39,8 +40,14 @@ def test_password_travels_in_the_environment_only() -> None:
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("512MB", 512 << 20), ("2GB", 2 << 30), ("1.5G", 3 << 29), ("100k", 100 << 10),
-     ("none", None), ("0", None)],
+    [
+        ("512MB", 512 << 20),
+        ("2GB", 2 << 30),
+        ("1.5G", 3 << 29),
+        ("100k", 100 << 10),
+        ("none", None),
+        ("0", None),
+    ],
 )
 def test_sizes(text: str, value: int | None) -> None:
     from pgferry.cli.migrate import parse_size

@@ -28,11 +28,21 @@ def _count(url: str, query: str) -> int:
 def test_resume_after_kill(source_db: str, target_db: str, run_cli: Run) -> None:
     # one job, largest first: sales.wide (~29 MB, one piece), then app.events
     # in three ranges; we kill once the first range of app.events is in
-    args = ["clone", "--source", source_db, "--target", target_db, "--jobs", "1",
-            "--split-tables-larger-than", "30MB"]
+    args = [
+        "clone",
+        "--source",
+        source_db,
+        "--target",
+        target_db,
+        "--jobs",
+        "1",
+        "--split-tables-larger-than",
+        "30MB",
+    ]
     proc = subprocess.Popen(
         [sys.executable, "-c", "from pgferry.cli import main; main()", *args, "-q"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 120
     try:

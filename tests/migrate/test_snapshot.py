@@ -16,15 +16,30 @@ Run = Callable[..., Result]
 
 @pytest.mark.slow
 def test_snapshot_round_trip(
-    source_db: str, target_db: str, run_cli: Run, bucket: str, s3env: dict[str, str],
-    s3client: Any, monkeypatch: pytest.MonkeyPatch,
+    source_db: str,
+    target_db: str,
+    run_cli: Run,
+    bucket: str,
+    s3env: dict[str, str],
+    s3client: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from pgferry.migrate import s3stream
 
     monkeypatch.setattr(s3stream, "PART", 5 << 20)  # the S3 minimum: more parts
     uri = f"s3://{bucket}/nightly/prod-1"
-    res = run_cli("snapshot", "create", "--source", source_db, uri, "--jobs", "3",
-                  "--split-tables-larger-than", "40MB", "--json")
+    res = run_cli(
+        "snapshot",
+        "create",
+        "--source",
+        source_db,
+        uri,
+        "--jobs",
+        "3",
+        "--split-tables-larger-than",
+        "40MB",
+        "--json",
+    )
     assert res.exit_code == 0, res.output
     made = json.loads(res.stdout)
     assert made["uri"] == f"{uri}/"
@@ -59,12 +74,26 @@ def test_snapshot_round_trip(
 
 
 def test_restore_refuses_a_tampered_stream(
-    source_db: str, target_db: str, run_cli: Run, bucket: str, s3env: dict[str, str],
+    source_db: str,
+    target_db: str,
+    run_cli: Run,
+    bucket: str,
+    s3env: dict[str, str],
     s3client: Any,
 ) -> None:
     uri = f"s3://{bucket}/snap-small"
-    res = run_cli("snapshot", "create", "--source", source_db, uri, "--table", "app.users",
-                  "--table", "app.orders", "-q")
+    res = run_cli(
+        "snapshot",
+        "create",
+        "--source",
+        source_db,
+        uri,
+        "--table",
+        "app.users",
+        "--table",
+        "app.orders",
+        "-q",
+    )
     assert res.exit_code == 0, res.output
     manifest = json.loads(
         s3client.get_object(Bucket=bucket, Key="snap-small/manifest.json")["Body"].read()
@@ -93,8 +122,17 @@ def test_restore_refuses_a_tampered_stream(
     assert res.exit_code == 0, res.output
     assert "app.orders" in json.loads(res.stdout)["skipped"]
     assert rows(target_db, "SELECT xmin::text, count(*) FROM app.orders GROUP BY 1") == orders_xmin
-    res = run_cli("verify", "--source", source_db, "--target", target_db,
-                  "--table", "app.users", "--table", "app.orders")
+    res = run_cli(
+        "verify",
+        "--source",
+        source_db,
+        "--target",
+        target_db,
+        "--table",
+        "app.users",
+        "--table",
+        "app.orders",
+    )
     assert res.exit_code == 0, res.output
 
 
@@ -103,8 +141,9 @@ def test_restore_refuses_a_tampered_stream(
     ["1abc", "abc-", "a--b", "a_b", "x" * 64, "ünï"],
 )
 def test_bad_snapshot_names(name: str, run_cli: Run) -> None:
-    res = run_cli("snapshot", "create", "--source", "postgresql://x@127.0.0.1:1/x",
-                  f"s3://bucket/p/{name}")
+    res = run_cli(
+        "snapshot", "create", "--source", "postgresql://x@127.0.0.1:1/x", f"s3://bucket/p/{name}"
+    )
     assert res.exit_code == 2
     assert res.stderr.strip() == (
         f"error: invalid snapshot name {name!r}; use 1-63 letters, digits or hyphens, "
@@ -113,7 +152,11 @@ def test_bad_snapshot_names(name: str, run_cli: Run) -> None:
 
 
 def test_snapshot_of_one_table_skips_its_dangling_foreign_key(
-    source_db: str, target_db: str, run_cli: Run, bucket: str, s3env: dict[str, str],
+    source_db: str,
+    target_db: str,
+    run_cli: Run,
+    bucket: str,
+    s3env: dict[str, str],
 ) -> None:
     uri = f"s3://{bucket}/orders-only"
     res = run_cli("snapshot", "create", "--source", source_db, uri, "--table", "app.orders", "-q")
@@ -122,18 +165,34 @@ def test_snapshot_of_one_table_skips_its_dangling_foreign_key(
     assert res.exit_code == 0, res.output
     res = run_cli("verify", "--source", source_db, "--target", target_db, "--table", "app.orders")
     assert res.exit_code == 0, res.output
-    keys = ("SELECT conname FROM pg_constraint WHERE conrelid = 'app.orders'::regclass"
-            " AND contype IN ('f', 'p')")
+    keys = (
+        "SELECT conname FROM pg_constraint WHERE conrelid = 'app.orders'::regclass"
+        " AND contype IN ('f', 'p')"
+    )
     assert rows(target_db, keys) == [("orders_pkey",)]
     assert rows(target_db, "SELECT to_regclass('app.users')") == [(None,)]
 
 
 def test_snapshot_encrypted_at_rest(
-    source_db: str, run_cli: Run, bucket: str, s3env: dict[str, str], s3client: Any,
+    source_db: str,
+    run_cli: Run,
+    bucket: str,
+    s3env: dict[str, str],
+    s3client: Any,
 ) -> None:
     uri = f"s3://{bucket}/enc"
-    res = run_cli("snapshot", "create", "--source", source_db, uri, "--table", "app.users",
-                  "--sse", "AES256", "-q")
+    res = run_cli(
+        "snapshot",
+        "create",
+        "--source",
+        source_db,
+        uri,
+        "--table",
+        "app.users",
+        "--sse",
+        "AES256",
+        "-q",
+    )
     assert res.exit_code == 0, res.output
     listing = s3client.list_objects_v2(Bucket=bucket, Prefix="enc/")["Contents"]
     keys = sorted(o["Key"] for o in listing)

@@ -35,9 +35,7 @@ def parse_size(text: str) -> int | None:
     if text.strip().lower() in ("none", "off"):
         return None
     if not m:
-        raise UsageError(
-            f"cannot read the size {text!r}", hint="write it like 512MB, 2GB or none"
-        )
+        raise UsageError(f"cannot read the size {text!r}", hint="write it like 512MB, 2GB or none")
     value = int(float(m.group(1)) * _UNITS[m.group(2)])
     return value or None
 
@@ -88,13 +86,26 @@ def _source_options(f: Any) -> Any:
         click.option("--source", required=True, metavar="URL", help="libpq URL of the source."),
         click.option("--jobs", "-j", default=4, show_default=True, help="Parallel connections."),
         click.option(
-            "--split-tables-larger-than", "split", default="1GB", show_default=True,
-            metavar="SIZE", help="Copy bigger tables as parallel ranges ('none': never).",
+            "--split-tables-larger-than",
+            "split",
+            default="1GB",
+            show_default=True,
+            metavar="SIZE",
+            help="Copy bigger tables as parallel ranges ('none': never).",
         ),
-        click.option("--table", "tables", multiple=True, metavar="PATTERN",
-                     help="Only these tables (glob on schema.table); repeatable."),
-        click.option("--exclude", multiple=True, metavar="PATTERN",
-                     help="Skip these tables (glob on schema.table); repeatable."),
+        click.option(
+            "--table",
+            "tables",
+            multiple=True,
+            metavar="PATTERN",
+            help="Only these tables (glob on schema.table); repeatable.",
+        ),
+        click.option(
+            "--exclude",
+            multiple=True,
+            metavar="PATTERN",
+            help="Skip these tables (glob on schema.table); repeatable.",
+        ),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
         json_option,
     ]
@@ -112,15 +123,32 @@ def _source_options(f: Any) -> Any:
 @click.option("--data-only", is_flag=True, help="Copy rows into an existing schema.")
 @click.option("--resume", is_flag=True, help="Finish an interrupted clone into this target.")
 def clone_cmd(
-    source: str, jobs: int, split: str, tables: tuple[str, ...], exclude: tuple[str, ...],
-    quiet: bool, as_json: bool, target: str | None, no_owner: bool, no_acl: bool,
-    schema_only: bool, data_only: bool, resume: bool,
+    source: str,
+    jobs: int,
+    split: str,
+    tables: tuple[str, ...],
+    exclude: tuple[str, ...],
+    quiet: bool,
+    as_json: bool,
+    target: str | None,
+    no_owner: bool,
+    no_acl: bool,
+    schema_only: bool,
+    data_only: bool,
+    resume: bool,
 ) -> None:
     """Copy a whole database from --source into --target, in parallel."""
     cfg = CloneConfig(
-        source=source, target=resolve_target(target).conninfo, jobs=jobs,
-        split_bytes=parse_size(split), tables=tables, exclude=exclude,
-        schema_only=schema_only, data_only=data_only, no_owner=no_owner, no_acl=no_acl,
+        source=source,
+        target=resolve_target(target).conninfo,
+        jobs=jobs,
+        split_bytes=parse_size(split),
+        tables=tables,
+        exclude=exclude,
+        schema_only=schema_only,
+        data_only=data_only,
+        no_owner=no_owner,
+        no_acl=no_acl,
         resume=resume,
     )
     with _reporting(quiet or as_json, "clone") as reporter:
@@ -168,8 +196,12 @@ def print_verify(result: VerifyResult, as_json: bool) -> None:
 @click.option("--jobs", "-j", default=4, show_default=True, help="Parallel connections.")
 @json_option
 def verify_cmd(
-    source: str, target: str | None, tables: tuple[str, ...], exclude: tuple[str, ...],
-    jobs: int, as_json: bool,
+    source: str,
+    target: str | None,
+    tables: tuple[str, ...],
+    exclude: tuple[str, ...],
+    jobs: int,
+    as_json: bool,
 ) -> None:
     """Compare row counts and content checksums; exit 1 when anything differs."""
     cfg = VerifyConfig(source, resolve_target(target).conninfo, tables, exclude, jobs)
@@ -180,11 +212,13 @@ def verify_cmd(
 
 
 def _s3_options(f: Any) -> Any:
-    for opt in reversed([
-        click.option("--region", help="AWS region (default: the SDK's)."),
-        click.option("--endpoint-url", help="S3-compatible endpoint (or AWS_ENDPOINT_URL)."),
-        click.option("--profile", help="AWS profile to use."),
-    ]):
+    for opt in reversed(
+        [
+            click.option("--region", help="AWS region (default: the SDK's)."),
+            click.option("--endpoint-url", help="S3-compatible endpoint (or AWS_ENDPOINT_URL)."),
+            click.option("--profile", help="AWS profile to use."),
+        ]
+    ):
         f = opt(f)
     return f
 
@@ -205,15 +239,29 @@ def snapshot_group() -> None:
 @click.option("--sse-kms-key-id", metavar="ID", help="KMS key for --sse aws:kms.")
 @_s3_options
 def snapshot_create_cmd(
-    uri: str, source: str, jobs: int, split: str, tables: tuple[str, ...],
-    exclude: tuple[str, ...], quiet: bool, as_json: bool, sse: str | None,
-    sse_kms_key_id: str | None, region: str | None, endpoint_url: str | None,
+    uri: str,
+    source: str,
+    jobs: int,
+    split: str,
+    tables: tuple[str, ...],
+    exclude: tuple[str, ...],
+    quiet: bool,
+    as_json: bool,
+    sse: str | None,
+    sse_kms_key_id: str | None,
+    region: str | None,
+    endpoint_url: str | None,
     profile: str | None,
 ) -> None:
     """Take a consistent snapshot of --source to S3."""
     cfg = SnapshotConfig(
-        source=source, uri=uri, jobs=jobs, split_bytes=parse_size(split), tables=tables,
-        exclude=exclude, encryption=Encryption(sse, sse_kms_key_id),
+        source=source,
+        uri=uri,
+        jobs=jobs,
+        split_bytes=parse_size(split),
+        tables=tables,
+        exclude=exclude,
+        encryption=Encryption(sse, sse_kms_key_id),
         s3=_s3(region, endpoint_url, profile),
     )
     with _reporting(quiet or as_json) as reporter:
@@ -239,14 +287,27 @@ def snapshot_create_cmd(
 @json_option
 @_s3_options
 def snapshot_restore_cmd(
-    uri: str, target: str | None, jobs: int, no_owner: bool, no_acl: bool, resume: bool,
-    quiet: bool, as_json: bool, region: str | None, endpoint_url: str | None,
+    uri: str,
+    target: str | None,
+    jobs: int,
+    no_owner: bool,
+    no_acl: bool,
+    resume: bool,
+    quiet: bool,
+    as_json: bool,
+    region: str | None,
+    endpoint_url: str | None,
     profile: str | None,
 ) -> None:
     """Restore a snapshot into --target."""
     cfg = RestoreConfig(
-        uri=uri, target=resolve_target(target).conninfo, jobs=jobs, no_owner=no_owner,
-        no_acl=no_acl, resume=resume, s3=_s3(region, endpoint_url, profile),
+        uri=uri,
+        target=resolve_target(target).conninfo,
+        jobs=jobs,
+        no_owner=no_owner,
+        no_acl=no_acl,
+        resume=resume,
+        s3=_s3(region, endpoint_url, profile),
     )
     with _reporting(quiet or as_json, "snapshot restore") as reporter:
         result = restore_snapshot(cfg, reporter)
@@ -254,8 +315,9 @@ def snapshot_restore_cmd(
         click.echo(json.dumps(asdict(result)))
         return
     rows = sum(t.rows for t in result.tables)
-    click.echo(f"restored {uri}: {len(result.tables)} streams, {rows} rows, "
-               f"in {result.seconds:.1f}s")
+    click.echo(
+        f"restored {uri}: {len(result.tables)} streams, {rows} rows, in {result.seconds:.1f}s"
+    )
 
 
 @snapshot_group.command("list")
@@ -275,8 +337,10 @@ def snapshot_list_cmd(
         if not i.complete:
             click.echo(f"{i.name:<24}{'(incomplete: no manifest)':<27}")
             continue
-        click.echo(f"{i.name:<24}{i.created or '':<27}{i.tables:>7}{i.rows:>12}"
-                   f"{_human(i.stored_bytes):>12}")
+        click.echo(
+            f"{i.name:<24}{i.created or '':<27}{i.tables:>7}{i.rows:>12}"
+            f"{_human(i.stored_bytes):>12}"
+        )
 
 
 def register(cli: click.Group) -> None:

@@ -61,6 +61,7 @@ class Table:
     @property
     def pattern(self) -> str:
         """An exact pg_dump -t pattern for this table (quotes make it literal)."""
+
         def q(s: str) -> str:
             return '"' + s.replace('"', '""') + '"'
 
@@ -104,9 +105,7 @@ def select_tables(
     conn: psycopg.Connection[Any], include: list[str], exclude: list[str]
 ) -> Selection:
     rows = conn.execute(TABLES_SQL, [list(_SYSTEM)]).fetchall()
-    tables = [
-        Table(r[0], r[1], r[2], r[3] == "p", int(r[5]), list(r[6]), r[7], r[8]) for r in rows
-    ]
+    tables = [Table(r[0], r[1], r[2], r[3] == "p", int(r[5]), list(r[6]), r[7], r[8]) for r in rows]
     by_oid = {t.oid: t for t in tables}
 
     def ancestors(t: Table) -> list[Table]:
@@ -120,8 +119,7 @@ def select_tables(
         return any(_matches(a, p) for a in ancestors(t) for p in patterns)
 
     chosen = [
-        t for t in tables
-        if (not include or hit(t, include)) and not (exclude and hit(t, exclude))
+        t for t in tables if (not include or hit(t, include)) and not (exclude and hit(t, exclude))
     ]
     return Selection(
         tables=chosen,

@@ -80,7 +80,8 @@ def _preflight(
                 hint="install them on the target server (its package), or exclude what uses them",
             )
     present = {
-        f"{r[0]}.{r[1]}" for r in tgt.execute(
+        f"{r[0]}.{r[1]}"
+        for r in tgt.execute(
             "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n"
             " ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p')"
             " AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry')"
@@ -94,7 +95,8 @@ def _preflight(
             raise TableNotFound(
                 f"--data-only: table {absent[0]} does not exist on the target"
                 + (f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""),
-                hint="create the schema first (clone --schema-only)", table=absent[0],
+                hint="create the schema first (clone --schema-only)",
+                table=absent[0],
             )
     elif not cfg.resume:
         clash = sorted(present & set(names)) if not sel.everything else sorted(present)
@@ -127,8 +129,12 @@ def clone(cfg: CloneConfig, reporter: Reporter | None = None) -> CloneResult:
 
 
 def _run(
-    cfg: CloneConfig, rep: Reporter, result: CloneResult,
-    src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], tmp: Path,
+    cfg: CloneConfig,
+    rep: Reporter,
+    result: CloneResult,
+    src: psycopg.Connection[Any],
+    tgt: psycopg.Connection[Any],
+    tmp: Path,
 ) -> None:
     major = catalog.server_major(src)
     tools = _tools(major, result, rep)
@@ -186,8 +192,13 @@ def _run(
         if not cfg.data_only:
             early = schema.split_post_data(schema.toc(tools["pg_restore"], dump, "post-data"))[0]
             indexer = Indexer(
-                tools["pg_restore"], dump, cfg.target, opts, tmp,
-                indexer_by_table(src, early), cfg.jobs,
+                tools["pg_restore"],
+                dump,
+                cfg.target,
+                opts,
+                tmp,
+                indexer_by_table(src, early),
+                cfg.jobs,
             )
 
         def data() -> None:
@@ -202,12 +213,19 @@ def _run(
                 lambda: finish.copy_large_objects(src, cfg.target, "phase:large-objects"),
             )
     src.rollback()  # the snapshot is no longer needed
-    post = None if cfg.data_only else PostData(
-        tools["pg_restore"], dump, opts, tmp, cfg.resume, dangling
+    post = (
+        None
+        if cfg.data_only
+        else PostData(tools["pg_restore"], dump, opts, tmp, cfg.resume, dangling)
     )
     after_data(
-        ph, post, tgt, cfg.target, cfg.jobs,
-        sequences=None if cfg.schema_only else seqs, leaves=sel.leaves,
+        ph,
+        post,
+        tgt,
+        cfg.target,
+        cfg.jobs,
+        sequences=None if cfg.schema_only else seqs,
+        leaves=sel.leaves,
         parents=[t for t in sel.tables if t.partitioned],
         vacuumed=indexer.finished if indexer else None,
     )
@@ -215,8 +233,14 @@ def _run(
 
 
 def _copy(
-    cfg: CloneConfig, rep: Reporter, psql: Tool, snapshot: str, units: list[Unit],
-    ledger: Ledger, resuming: bool, indexer: Indexer | None,
+    cfg: CloneConfig,
+    rep: Reporter,
+    psql: Tool,
+    snapshot: str,
+    units: list[Unit],
+    ledger: Ledger,
+    resuming: bool,
+    indexer: Indexer | None,
 ) -> list[UnitStats]:
     parts = Counter(u.table.qualified for u in units)
     lock = threading.Lock()
@@ -233,10 +257,16 @@ def _copy(
         whole = u.parts == 1
         item = f"table:{u.table.qualified}"
         copy_sql = catalog.copy_out_sql(u).as_string(None)
-        with open_target(cfg.target, replica=cfg.data_only) as conn, \
-                copy_out(pool, psql, cfg.source, snapshot, copy_sql) as blocks:
+        with (
+            open_target(cfg.target, replica=cfg.data_only) as conn,
+            copy_out(pool, psql, cfg.source, snapshot, copy_sql) as blocks,
+        ):
             rows, nbytes = load(
-                conn, u.table, blocks, key=u.key, reporter=rep,
+                conn,
+                u.table,
+                blocks,
+                key=u.key,
+                reporter=rep,
                 truncate=whole and not cfg.data_only,
                 ledger_item=item if whole else None,
             )

@@ -95,8 +95,19 @@ def copy_out(
     clean, extra = split_password(conninfo)
     env = child_env(extra)
     env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " " + SESSION).strip()
-    argv = [str(psql.path), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose",
-            "-d", clean, "-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"]
+    argv = [
+        str(psql.path),
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-v",
+        "VERBOSITY=verbose",
+        "-d",
+        clean,
+        "-c",
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    ]
     if snapshot:
         argv += ["-c", f"SET TRANSACTION SNAPSHOT '{_snapshot_id(snapshot)}'"]
     argv += ["-c", copy_sql]

@@ -23,7 +23,8 @@ def connect_source(conninfo: str, *, autocommit: bool = False) -> psycopg.Connec
         return connect(conninfo, autocommit=autocommit)
     except TargetError as e:
         raise SourceUnreachable(
-            f"source: {e.what}", hint="check --source and that the server is running",
+            f"source: {e.what}",
+            hint="check --source and that the server is running",
             sqlstate=getattr(e, "sqlstate", None),
         ) from None
 

@@ -35,9 +35,7 @@ SELECT n.nspname, t.relname || ' ' || k.conname, n.nspname || '.' || t.relname
 """
 
 
-def by_table(
-    src: psycopg.Connection[Any], entries: list[TocEntry]
-) -> dict[str, list[TocEntry]]:
+def by_table(src: psycopg.Connection[Any], entries: list[TocEntry]) -> dict[str, list[TocEntry]]:
     """INDEX and non-foreign-key CONSTRAINT entries of plain tables, per table
     ('schema.name'), looked up in the source's catalog."""
     owner = {(r[0], r[1]): str(r[2]) for r in src.execute(OWNERS_SQL)}
@@ -50,8 +48,14 @@ def by_table(
 
 class Indexer:
     def __init__(
-        self, pg_restore: Tool, dump: Path, target: str, opts: RestoreOptions,
-        workdir: Path, entries: dict[str, list[TocEntry]], jobs: int,
+        self,
+        pg_restore: Tool,
+        dump: Path,
+        target: str,
+        opts: RestoreOptions,
+        workdir: Path,
+        entries: dict[str, list[TocEntry]],
+        jobs: int,
     ) -> None:
         self.pg_restore = pg_restore
         self.dump = dump
@@ -71,8 +75,14 @@ class Indexer:
         todo = self.entries.get(table, [])
         if todo:
             restore_list(
-                self.pg_restore, self.dump, self.target, todo, jobs=1, opts=self.opts,
-                what=f"indexes of {table}", workdir=self.workdir,
+                self.pg_restore,
+                self.dump,
+                self.target,
+                todo,
+                jobs=1,
+                opts=self.opts,
+                what=f"indexes of {table}",
+                workdir=self.workdir,
             )
         with connect(self.target, autocommit=True) as c:
             c.execute(sql.SQL("VACUUM (ANALYZE) {}").format(ident))

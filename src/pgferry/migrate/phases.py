@@ -64,9 +64,16 @@ class PostData:
 
 
 def after_data(
-    ph: Phases, post: PostData | None, tgt: psycopg.Connection[Any], target: str, jobs: int, *,
-    sequences: list[tuple[str, str, int, bool]] | None, leaves: list[Table],
-    parents: list[Table], vacuumed: set[str] | None = None,
+    ph: Phases,
+    post: PostData | None,
+    tgt: psycopg.Connection[Any],
+    target: str,
+    jobs: int,
+    *,
+    sequences: list[tuple[str, str, int, bool]] | None,
+    leaves: list[Table],
+    parents: list[Table],
+    vacuumed: set[str] | None = None,
 ) -> None:
     """`post` None: no schema phases (data only); `sequences` None: no data
     phases (schema only)."""
@@ -74,7 +81,8 @@ def after_data(
     if post is not None:
         pp = post
         entries = [
-            e for e in schema.toc(pp.pg_restore, pp.dump, "post-data")
+            e
+            for e in schema.toc(pp.pg_restore, pp.dump, "post-data")
             if e.desc != "FK CONSTRAINT" or (e.schema, e.tag) not in pp.skip_fks
         ]
         first, rest = schema.split_post_data(entries)
@@ -83,8 +91,14 @@ def after_data(
             # some were built already: early, next to the copy, or before a crash
             todo = schema.missing_on_target(tgt, first)
             schema.restore_list(
-                pp.pg_restore, pp.dump, target, todo, jobs=jobs, opts=pp.opts,
-                what="indexes and constraints", workdir=pp.workdir,
+                pp.pg_restore,
+                pp.dump,
+                target,
+                todo,
+                jobs=jobs,
+                opts=pp.opts,
+                what="indexes and constraints",
+                workdir=pp.workdir,
             )
 
         ph.run("indexes", indexes)
@@ -98,7 +112,13 @@ def after_data(
         ph.run(
             "post-data",
             lambda: schema.restore_list(
-                pp.pg_restore, pp.dump, target, rest, jobs=1, opts=pp.opts,
-                what="post-data", workdir=pp.workdir,
+                pp.pg_restore,
+                pp.dump,
+                target,
+                rest,
+                jobs=1,
+                opts=pp.opts,
+                what="post-data",
+                workdir=pp.workdir,
             ),
         )

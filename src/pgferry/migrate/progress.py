@@ -81,7 +81,7 @@ class Ledger:
         row = self.conn.execute(
             sql.SQL("SELECT item FROM {} WHERE item LIKE 'origin:%%'").format(_ident())
         ).fetchone()
-        return str(row[0])[len("origin:"):] if row else None
+        return str(row[0])[len("origin:") :] if row else None
 
     def done(self) -> set[str]:
         if not self.exists():

@@ -54,7 +54,9 @@ def _stream(s3: S3Config, bucket: str, key: str, expect: str, what: str) -> Iter
     except DecodeError as e:
         raise SnapshotCorrupt(
             f"{what} (s3://{bucket}/{key}) is not valid zstd: {e.what}",
-            hint="the snapshot is damaged; take a new one", bucket=bucket, key=key,
+            hint="the snapshot is damaged; take a new one",
+            bucket=bucket,
+            key=key,
         ) from None
 
 
@@ -67,14 +69,17 @@ def restore_snapshot(cfg: RestoreConfig, reporter: Reporter | None = None) -> Mi
     if m is None:
         raise ObjectNotFound(
             f"no complete snapshot at {where} (manifest.json is missing)",
-            hint="check the URI with 'pgferry snapshot list'", bucket=where.bucket,
+            hint="check the URI with 'pgferry snapshot list'",
+            bucket=where.bucket,
             key=where.base + "manifest.json",
         )
     result = MigrateResult()
     tools = {n: find_tool(n, int(m["source"]["pg_dump"])) for n in ("pg_restore",)}
     result.tools = {n: f"{t.path} ({t.major})" for n, t in tools.items()}
-    with connect(cfg.target, autocommit=True) as tgt, \
-            tempfile.TemporaryDirectory(prefix="pgferry-restore-") as tmp:
+    with (
+        connect(cfg.target, autocommit=True) as tgt,
+        tempfile.TemporaryDirectory(prefix="pgferry-restore-") as tmp,
+    ):
         ledger = Ledger(tgt)
         origin = f"snapshot {where} {m['created']}"
         if ledger.exists() and not cfg.resume:
@@ -101,19 +106,25 @@ def restore_snapshot(cfg: RestoreConfig, reporter: Reporter | None = None) -> Mi
         ph = Phases(ledger, done, result, rep)
         dump = Path(tmp) / "schema.dump"
         with dump.open("wb") as f:
-            for block in _stream_raw(cfg.s3, where.bucket, m["schema"]["key"],
-                                     m["schema"]["sha256"]):
+            for block in _stream_raw(
+                cfg.s3, where.bucket, m["schema"]["key"], m["schema"]["sha256"]
+            ):
                 f.write(block)
         opts = schema.RestoreOptions(cfg.no_owner, cfg.no_acl)
-        ph.run("pre-data", lambda: schema.restore_pre_data(tools["pg_restore"], dump,
-                                                            cfg.target, opts))
-        tables = {f"{t['schema']}.{t['name']}": Table(0, t["schema"], t["name"], t["partitioned"],
-                                                      0, t["columns"], None, None)
-                  for t in m["tables"]}
+        ph.run(
+            "pre-data", lambda: schema.restore_pre_data(tools["pg_restore"], dump, cfg.target, opts)
+        )
+        tables = {
+            f"{t['schema']}.{t['name']}": Table(
+                0, t["schema"], t["name"], t["partitioned"], 0, t["columns"], None, None
+            )
+            for t in m["tables"]
+        }
         streams = [s for s in m["streams"] if f"table:{s['table']}" not in done]
         if "phase:data" not in done:
-            result.skipped += sorted({s["table"] for s in m["streams"]} -
-                                     {s["table"] for s in streams})
+            result.skipped += sorted(
+                {s["table"] for s in m["streams"]} - {s["table"] for s in streams}
+            )
 
         def data() -> None:
             result.tables = _load_all(cfg, rep, where.bucket, streams, tables, ledger, bool(done))
@@ -123,9 +134,19 @@ def restore_snapshot(cfg: RestoreConfig, reporter: Reporter | None = None) -> Mi
             lo = m["large_objects"]
             ph.run("large-objects", lambda: _load_large_objects(cfg, where.bucket, lo))
         after_data(
-            ph, PostData(tools["pg_restore"], dump, opts, Path(tmp), cfg.resume,
-                         {(a, b) for a, b in m.get("skip_foreign_keys", [])}), tgt,
-            cfg.target, cfg.jobs, sequences=[tuple(s) for s in m["sequences"]],
+            ph,
+            PostData(
+                tools["pg_restore"],
+                dump,
+                opts,
+                Path(tmp),
+                cfg.resume,
+                {(a, b) for a, b in m.get("skip_foreign_keys", [])},
+            ),
+            tgt,
+            cfg.target,
+            cfg.jobs,
+            sequences=[tuple(s) for s in m["sequences"]],
             leaves=[t for t in tables.values() if not t.partitioned],
             parents=[t for t in tables.values() if t.partitioned],
         )
@@ -152,13 +173,19 @@ def _stream_raw(
         raise SnapshotCorrupt(
             f"{name} does not match its checksum in the manifest",
             hint="nothing of it was loaded; the snapshot is damaged, take a new one",
-            bucket=bucket, key=key,
+            bucket=bucket,
+            key=key,
         )
 
 
 def _load_all(
-    cfg: RestoreConfig, rep: Reporter, bucket: str, streams: list[dict[str, Any]],
-    tables: dict[str, Table], ledger: Ledger, resuming: bool,
+    cfg: RestoreConfig,
+    rep: Reporter,
+    bucket: str,
+    streams: list[dict[str, Any]],
+    tables: dict[str, Table],
+    ledger: Ledger,
+    resuming: bool,
 ) -> list[UnitStats]:
     streams = sorted(streams, key=lambda s: -int(s["bytes"]))
     parts = Counter(s["table"] for s in streams)
@@ -185,13 +212,22 @@ def _load_all(
                 raise SnapshotCorrupt(
                     f"{u.key}: {rows} rows read, the manifest says {s['rows']}",
                     hint="nothing of it was loaded; the snapshot is damaged",
-                    bucket=bucket, key=s["key"],
+                    bucket=bucket,
+                    key=s["key"],
                 )
 
         blocks = _stream(cfg.s3, bucket, s["key"], s["sha256"], u.key)
         with open_target(cfg.target) as conn:
-            rows, nbytes = load(conn, u.table, blocks, key=u.key, reporter=rep, truncate=whole,
-                                ledger_item=item if whole else None, check=check)
+            rows, nbytes = load(
+                conn,
+                u.table,
+                blocks,
+                key=u.key,
+                reporter=rep,
+                truncate=whole,
+                ledger_item=item if whole else None,
+                check=check,
+            )
         if not whole:
             with lock:
                 parts[u.table.qualified] -= 1
@@ -226,6 +262,7 @@ def _load_large_objects(cfg: RestoreConfig, bucket: str, lo: dict[str, Any]) -> 
                     else:
                         t.execute("SELECT lo_create(%s)", [oid])
                 if hexdata:
-                    t.execute("SELECT lo_put(%s, %s, %s)", [oid, offset, bytes.fromhex(
-                        hexdata.decode())])
+                    t.execute(
+                        "SELECT lo_put(%s, %s, %s)", [oid, offset, bytes.fromhex(hexdata.decode())]
+                    )
         mark_in(t, "phase:large-objects", lo["count"])

@@ -91,8 +91,11 @@ class MultipartWriter:
     def _upload(self, number: int, body: bytes) -> dict[str, Any]:
         try:
             resp = self.client.upload_part(
-                Bucket=self.bucket, Key=self.key, UploadId=self._upload_id,
-                PartNumber=number, Body=body,
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=body,
             )
             return {"PartNumber": number, "ETag": resp["ETag"]}
         except Exception as e:
@@ -111,7 +114,9 @@ class MultipartWriter:
                     self._send(bytes(self._buf))
                 parts = [f.result() for f in self._parts]
                 self.client.complete_multipart_upload(
-                    Bucket=self.bucket, Key=self.key, UploadId=self._upload_id,
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    UploadId=self._upload_id,
                     MultipartUpload={"Parts": parts},
                 )
         except Exception as e:

@@ -77,10 +77,26 @@ def toc(pg_restore: Tool, dump: Path, section: str) -> list[TocEntry]:
 
 
 _KNOWN = {
-    "INDEX", "CONSTRAINT", "FK CONSTRAINT", "INDEX ATTACH", "TRIGGER", "RULE", "POLICY",
-    "COMMENT", "ACL", "MATERIALIZED VIEW DATA", "STATISTICS", "EVENT TRIGGER",
-    "PUBLICATION", "PUBLICATION TABLE", "PUBLICATION TABLES IN SCHEMA", "SECURITY LABEL",
-    "DEFAULT ACL", "ROW SECURITY", "SUBSCRIPTION", "SUBSCRIPTION TABLE",
+    "INDEX",
+    "CONSTRAINT",
+    "FK CONSTRAINT",
+    "INDEX ATTACH",
+    "TRIGGER",
+    "RULE",
+    "POLICY",
+    "COMMENT",
+    "ACL",
+    "MATERIALIZED VIEW DATA",
+    "STATISTICS",
+    "EVENT TRIGGER",
+    "PUBLICATION",
+    "PUBLICATION TABLE",
+    "PUBLICATION TABLES IN SCHEMA",
+    "SECURITY LABEL",
+    "DEFAULT ACL",
+    "ROW SECURITY",
+    "SUBSCRIPTION",
+    "SUBSCRIPTION TABLE",
 }
 
 
@@ -96,8 +112,15 @@ def restore_pre_data(pg_restore: Tool, dump: Path, target: str, opts: RestoreOpt
 
 
 def restore_list(
-    pg_restore: Tool, dump: Path, target: str, entries: list[TocEntry], *,
-    jobs: int, opts: RestoreOptions, what: str, workdir: Path,
+    pg_restore: Tool,
+    dump: Path,
+    target: str,
+    entries: list[TocEntry],
+    *,
+    jobs: int,
+    opts: RestoreOptions,
+    what: str,
+    workdir: Path,
 ) -> None:
     if not entries:
         return
@@ -122,7 +145,8 @@ def missing_on_target(conn: psycopg.Connection[Any], entries: list[TocEntry]) ->
         if e.desc == "INDEX":
             row = conn.execute(
                 "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname = %s AND c.relname = %s", [e.schema, e.tag]
+                " WHERE n.nspname = %s AND c.relname = %s",
+                [e.schema, e.tag],
             ).fetchone()
         elif e.desc in ("CONSTRAINT", "FK CONSTRAINT"):
             row = conn.execute(
@@ -135,7 +159,8 @@ def missing_on_target(conn: psycopg.Connection[Any], entries: list[TocEntry]) ->
             row = conn.execute(
                 "SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
                 " JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname = %s AND c.relname = %s", [e.schema, e.tag]
+                " WHERE n.nspname = %s AND c.relname = %s",
+                [e.schema, e.tag],
             ).fetchone()
         else:
             row = None

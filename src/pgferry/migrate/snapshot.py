@@ -125,11 +125,14 @@ def create_snapshot(cfg: SnapshotConfig, reporter: Reporter | None = None) -> Sn
         raise SnapshotExists(
             f"snapshot {where} already exists",
             hint="pick another NAME, or delete the old one first",
-            bucket=where.bucket, key=where.base + "manifest.json",
+            bucket=where.bucket,
+            key=where.base + "manifest.json",
         )
-    with finish.connect_source(cfg.source) as src, \
-            tempfile.TemporaryDirectory(prefix="pgferry-snap-") as tmp, \
-            ThreadPoolExecutor(cfg.jobs * 2, thread_name_prefix="pgferry-s3") as uploads:
+    with (
+        finish.connect_source(cfg.source) as src,
+        tempfile.TemporaryDirectory(prefix="pgferry-snap-") as tmp,
+        ThreadPoolExecutor(cfg.jobs * 2, thread_name_prefix="pgferry-s3") as uploads,
+    ):
         major = catalog.server_major(src)
         tools = {n: find_tool(n, major) for n in ("pg_dump", "psql")}
         src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -165,8 +168,13 @@ def create_snapshot(cfg: SnapshotConfig, reporter: Reporter | None = None) -> Sn
             comp = zstandard.ZstdCompressor(level=cfg.level).compressobj()
             rows = raw = 0
             try:
-                with copy_out(pool, tools["psql"], cfg.source, snapshot,
-                              catalog.copy_out_sql(u).as_string(None)) as blocks:
+                with copy_out(
+                    pool,
+                    tools["psql"],
+                    cfg.source,
+                    snapshot,
+                    catalog.copy_out_sql(u).as_string(None),
+                ) as blocks:
                     for b in blocks:
                         rows += b.count(b"\n")
                         raw += len(b)
@@ -177,11 +185,21 @@ def create_snapshot(cfg: SnapshotConfig, reporter: Reporter | None = None) -> Sn
             except BaseException:
                 writer.abort()
                 raise
-            streams.append({
-                "table": u.table.qualified, "schema": u.table.schema, "name": u.table.name,
-                "columns": u.table.columns, "part": u.part, "parts": u.parts, "key": out.key,
-                "rows": rows, "bytes": raw, "stored_bytes": out.nbytes, "sha256": out.sha256,
-            })
+            streams.append(
+                {
+                    "table": u.table.qualified,
+                    "schema": u.table.schema,
+                    "name": u.table.name,
+                    "columns": u.table.columns,
+                    "part": u.part,
+                    "parts": u.parts,
+                    "key": out.key,
+                    "rows": rows,
+                    "bytes": raw,
+                    "stored_bytes": out.nbytes,
+                    "sha256": out.sha256,
+                }
+            )
             stats = UnitStats(u.key, u.table.qualified, rows, raw, time.monotonic() - t0)
             rep.unit_done(u.key, rows, raw, stats.seconds)
             return stats
@@ -190,14 +208,26 @@ def create_snapshot(cfg: SnapshotConfig, reporter: Reporter | None = None) -> Sn
         rep.phase_done("data", time.monotonic() - started)
         lobs = None if sel.picked else _large_objects(src, client, where, uploads, cfg)
         manifest = {
-            "format": FORMAT, "name": where.name,
+            "format": FORMAT,
+            "name": where.name,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "source": {"server_version": src.info.server_version,
-                       "database": src.info.dbname, "pg_dump": tools["pg_dump"].major},
-            "compression": "zstd", "extensions": catalog.extensions(src),
+            "source": {
+                "server_version": src.info.server_version,
+                "database": src.info.dbname,
+                "pg_dump": tools["pg_dump"].major,
+            },
+            "compression": "zstd",
+            "extensions": catalog.extensions(src),
             "schema": asdict(schema_obj),
-            "tables": [{"schema": t.schema, "name": t.name, "partitioned": t.partitioned,
-                        "columns": t.columns} for t in sel.tables],
+            "tables": [
+                {
+                    "schema": t.schema,
+                    "name": t.name,
+                    "partitioned": t.partitioned,
+                    "columns": t.columns,
+                }
+                for t in sel.tables
+            ],
             "streams": sorted(streams, key=lambda s: str(s["key"])),
             "sequences": catalog.sequences(
                 src, None if sel.everything else sel.tables, not sel.picked
@@ -209,27 +239,40 @@ def create_snapshot(cfg: SnapshotConfig, reporter: Reporter | None = None) -> Sn
         src.rollback()
     body = json.dumps(manifest, indent=1).encode()
     try:
-        client.put_object(Bucket=where.bucket, Key=where.base + "manifest.json", Body=body,
-                          ContentType="application/json", **cfg.encryption.args())
+        client.put_object(
+            Bucket=where.bucket,
+            Key=where.base + "manifest.json",
+            Body=body,
+            ContentType="application/json",
+            **cfg.encryption.args(),
+        )
     except Exception as e:
         raise map_error(e, where.bucket, where.base + "manifest.json") from None
     return SnapshotResult(
-        str(where), len(streams), sum(s["rows"] for s in streams),
-        sum(s["bytes"] for s in streams), sum(s["stored_bytes"] for s in streams),
-        time.monotonic() - started, stats,
+        str(where),
+        len(streams),
+        sum(s["rows"] for s in streams),
+        sum(s["bytes"] for s in streams),
+        sum(s["stored_bytes"] for s in streams),
+        time.monotonic() - started,
+        stats,
     )
 
 
 def _large_objects(
-    src: psycopg.Connection[Any], client: Any, where: SnapshotUri,
-    uploads: ThreadPoolExecutor, cfg: SnapshotConfig,
+    src: psycopg.Connection[Any],
+    client: Any,
+    where: SnapshotUri,
+    uploads: ThreadPoolExecutor,
+    cfg: SnapshotConfig,
 ) -> dict[str, Any] | None:
     """All large objects as lines 'oid<TAB>offset<TAB>hex', 1 MiB per line."""
     oids = [r[0] for r in src.execute("SELECT oid FROM pg_largeobject_metadata ORDER BY oid")]
     if not oids:
         return None
-    writer = MultipartWriter(client, where.bucket, where.base + "large-objects.zst", uploads,
-                             cfg.encryption)
+    writer = MultipartWriter(
+        client, where.bucket, where.base + "large-objects.zst", uploads, cfg.encryption
+    )
     comp = zstandard.ZstdCompressor(level=cfg.level).compressobj()
     for oid in oids:
         offset = 0
@@ -269,8 +312,11 @@ def list_snapshots(uri: str, s3: S3Config | None = None) -> list[SnapshotInfo]:
         pages = client.get_paginator("list_objects_v2").paginate(
             Bucket=bucket, Prefix=prefix, Delimiter="/"
         )
-        names = [cp["Prefix"][len(prefix):].rstrip("/")
-                 for page in pages for cp in page.get("CommonPrefixes", [])]
+        names = [
+            cp["Prefix"][len(prefix) :].rstrip("/")
+            for page in pages
+            for cp in page.get("CommonPrefixes", [])
+        ]
     except Exception as e:
         raise map_error(e, bucket, prefix) from None
     for name in sorted(names):

@@ -115,7 +115,11 @@ def sqlstate_of(stderr: str) -> str | None:
 
 
 def run_tool(
-    tool: Tool, args: list[str], conninfo: str | None, *, what: str,
+    tool: Tool,
+    args: list[str],
+    conninfo: str | None,
+    *,
+    what: str,
     hint: str = "fix the cause above, then rerun with --resume",
 ) -> str:
     """Run a client program against `conninfo` (appended as -d); returns stdout."""

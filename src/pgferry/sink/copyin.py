@@ -71,7 +71,7 @@ def map_db_error(e: psycopg.Error, table: tuple[str, ...], source: str) -> Targe
     state = e.sqlstate or ""
     diag = e.diag
     primary = (diag.message_primary or str(e).strip().splitlines()[0]) if str(e) else state
-    ctx: dict[str, Any] = {"table": name, "sqlstate": state or None, "source": source}
+    ctx: dict[str, Any] = {"table": name, "sqlstate": state or None}
     if state == "42P01":
         return TableNotFound(
             f'table "{name}" does not exist',

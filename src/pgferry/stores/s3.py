@@ -124,7 +124,6 @@ def describe(bucket: str | None, key: str | None) -> str:
 def map_error(exc: BaseException, bucket: str | None, key: str | None) -> StoreError:
     """Turn a botocore exception into a pgferry error naming the object."""
     where = describe(bucket, key)
-    ctx = {"bucket": bucket, "key": key}
     if isinstance(
         exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError
     ):
@@ -132,7 +131,8 @@ def map_error(exc: BaseException, bucket: str | None, key: str | None) -> StoreE
             f"no AWS credentials found for {where}",
             hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile (--profile), "
             "or pass --access-key/--secret-key",
-            **ctx,
+            bucket=bucket,
+            key=key,
         )
     if isinstance(
         exc, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectTimeoutError
@@ -141,7 +141,8 @@ def map_error(exc: BaseException, bucket: str | None, key: str | None) -> StoreE
         return StoreUnreachable(
             f"cannot reach the S3 endpoint {url} for {where}".replace("  ", " "),
             hint="check --endpoint-url / AWS_ENDPOINT_URL and that the store is running",
-            **ctx,
+            bucket=bucket,
+            key=key,
         )
     if isinstance(exc, botocore.exceptions.ClientError):
         err = exc.response.get("Error", {})
@@ -151,52 +152,62 @@ def map_error(exc: BaseException, bucket: str | None, key: str | None) -> StoreE
             return BucketNotFound(
                 f"bucket {bucket!r} does not exist ({where})",
                 hint="check the bucket name and the endpoint/region",
-                **ctx,
+                bucket=bucket,
+                key=key,
             )
         if code in ("NoSuchKey", "404", "NotFound"):
             return ObjectNotFound(
                 f"object {where} does not exist",
                 hint=f"check the key; list the prefix with 'aws s3 ls s3://{bucket}/'",
-                **ctx,
+                bucket=bucket,
+                key=key,
             )
         if code in ("PreconditionFailed", "412"):
             return ObjectChanged(
                 f"object {where} was replaced while it was being read",
                 hint="nothing was loaded; retry once the writer has finished",
-                **ctx,
+                bucket=bucket,
+                key=key,
             )
         if code in _BAD_CREDENTIALS:
             return CredentialsError(
                 f"S3 rejected the credentials for {where} ({code})",
                 hint="check the access key, secret key and session token (or the profile)",
-                **ctx,
+                bucket=bucket,
+                key=key,
             )
         if code in _DENIED or status == 403:
             return AccessDenied(
                 f"access denied to {where}",
                 hint="grant s3:GetObject (and s3:ListBucket) on it to these credentials",
-                **ctx,
+                bucket=bucket,
+                key=key,
             )
         if code in ("PermanentRedirect", "301", "AuthorizationHeaderMalformed"):
             region = bucket_region_of(exc)
             return StoreError(
                 f"bucket {bucket!r} is in another region ({region or 'unknown'})",
                 hint="pass --region " + (region or "<the bucket's region>"),
-                **ctx,
+                bucket=bucket,
+                key=key,
             )
         if code in _TRANSIENT or (status is not None and status >= 500):
             return TransientStoreError(
                 f"S3 failed on {where} ({code or status}); it may succeed if retried",
-                **ctx,
+                bucket=bucket,
+                key=key,
             )
-        return StoreError(f"S3 error on {where}: {code} {err.get('Message', '')}".strip(), **ctx)
+        return StoreError(
+            f"S3 error on {where}: {code} {err.get('Message', '')}".strip(), bucket=bucket, key=key
+        )
     if isinstance(exc, botocore.exceptions.BotoCoreError | OSError):
         return TransientStoreError(
             f"reading {where} failed: {exc}",
             hint="retry; if it persists check the network and the endpoint",
-            **ctx,
+            bucket=bucket,
+            key=key,
         )
-    return StoreError(f"S3 error on {where}: {exc}", **ctx)
+    return StoreError(f"S3 error on {where}: {exc}", bucket=bucket, key=key)
 
 
 def bucket_region_of(exc: botocore.exceptions.ClientError) -> str | None:
