@@ -7,7 +7,6 @@ prints: progress bars on a terminal, a summary table, or one JSON object.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,8 +15,8 @@ from typing import Any, NoReturn
 
 import click
 
+from pgferry import units
 from pgferry.cli import json_option, target_option
-from pgferry.errors import UsageError
 from pgferry.migrate import CloneConfig, clone
 from pgferry.migrate.restore import RestoreConfig, restore_snapshot
 from pgferry.migrate.s3stream import Encryption
@@ -26,18 +25,10 @@ from pgferry.migrate.verify import VerifyConfig, VerifyResult, verify
 from pgferry.stores.s3 import S3Config
 from pgferry.target import resolve_target
 
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
 
 def parse_size(text: str) -> int | None:
     """'512MB', '2G', '100k', '0' or 'none' (never split)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", text.lower())
-    if text.strip().lower() in ("none", "off"):
-        return None
-    if not m:
-        raise UsageError(f"cannot read the size {text!r}", hint="write it like 512MB, 2GB or none")
-    value = int(float(m.group(1)) * _UNITS[m.group(2)])
-    return value or None
+    return units.parse_size(text, allow_none=True)
 
 
 @contextmanager

@@ -12,27 +12,24 @@ it is smaller).
 from __future__ import annotations
 
 import contextlib
-import re
 from typing import Any, BinaryIO
 
-from pgferry.errors import UsageError
+from pgferry import units
 from pgferry.extension.options import parse_for
 from pgferry.stores.s3 import S3Config, make_client, map_error
 
 PIECE = 8 << 20  # S3's minimum multipart piece is 5 MiB
 DEFAULT_PART = 6 << 30  # aws_s3's part size: about 6 GB
-_UNITS = {"": 1, "b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40}
 
 
 def parse_size(text: object) -> int:
     if text is None or text == "":
         return DEFAULT_PART
-    m = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", str(text))
-    if not m or m.group(2).lower() not in _UNITS or int(m.group(1)) < 1:
-        raise UsageError(
-            f"invalid aws_s3.export_part_size {text!r}", hint="e.g. 6GB, 64MB or 1048576"
-        )
-    return int(m.group(1)) * _UNITS[m.group(2).lower()]
+    size = units.parse_size(
+        str(text), what="aws_s3.export_part_size", hint="e.g. 6GB, 64MB or 1048576"
+    )
+    assert size is not None  # without allow_none it is a positive int or an error
+    return size
 
 
 class RowEnds:
