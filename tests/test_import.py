@@ -12,6 +12,7 @@ import pytest
 import zstandard
 
 from pgferry import imports
+from pgferry.errors import ObjectNotFound, UsageError
 from pgferry.stores.s3 import S3Config
 from tests.services import ACCESS_KEY, SECRET_KEY
 
@@ -90,15 +91,29 @@ def test_compressed(conn, db, s3client, bucket, compress, meta) -> None:
     assert rows(conn, "SELECT count(*), sum(id) FROM test_gzip") == [(1000, sum(range(1000)))]
 
 
-def test_forcing_no_decompression_loads_nothing(conn, db, s3client, bucket) -> None:
-    conn.execute("CREATE TABLE z (id int, a text)")
+@pytest.mark.parametrize("create", [False, True], ids=["existing", "create-table"])
+def test_forcing_no_decompression_refuses_gzip(conn, db, s3client, bucket, create) -> None:
+    if not create:
+        conn.execute("CREATE TABLE z (id int, a text)")
     put(s3client, bucket, "z.gz", gzip.compress(b"1,a\n"), ContentEncoding="gzip")
-    with pytest.raises(Exception) as err:
+    with pytest.raises(UsageError) as err:
         imports.import_from_s3(
-            "z", f"s3://{bucket}/z.gz", options="(format csv)", content_encoding="none", target=db
+            "z",
+            f"s3://{bucket}/z.gz",
+            options="(format csv)",
+            content_encoding="none",
+            create_table=create,
+            target=db,
         )
-    assert "rejected by table" in str(err.value) or "invalid byte sequence" in str(err.value)
-    assert rows(conn, "SELECT count(*) FROM z") == [(0,)]
+    assert str(err.value) == (
+        f"s3://{bucket}/z.gz is gzip-compressed but --content-encoding none loads it as it is; "
+        "drop --content-encoding none: the default (auto) decompresses it"
+    )
+    assert (err.value.bucket, err.value.key, err.value.exit_code) == (bucket, "z.gz", 2)
+    exists = rows(conn, "SELECT to_regclass('z') IS NOT NULL")[0][0]
+    assert exists is not create
+    if not create:
+        assert rows(conn, "SELECT count(*) FROM z") == [(0,)]
 
 
 def test_win1252_into_utf8(conn, db, s3client, bucket) -> None:
@@ -225,7 +240,7 @@ def test_caller_owned_transaction(conn, db, s3client, bucket) -> None:
     assert rows(conn, "SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM ledger)") == [(0, 0)]
     with psycopg.connect(db) as own:
         own.execute("INSERT INTO ledger VALUES ('before')")
-        with pytest.raises(Exception, match="does not exist"):
+        with pytest.raises(ObjectNotFound, match="does not exist"):
             imports.import_from_s3("t", f"s3://{bucket}/missing.csv", conn=own)
         # a failed import leaves the caller's transaction usable
         r = imports.import_from_s3("t", f"s3://{bucket}/k.csv", conn=own)

@@ -55,6 +55,9 @@ def test_missing_key(conn, db, table, bucket) -> None:
         f"check the key; list the prefix with 'aws s3 ls s3://{bucket}/'"
     )
     unchanged(conn)
+    e = fail(db, f"s3://{bucket}/dir/sub/nope.csv")
+    assert str(e).endswith(f"list the prefix with 'aws s3 ls s3://{bucket}/dir/sub/'")
+    assert (e.bucket, e.key) == (bucket, "dir/sub/nope.csv")
 
 
 def test_bad_credentials(conn, db, table, bucket, s3client, monkeypatch) -> None:

@@ -206,3 +206,11 @@ class SnapshotCorrupt(StoreError):
 
 
 # --- added by later work (keep new classes below, grouped by feature) -------
+
+
+# --- client import: inputs it cannot read ---
+
+
+class UnsupportedFormat(DecodeError):
+    """The object is in a format pgferry does not read (an archive, xz, lz4,
+    Parquet, UTF-16 text). Attributes: bucket, key."""

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
+from psycopg import sql
 
 from pgferry import infer
-from pgferry.errors import UsageError
-from pgferry.fetch import Decoded, open_decoded
+from pgferry.decode.formats import UTF8_BOM, check_head
+from pgferry.errors import DataError, TargetError, UsageError
+from pgferry.fetch import open_decoded
 from pgferry.sink.copyin import copy_in, map_db_error
-from pgferry.sink.names import display_table, parse_table_name, split_identifiers
-from pgferry.sink.options import parse_copy_options
+from pgferry.sink.names import display_table, parse_table_name, split_identifiers, table_ident
+from pgferry.sink.options import CopyOptions, check_copy_from, parse_copy_options
 from pgferry.stores import ObjectRef, parse_source
 from pgferry.stores.s3 import S3Config
 from pgferry.target import connect, resolve_target
@@ -30,10 +32,17 @@ from pgferry.target import connect, resolve_target
 log = logging.getLogger("pgferry.import")
 
 
+Mode = Literal["append", "truncate", "replace"]
+MODES: tuple[str, ...] = ("append", "truncate", "replace")
+#: decoded bytes looked at before loading: format checks, BOM, header guess
+HEAD_BYTES = 64 << 10
+_COMPRESSED_SUFFIXES = (".gz", ".gzip", ".zst", ".zstd", ".bz2")
+
+
 @dataclass(frozen=True)
 class ImportSpec:
-    """Everything one import needs. `source` is s3://bucket/key, file:// or a
-    path; alternatively give `bucket` and `key`."""
+    """Everything one import needs. `source` is s3://bucket/key, file://, a
+    path or `-` (stdin); alternatively give `bucket` and `key`."""
 
     table: str
     source: str | None = None
@@ -46,6 +55,12 @@ class ImportSpec:
     s3: S3Config = field(default_factory=S3Config)
     content_encoding: str = "auto"
     create_table: bool = False
+    #: append to the table, empty it first, or drop and re-create it from the file
+    mode: str = "append"
+    #: rows --create-table looks at to choose column types
+    sample_rows: int = infer.SAMPLE_ROWS
+    #: column -> SQL type, overriding the guess for a table pgferry creates
+    column_types: Mapping[str, str] = field(default_factory=dict)
 
     def object_ref(self) -> ObjectRef:
         region = self.region or self.s3.region
@@ -70,14 +85,21 @@ class ImportResult:
     compression: str | None = None
     created_table: str | None = None
     seconds: float = 0.0
+    #: rows COPY skipped (ON_ERROR IGNORE), as the server reported them
+    skipped: int = 0
+    #: the COPY options used, including any chosen from a .csv/.tsv name
+    options: str = ""
 
     @property
     def message(self) -> str:
         # aws_s3's exact wording, so scripts that parse it keep working
-        return (
+        text = (
             f'{self.rows} rows imported into relation "{self.table}" '
             f"from file {self.key} of {self.bytes} bytes"
         )
+        if self.skipped:
+            text += f" ({self.skipped} {'row' if self.skipped == 1 else 'rows'} skipped)"
+        return text
 
     def __str__(self) -> str:
         return self.message
@@ -90,14 +112,108 @@ def import_from_s3(
     table: str,
     source: str | None = None,
     *,
+    bucket: str | None = None,
+    key: str | None = None,
+    region: str | None = None,
+    columns: str | Sequence[str] = "",
+    options: str = "",
+    target: str | None = None,
+    endpoint_url: str | None = None,
+    access_key: str | None = None,
+    secret_key: str | None = None,
+    session_token: str | None = None,
+    profile: str | None = None,
+    s3: S3Config | None = None,
+    content_encoding: str = "auto",
+    create_table: bool = False,
+    mode: Mode = "append",
+    sample_rows: int = infer.SAMPLE_ROWS,
+    column_types: Mapping[str, str] | None = None,
     conn: psycopg.Connection[Any] | None = None,
     on_bytes: Callable[[int, int], None] | None = None,
-    **spec: Any,
 ) -> ImportResult:
-    """Import one object into `table`. See ImportSpec for the keywords
-    (bucket, key, region, columns, options, target, s3, content_encoding,
-    create_table)."""
-    return run_import(ImportSpec(table=table, source=source, **spec), conn=conn, on_bytes=on_bytes)
+    """Import one object (`s3://bucket/key`, a path, `-`, or `bucket` and
+    `key`) into `table`. S3 settings come either one by one (`endpoint_url`,
+    `access_key`, ...; None means the AWS default chain) or as one `s3`
+    S3Config, not both. With `conn` the rows join that connection's
+    transaction; otherwise pgferry connects to `target` and commits."""
+    loose = (endpoint_url, access_key, secret_key, session_token, profile)
+    if s3 is not None and any(v is not None for v in loose):
+        raise UsageError(
+            "give the S3 settings either one by one or as s3=S3Config(...), not both",
+            hint="move them into the S3Config",
+        )
+    if s3 is None:
+        s3 = S3Config(
+            region=region,
+            endpoint_url=endpoint_url,
+            access_key=access_key,
+            secret_key=secret_key,
+            session_token=session_token,
+            profile=profile,
+        )
+    spec = ImportSpec(
+        table=table,
+        source=source,
+        bucket=bucket,
+        key=key,
+        region=region,
+        columns=columns,
+        options=options,
+        target=target,
+        s3=s3,
+        content_encoding=content_encoding,
+        create_table=create_table,
+        mode=mode,
+        sample_rows=sample_rows,
+        column_types=dict(column_types or {}),
+    )
+    return run_import(spec, conn=conn, on_bytes=on_bytes)
+
+
+@dataclass
+class _Plan:
+    """What the load does, settled before the first row is sent."""
+
+    table: tuple[str, ...]
+    columns: list[str]
+    options: CopyOptions
+    create: bool
+    mode: str
+    types: dict[str, str]
+    sample_rows: int
+    ref: ObjectRef
+
+
+def _plan(spec: ImportSpec, ref: ObjectRef) -> _Plan:
+    if spec.mode not in MODES:
+        raise UsageError(f"unknown mode {spec.mode!r}", hint=f"use one of {', '.join(MODES)}")
+    if spec.sample_rows < 1:
+        raise UsageError(
+            f"--sample-rows must be at least 1, not {spec.sample_rows}", hint="e.g. 10000"
+        )
+    options = parse_copy_options(spec.options)
+    check_copy_from(options)
+    create = spec.create_table or spec.mode == "replace"
+    types = infer.parse_column_types(spec.column_types)
+    if types and not create:
+        raise UsageError(
+            "--column-type only applies to a table pgferry creates",
+            hint="add --create-table (or --mode replace), or ALTER the existing table",
+        )
+    columns = (
+        split_identifiers(spec.columns) if isinstance(spec.columns, str) else list(spec.columns)
+    )
+    return _Plan(
+        table=parse_table_name(spec.table),
+        columns=columns,
+        options=options,
+        create=create,
+        mode=spec.mode,
+        types=types,
+        sample_rows=spec.sample_rows,
+        ref=ref,
+    )
 
 
 def run_import(
@@ -106,12 +222,8 @@ def run_import(
     *,
     on_bytes: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
-    table = parse_table_name(spec.table)
-    columns = (
-        split_identifiers(spec.columns) if isinstance(spec.columns, str) else list(spec.columns)
-    )
-    options = parse_copy_options(spec.options)
     ref = spec.object_ref()
+    plan = _plan(spec, ref)
     started = time.monotonic()
     own = conn is None
     if conn is None:
@@ -120,52 +232,178 @@ def run_import(
         with open_decoded(
             ref, spec.s3, content_encoding=spec.content_encoding, on_bytes=on_bytes
         ) as obj:
-            if obj.size == 0:
-                log.warning("%s is empty (0 bytes): nothing to load", ref.uri)
+            head, stream, _ = infer.peek(obj.stream(), infer.bytes_enough(HEAD_BYTES))
+            check_head(
+                head,
+                ref,
+                codec=obj.codec,
+                requested=spec.content_encoding,
+                fmt=plan.options.format,
+            )
+            if head.startswith(UTF8_BOM) and _utf8(plan.options):
+                # Excel's "CSV UTF-8" starts with one; COPY would keep it in the first value
+                head, stream = head[len(UTF8_BOM) :], _skip(stream, len(UTF8_BOM))
+            if not spec.options.strip():
+                plan.options = _options_from_name(ref, head, plan.options)
             if not own and not conn.autocommit:
                 _join_implicit_transaction(conn)
-            rows, ddl = _load(conn, obj, table, columns, options, spec.create_table)
+            rows, skipped, ddl = _load(conn, stream, plan)
+            size = obj.size  # after the load: a pipe's size is what was read
     finally:
         if own:
             conn.close()
+    if size == 0:
+        log.warning("%s is empty (0 bytes): nothing to load", ref.uri)
     return ImportResult(
         rows=rows,
-        bytes=obj.size,
+        bytes=size,
         bucket=ref.bucket,
         key=ref.key,
         table=spec.table,
         compression=obj.codec,
         created_table=ddl,
         seconds=round(time.monotonic() - started, 3),
+        skipped=skipped,
+        options=plan.options.render().as_string(None),
     )
 
 
+def _utf8(options: CopyOptions) -> bool:
+    enc = (options.encoding or "UTF8").upper().replace("-", "").replace("_", "")
+    return enc in ("UTF8", "UNICODE")
+
+
+def _skip(stream: Iterator[bytes], n: int) -> Iterator[bytes]:
+    for chunk in stream:
+        if n:
+            cut = min(n, len(chunk))
+            chunk, n = chunk[cut:], n - cut
+        if chunk:
+            yield chunk
+
+
+def _options_from_name(ref: ObjectRef, head: bytes, options: CopyOptions) -> CopyOptions:
+    """No --options: a `.csv` or `.tsv` name (compressed or not) means CSV
+    (tab-delimited for .tsv), with a header when the first line looks like
+    one. Says so, since COPY's own default (text) would load one column."""
+    name = ref.key.lower()
+    for suffix in _COMPRESSED_SUFFIXES:
+        name = name.removesuffix(suffix)
+    if name.endswith(".csv"):
+        values: dict[str, Any] = {"format": "csv"}
+        kind = "CSV"
+    elif name.endswith(".tsv"):
+        values = {"format": "csv", "delimiter": "\t"}
+        kind = "tab-separated CSV"
+    else:
+        return options
+    header = infer.looks_like_header(head, CopyOptions(dict(values)))
+    if header:
+        values["header"] = True
+    guessed = CopyOptions(values)
+    log.warning(
+        "no --options given: reading %s as %s %s (from its name); pass --options to choose, "
+        "e.g. '%s'",
+        ref.uri,
+        kind,
+        "with a header line" if header else "without a header line",
+        guessed.render().as_string(None),
+    )
+    return guessed
+
+
 def _load(
-    conn: psycopg.Connection[Any],
-    obj: Decoded,
-    table: tuple[str, ...],
-    columns: list[str],
-    options: Any,
-    create: bool,
-) -> tuple[int, str | None]:
-    stream = obj.stream()
+    conn: psycopg.Connection[Any], stream: Iterator[bytes], plan: _Plan
+) -> tuple[int, int, str | None]:
     ddl: str | None = None
-    source = obj.ref.uri
+    created: list[infer.Column] = []
+    table = plan.table
     try:
         with conn.transaction():
-            if create and not _table_exists(conn, table):
-                sample, stream = infer.peek(stream)
-                complete = len(sample) < infer.SAMPLE_BYTES
-                cols = infer.infer_columns(sample, options, columns, complete)
-                stmt = infer.create_table_sql(table, cols)
-                ddl = stmt.as_string(conn)
-                conn.execute(stmt)
-            rows = copy_in(conn, table, columns, options, stream, source=source)
+            exists = _table_exists(conn, table)
+            if exists and plan.mode == "replace":
+                _prepare(conn, sql.SQL("DROP TABLE {}"), "replace", plan)
+                exists = False
+            elif exists and plan.mode == "truncate":
+                _prepare(conn, sql.SQL("TRUNCATE {}"), "truncate", plan)
+            if plan.create and not exists:
+                wanted = plan.sample_rows + (1 if plan.options.header else 0)
+                sample, stream, complete = infer.peek(stream, infer.lines_enough(wanted))
+                created = infer.infer_columns(
+                    sample,
+                    plan.options,
+                    plan.columns,
+                    complete,
+                    sample_rows=plan.sample_rows,
+                    types=plan.types,
+                )
+                ddl = _create(conn, infer.create_table_sql(table, created), plan)
+            rows, skipped = copy_in(conn, table, plan.columns, plan.options, stream, ref=plan.ref)
     except psycopg.Error as e:
-        raise map_db_error(e, table, source) from None
+        raise map_db_error(e, table, plan.ref) from None
+    except DataError as e:
+        raise _misfit(e, created, plan) from None
     if ddl:
         log.info("created table %s: %s", display_table(table), ddl)
-    return rows, ddl
+    return rows, skipped, ddl
+
+
+def _create(conn: psycopg.Connection[Any], stmt: sql.Composed, plan: _Plan) -> str:
+    try:
+        conn.execute(stmt)
+    except psycopg.Error as e:
+        name = display_table(plan.table)
+        primary = e.diag.message_primary or str(e).strip()
+        ctx: dict[str, Any] = {"table": name, "sqlstate": e.sqlstate}
+        if e.sqlstate == "42704":  # undefined_object: a --column-type names no type
+            raise UsageError(
+                f'cannot create table "{name}": {primary}',
+                hint="fix --column-type to name a type of the target database",
+                **ctx,
+            ) from None
+        raise TargetError(
+            f'cannot create table "{name}": {primary}',
+            hint="create it yourself, then import without --create-table",
+            **ctx,
+        ) from None
+    return stmt.as_string(conn)
+
+
+def _prepare(conn: psycopg.Connection[Any], stmt: sql.SQL, verb: str, plan: _Plan) -> None:
+    """DROP or TRUNCATE before the load, in its transaction; a refusal (other
+    objects depend on the table, a foreign key points at it) names the mode."""
+    try:
+        conn.execute(stmt.format(table_ident(plan.table)))
+    except psycopg.Error as e:
+        name = display_table(plan.table)
+        primary = e.diag.message_primary or str(e).strip()
+        other = "--mode truncate" if verb == "replace" else "--mode append"
+        raise TargetError(
+            f'cannot {verb} table "{name}" (--mode {verb}): {primary}',
+            hint=f"use {other}, or resolve the dependency first; nothing was changed",
+            table=name,
+            sqlstate=e.sqlstate,
+        ) from None
+
+
+def _misfit(e: DataError, created: Sequence[infer.Column], plan: _Plan) -> DataError:
+    """A row past the sample that does not fit a guessed type: say which
+    column and how to choose its type."""
+    col = next((c for c in created if c.name == e.column and c.guessed), None)
+    if col is None or col.type == "text" or e.sqlstate in ("22021", "22P05"):
+        return e
+    return DataError(
+        e.what,
+        hint=f"column {col.name} was created as {col.type} from the first {plan.sample_rows} "
+        f"rows: pass --column-type {col.name}=text (or a larger --sample-rows); "
+        "nothing was loaded",
+        table=e.table,
+        line=e.line,
+        column=e.column,
+        sqlstate=e.sqlstate,
+        key=e.key,
+        bucket=e.bucket,
+    )
 
 
 def _join_implicit_transaction(conn: psycopg.Connection[Any]) -> None:
@@ -177,8 +415,6 @@ def _join_implicit_transaction(conn: psycopg.Connection[Any]) -> None:
 
 
 def _table_exists(conn: psycopg.Connection[Any], table: tuple[str, ...]) -> bool:
-    from pgferry.sink.names import table_ident
-
     name = table_ident(table).as_string(conn)
     row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [name]).fetchone()
     return bool(row and row[0])

@@ -1,18 +1,21 @@
 """Create a missing table from a CSV/text file's header and a sample of rows.
 
 A column gets a typed SQL type only when every non-null sampled value
-parses as it; anything ambiguous stays text, so the load itself does not
-fail on a guess. The sample is peeked from the decoded stream and handed
-back in front of it, so nothing is read twice.
+parses as it, and only for values PostgreSQL reads the same way: codes with
+leading zeros (`02134`) and impossible dates (`2024-02-30`) keep the column
+text. The sample is the first `sample_rows` rows (at most `SAMPLE_CAP`
+bytes), peeked from the decoded stream and handed back in front of it, so
+nothing is read twice.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import datetime as dt
 import io
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from psycopg import sql
@@ -21,8 +24,9 @@ from pgferry.errors import UsageError
 from pgferry.sink.names import table_ident
 from pgferry.sink.options import CopyOptions
 
-SAMPLE_BYTES = 1 << 20
 SAMPLE_ROWS = 1000
+#: the most bytes a sample may take, whatever the row count
+SAMPLE_CAP = 64 << 20
 _PY_CODECS = {
     "UTF8": "utf-8",
     "WIN1252": "cp1252",
@@ -37,16 +41,45 @@ _PY_CODECS = {
     "UHC": "cp949",
     "BIG5": "big5",
 }
-_TYPES: list[tuple[str, re.Pattern[str]]] = [
-    ("bigint", re.compile(r"[+-]?\d{1,18}")),
-    ("numeric", re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")),
-    ("boolean", re.compile(r"(?i)true|false|t|f")),
-    ("date", re.compile(r"\d{4}-\d{2}-\d{2}")),
-    ("timestamp", re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?")),
-    (
-        "timestamptz",
-        re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)"),
-    ),
+_INT = re.compile(r"[+-]?(0|[1-9]\d{0,17})")
+_NUM = re.compile(r"[+-]?((0|[1-9]\d*)(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_BOOL = re.compile(r"(?i)true|false|t|f")
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_TS = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[ T](\d{2}):(\d{2})(?::(\d{2})(\.\d{1,6})?)?"
+    r"(Z|[+-]\d{2}(:?\d{2})?)?"
+)
+#: a type as written in --column-type: one word (or one of SQL's few multi-word
+#: type names), an optional (n[,m]) and an optional []; nothing else can reach SQL
+_MULTI_WORD = "double precision|character varying|bit varying|time(?:stamp)? with(?:out)? time zone"
+_TYPE_NAME = re.compile(rf"(?i)(?:{_MULTI_WORD}|[a-z_][a-z0-9_]*)(\(\d+(,\d+)?\))?(\[\])?")
+
+
+def _is_date(v: str) -> bool:
+    if not _DATE.fullmatch(v):
+        return False
+    try:
+        dt.date.fromisoformat(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _timestamp(v: str, zoned: bool) -> bool:
+    m = _TS.fullmatch(v)
+    if not m or bool(m.group(6)) != zoned or not _is_date(m.group(1)):
+        return False
+    hour, minute, second = int(m.group(2)), int(m.group(3)), int(m.group(4) or 0)
+    return hour < 24 and minute < 60 and second < 60
+
+
+_TYPES: list[tuple[str, Callable[[str], bool]]] = [
+    ("bigint", lambda v: bool(_INT.fullmatch(v))),
+    ("numeric", lambda v: bool(_NUM.fullmatch(v))),
+    ("boolean", lambda v: bool(_BOOL.fullmatch(v))),
+    ("date", _is_date),
+    ("timestamp", lambda v: _timestamp(v, zoned=False)),
+    ("timestamptz", lambda v: _timestamp(v, zoned=True)),
 ]
 
 
@@ -54,17 +87,24 @@ _TYPES: list[tuple[str, re.Pattern[str]]] = [
 class Column:
     name: str
     type: str
+    #: True when the type came from the sample, not from --column-type
+    guessed: bool = True
 
 
-def peek(stream: Iterator[bytes], limit: int = SAMPLE_BYTES) -> tuple[bytes, Iterator[bytes]]:
-    """Read at least `limit` bytes (or all) and return them with a stream
-    that yields them again followed by the rest."""
+def peek(
+    stream: Iterator[bytes], enough: Callable[[bytes], bool]
+) -> tuple[bytes, Iterator[bytes], bool]:
+    """Read pieces until `enough(piece)` says so (it sees each piece once), the
+    end, or SAMPLE_CAP bytes. Returns the sample, a stream that yields it
+    again followed by the rest, and whether the sample is the whole stream."""
     taken: list[bytes] = []
     size = 0
+    complete = True
     for chunk in stream:
         taken.append(chunk)
         size += len(chunk)
-        if size >= limit:
+        if size >= SAMPLE_CAP or enough(chunk):
+            complete = False
             break
     sample = b"".join(taken)
 
@@ -73,26 +113,87 @@ def peek(stream: Iterator[bytes], limit: int = SAMPLE_BYTES) -> tuple[bytes, Ite
             yield sample
         yield from stream
 
-    return sample, again()
+    return sample, again(), complete
+
+
+def bytes_enough(limit: int) -> Callable[[bytes], bool]:
+    seen = 0
+
+    def enough(chunk: bytes) -> bool:
+        nonlocal seen
+        seen += len(chunk)
+        return seen >= limit
+
+    return enough
+
+
+def lines_enough(rows: int) -> Callable[[bytes], bool]:
+    """Enough once more than `rows` line ends went by (LF, or CR for files
+    with CR-only line ends). A quoted record may span lines, so the sample
+    may hold a few rows less; it never splits a row it keeps."""
+    seen = 0
+
+    def enough(chunk: bytes) -> bool:
+        nonlocal seen
+        seen += chunk.count(b"\n") or chunk.count(b"\r")
+        return seen > rows
+
+    return enough
+
+
+def decode_text(sample: bytes, options: CopyOptions) -> str:
+    codec = _PY_CODECS.get((options.encoding or "UTF8").upper(), "utf-8")
+    # CR-only (classic Mac, Excel for Mac) and CRLF line ends read as LF
+    text = codecs.decode(sample, codec, "replace")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def parse_column_types(pairs: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
+    """`["zip=text", "n=numeric(10,2)"]` (or a mapping) -> {name: type}."""
+    items: list[tuple[str, str]] = []
+    if isinstance(pairs, Mapping):
+        items = list(pairs.items())
+    else:
+        for pair in pairs:
+            name, sep, typ = pair.partition("=")
+            if not sep or not name.strip():
+                raise UsageError(
+                    f"--column-type {pair!r} is not NAME=TYPE", hint="e.g. --column-type zip=text"
+                )
+            items.append((name.strip(), typ))
+    out: dict[str, str] = {}
+    for name, typ in items:
+        typ = " ".join(typ.split()).replace(" (", "(").replace(", ", ",")
+        if not _TYPE_NAME.fullmatch(typ):
+            raise UsageError(
+                f"invalid type {typ!r} for column {name!r}",
+                hint="write a type name, e.g. text, numeric(10,2), varchar(20), date",
+                column=name,
+            )
+        out[name] = typ
+    return out
 
 
 def infer_columns(
-    sample: bytes, options: CopyOptions, names: Sequence[str], complete: bool
+    sample: bytes,
+    options: CopyOptions,
+    names: Sequence[str],
+    complete: bool,
+    *,
+    sample_rows: int = SAMPLE_ROWS,
+    types: Mapping[str, str] | None = None,
 ) -> list[Column]:
     if options.format == "binary":
         raise UsageError(
             "cannot infer a table from binary COPY data", hint="create the table first"
         )
-    text = codecs.decode(
-        sample, _PY_CODECS.get((options.encoding or "UTF8").upper(), "utf-8"), "replace"
-    )
-    rows = _rows(text, options, complete)
+    rows = read_rows(decode_text(sample, options), options, complete)
     if not rows:
         raise UsageError(
             "cannot create a table from an empty file", hint="create the table first, then import"
         )
     header = [h.strip() for h in rows[0]] if options.header else None
-    data = rows[1:] if options.header else rows
+    data = (rows[1:] if options.header else rows)[:sample_rows]
     width = max(len(r) for r in rows)
     if names:
         cols = list(names)
@@ -102,41 +203,71 @@ def infer_columns(
         cols = [f"column{i + 1}" for i in range(width)]
     if len(set(cols)) != len(cols):
         raise UsageError(f"duplicate column names in the header: {cols}", hint="rename them")
+    given = dict(types or {})
+    unknown = set(given) - set(cols)
+    if unknown:
+        raise UsageError(
+            f"--column-type names {', '.join(sorted(unknown))}, not a column of the file",
+            hint=f"the columns are {', '.join(cols)}",
+        )
     null = options.values.get("null")
     null_str = str(null) if null is not None else ("" if options.format == "csv" else "\\N")
     return [
-        Column(name, _type_of([r[i] for r in data[:SAMPLE_ROWS] if i < len(r)], null_str))
+        Column(name, given[name], guessed=False)
+        if name in given
+        else Column(name, type_of([r[i] for r in data if i < len(r)], null_str))
         for i, name in enumerate(cols)
     ]
 
 
-def _rows(text: str, options: CopyOptions, complete: bool) -> list[list[str]]:
+def read_rows(text: str, options: CopyOptions, complete: bool) -> list[list[str]]:
     if not complete:
         # the sample may end mid-record: keep whole lines only
         text = text[: text.rfind("\n") + 1]
     if options.format == "csv":
         quote = str(options.values.get("quote") or '"')
         reader = csv.reader(io.StringIO(text), delimiter=options.delimiter, quotechar=quote)
-        rows = list(reader)
+        try:
+            rows = list(reader)
+        except csv.Error as e:
+            raise UsageError(
+                f"cannot read the sample as CSV: {e}",
+                hint="check the options (delimiter, quote), or create the table first",
+            ) from None
         if not complete and rows:
             rows = rows[:-1] if len(rows) > 1 else rows
     else:
-        rows = [line.split(options.delimiter) for line in text.splitlines()]
-    return [r for r in rows if r]
+        rows = [line.split(options.delimiter) for line in text.split("\n")]
+    return [r for r in rows if r and r != [""]]
 
 
-def _type_of(values: list[str], null: str) -> str:
-    present = [v for v in values if v != null]
+def type_of(values: Sequence[str], null: str) -> str:
+    present = [v.strip() for v in values if v != null]
     if not present:
         return "text"
-    for name, pattern in _TYPES:
-        if all(pattern.fullmatch(v.strip()) for v in present):
+    for name, fits in _TYPES:
+        if all(fits(v) for v in present):
             return name
     return "text"
 
 
 def create_table_sql(table: tuple[str, ...], columns: Sequence[Column]) -> sql.Composed:
+    # types are ours or matched _TYPE_NAME: a type name and digits, never a clause
     body = sql.SQL(", ").join(
         sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.type)) for c in columns
     )
     return sql.SQL("CREATE TABLE {} ({})").format(table_ident(table), body)
+
+
+def looks_like_header(sample: bytes, options: CopyOptions) -> bool:
+    """True when the first record reads as column names: every field
+    non-empty, distinct, and none a number, boolean or date."""
+    rows = read_rows(decode_text(sample, options), options, complete=False)
+    if not rows:
+        rows = read_rows(decode_text(sample, options), options, complete=True)
+    if not rows:
+        return False
+    first = [f.strip() for f in rows[0]]
+    if not all(first) or len(set(first)) != len(first):
+        return False
+    return all(type_of([f], "") == "text" for f in first)

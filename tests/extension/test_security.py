@@ -199,7 +199,7 @@ INJECTIONS = [
         None,
         "x$(touch {m})`touch {m}`;touch {m}",
         "ERROR:  object s3://{b}/x$(touch {m})`touch {m}`;touch {m} does not exist; "
-        "check the key; list the prefix with 'aws s3 ls s3://{b}/'",
+        "check the key; list the prefix with 'aws s3 ls s3://{b}/{folder}/'",
     ),
     (
         "t",
@@ -227,7 +227,8 @@ def test_injection_fails_cleanly(ext: ExtServer, edb: str, csv_object: Any, case
         f"SELECT aws_s3.table_import_from_s3({lit(table)}, {lit(cols)}, {lit(opts)}, "
         f"{lit(bkt or b)}, {lit(key)}, '');",
     )
-    assert err(proc) == expected.format(m=MARKER, b=b)
+    folder = key.format(m=MARKER, b=b).rpartition("/")[0]  # the hint lists the key's folder
+    assert err(proc) == expected.format(m=MARKER, b=b, folder=folder)
     assert not MARKER.exists()
     assert ext.execute("SELECT count(*) FROM t", edb) == [(0,)]
 
@@ -247,7 +248,8 @@ def test_caller_cannot_choose_the_endpoint(ext: ExtServer, edb: str, bucket: str
         (bucket, "k", f"us-east-1.127.0.0.1:{port}#"): "ERROR:  invalid AWS region "
         "'us-east-1.127.0.0.1:{p}#'",
         (bucket, f"http://127.0.0.1:{port}/k", ""): "ERROR:  object s3://{b}/http://127.0.0.1:"
-        "{p}/k does not exist; check the key; list the prefix with 'aws s3 ls s3://{b}/'",
+        "{p}/k does not exist; check the key; list the prefix with "
+        "'aws s3 ls s3://{b}/http://127.0.0.1:{p}/'",
     }
     for (bkt, key, region), expected in tries.items():
         proc = app_psql(

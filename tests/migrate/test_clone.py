@@ -9,6 +9,7 @@ import pytest
 from click.testing import Result
 
 from pgferry.embedded import LocalServer
+from pgferry.errors import ExtensionMissing
 from pgferry.migrate import CloneConfig, clone
 from pgferry.migrate.verify import VerifyConfig, verify
 from tests.migrate.conftest import BIG_ROWS, READER, drop_database, new_database, rows
@@ -154,7 +155,7 @@ def test_cross_version_and_missing_extension(
     try:
         generate(src, 20_000)
         rows(src, "CREATE EXTENSION pgcrypto")  # in Debian's 15, not in the wheel's 18
-        with pytest.raises(Exception) as err:
+        with pytest.raises(ExtensionMissing) as err:
             clone(CloneConfig(src, dst, jobs=2))
         assert str(err.value) == (
             "the source uses extension(s) pgcrypto, which the target server cannot install; "

@@ -26,6 +26,28 @@ from pgferry.decode.compression import CHOICES
     is_flag=True,
     help="Create the table from the header and a sample when missing.",
 )
+@click.option(
+    "--mode",
+    type=click.Choice(("append", "truncate", "replace")),
+    default="append",
+    show_default=True,
+    help="append rows; truncate the table first; replace: drop and re-create it from the file "
+    "(in the same transaction as the load).",
+)
+@click.option(
+    "--sample-rows",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Rows --create-table reads to choose column types.",
+)
+@click.option(
+    "--column-type",
+    "column_types",
+    multiple=True,
+    metavar="NAME=TYPE",
+    help="Type of a column --create-table creates, instead of the guess (repeatable).",
+)
 @target_option
 @click.option("--region", help="Region of the bucket (a mismatch is followed, with a warning).")
 @click.option("--endpoint-url", help="S3-compatible endpoint (default: AWS_ENDPOINT_URL).")
@@ -47,6 +69,9 @@ def import_cmd(
     columns: str,
     copy_options: str,
     create_table: bool,
+    mode: str,
+    sample_rows: int,
+    column_types: tuple[str, ...],
     target: str | None,
     region: str | None,
     endpoint_url: str | None,
@@ -57,13 +82,25 @@ def import_cmd(
     content_encoding: str,
     as_json: bool,
 ) -> None:
-    """Import SOURCE (s3://bucket/key, file:// or a path) into a table."""
+    """Import SOURCE (s3://bucket/key, file://, a path, or - for stdin) into a table."""
     from pgferry.imports import ImportSpec, run_import
+    from pgferry.infer import parse_column_types
+    from pgferry.stores import STDIN
     from pgferry.stores.s3 import S3Config
 
     setup_logging()
     if bool(access_key) != bool(secret_key):
         raise click.UsageError("--access-key and --secret-key go together")
+    if session_token and not access_key:
+        raise click.UsageError(
+            "--session-token goes with --access-key and --secret-key (temporary credentials "
+            "are all three); pass them too, or set all three in the AWS environment variables"
+        )
+    if source == STDIN and "-" in (secret_key, session_token):
+        raise click.UsageError(
+            "SOURCE - reads the data from stdin, so a secret cannot come from stdin too; "
+            "set it in the AWS environment variables instead"
+        )
     spec = ImportSpec(
         table=table,
         source=source,
@@ -81,6 +118,9 @@ def import_cmd(
         ),
         content_encoding=content_encoding,
         create_table=create_table,
+        mode=mode,
+        sample_rows=sample_rows,
+        column_types=parse_column_types(list(column_types)),
     )
     with progress_bar(f"import {source}", enabled=not as_json) as advance:
         result = run_import(spec, on_bytes=advance)

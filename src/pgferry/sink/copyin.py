@@ -15,16 +15,23 @@ from psycopg import sql
 
 from pgferry.errors import (
     ColumnNotFound,
+    CopyOptionsError,
     DataError,
     PermissionDenied,
+    PgferryError,
     TableNotFound,
     TargetError,
     TargetUnreachable,
 )
 from pgferry.sink.names import display_table, table_ident
 from pgferry.sink.options import CopyOptions
+from pgferry.stores import ObjectRef
 
 _LINE = re.compile(r"\bline (\d+)(?:, column ([^:]+))?")
+# PostgreSQL 17+'s NOTICE after ON_ERROR IGNORE skipped rows; a count, not a branch
+_SKIPPED = re.compile(r"^(\d+) rows? w(?:as|ere) skipped")
+# statement-time SQLSTATEs that mean "these COPY options are refused"
+_REFUSED_OPTIONS = ("42601", "22023", "0A000")
 # SQLSTATE classes where the same statement may succeed later
 _TRANSIENT_CLASSES = ("08", "40", "53", "57")
 
@@ -48,30 +55,69 @@ def copy_in(
     options: CopyOptions,
     chunks: Iterable[bytes],
     *,
-    source: str,
-) -> int:
-    """Run one COPY FROM STDIN fed by `chunks`; return the rows COPY reports.
+    ref: ObjectRef,
+) -> tuple[int, int]:
+    """Run one COPY FROM STDIN fed by `chunks`; return the rows COPY reports
+    loaded and the rows it says it skipped (ON_ERROR IGNORE).
 
     The caller owns the transaction: on any error here (from the database
     or from `chunks`) COPY is aborted and nothing it sent stays.
     """
     stmt = copy_statement(table, columns, options)
+    skipped = 0
+
+    def notice(diag: psycopg.errors.Diagnostic) -> None:
+        nonlocal skipped
+        m = _SKIPPED.match(diag.message_primary or "")
+        if m:
+            skipped += int(m.group(1))
+
+    conn.add_notice_handler(notice)
+    started = False
     try:
         with conn.cursor() as cur:
             with cur.copy(stmt) as copy:
+                started = True
                 for chunk in chunks:
                     copy.write(chunk)
-            return max(cur.rowcount, 0)
+            return max(cur.rowcount, 0), skipped
     except psycopg.Error as e:
-        raise map_db_error(e, table, source) from None
+        if not started:
+            # refused before any row was sent: the statement, not the data
+            raise map_statement_error(e, table, ref) from None
+        raise map_db_error(e, table, ref) from None
+    finally:
+        conn.remove_notice_handler(notice)
 
 
-def map_db_error(e: psycopg.Error, table: tuple[str, ...], source: str) -> TargetError:
+def map_statement_error(e: psycopg.Error, table: tuple[str, ...], ref: ObjectRef) -> PgferryError:
+    state = e.sqlstate or ""
+    if state in _REFUSED_OPTIONS:
+        primary = e.diag.message_primary or str(e).strip()
+        return CopyOptionsError(
+            f"the server refused the COPY options: {primary}",
+            hint="fix --options (the server's COPY documentation lists what its version takes)",
+            table=display_table(table),
+            sqlstate=state,
+            bucket=ref.bucket,
+            key=ref.key,
+        )
+    return map_db_error(e, table, ref)
+
+
+def map_db_error(e: psycopg.Error, table: tuple[str, ...], ref: ObjectRef) -> TargetError:
+    """The pgferry error for a failed load of `ref` into `table`, chosen by SQLSTATE."""
     name = display_table(table)
+    source = ref.uri
     state = e.sqlstate or ""
     diag = e.diag
     primary = (diag.message_primary or str(e).strip().splitlines()[0]) if str(e) else state
-    ctx: dict[str, Any] = {"table": name, "sqlstate": state or None}
+    ctx: dict[str, Any] = {
+        "table": name,
+        "sqlstate": state or None,
+        "bucket": ref.bucket,
+        "key": ref.key,
+    }
     if state == "42P01":
         return TableNotFound(
             f'table "{name}" does not exist',

@@ -28,6 +28,8 @@ _WORD = {
 }
 _COLUMNS = {"force_not_null", "force_null", "force_quote"}
 _INT = {"reject_limit"}
+# options PostgreSQL takes as exactly one byte, with an example for the hint
+_ONE_CHAR = {"delimiter": "|", "quote": '"', "escape": "\\"}
 KNOWN = _STRING | _BOOL | set(_WORD) | _COLUMNS | _INT
 _TRUE = {"true", "on", "1", "yes"}
 _FALSE = {"false", "off", "0", "no"}
@@ -122,6 +124,7 @@ def _unquote(kind: str, raw: str) -> str:
 
 class _Parser:
     def __init__(self, text: str) -> None:
+        self.text = text.strip()
         self.toks = list(_tokens(text))
         self.i = 0
         self.out: dict[str, str | bool | int | tuple[str, ...] | None] = {}
@@ -219,6 +222,12 @@ class _Parser:
                         break
                     self.take()
                 self.set(name, tuple(cols))
+            elif w in KNOWN or word == ",":
+                # `format csv, header true`: the modern list, parentheses forgotten
+                raise CopyOptionsError(
+                    f"COPY options {self.text!r} are a list without its parentheses",
+                    hint=f"write them as '({self.text})'",
+                )
             else:
                 raise CopyOptionsError(f"unknown COPY option {word!r}", hint=_known_hint())
 
@@ -252,6 +261,11 @@ class _Parser:
                 raise CopyOptionsError(
                     f"{name} takes a quoted string, not {raw!r}", hint=f"e.g. {name.upper()} '|'"
                 )
+            if name in _ONE_CHAR and len(value.encode()) != 1:
+                raise CopyOptionsError(
+                    f"COPY {name} must be one single-byte character, not {value!r}",
+                    hint=f"e.g. {name} '{_ONE_CHAR[name]}'",
+                )
             if name == "encoding" and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
                 raise CopyOptionsError(
                     f"invalid encoding name {value!r}", hint="e.g. encoding 'WIN1252'"
@@ -276,3 +290,17 @@ def parse_copy_options(text: str | None) -> CopyOptions:
     ):
         raise CopyOptionsError("binary format takes no text options", hint="drop them or use csv")
     return opts
+
+
+def check_copy_from(opts: CopyOptions) -> None:
+    """Refuse, before any byte is read, options COPY FROM rejects: the server
+    would otherwise report them as a failure of the load."""
+    if "force_quote" in opts.values:
+        raise CopyOptionsError(
+            "force_quote only applies to exports (COPY TO), not to an import",
+            hint="drop it; to read quoted empty strings as NULL use force_null",
+        )
+    if "reject_limit" in opts.values and opts.values.get("on_error") != "ignore":
+        raise CopyOptionsError(
+            "reject_limit needs on_error ignore", hint="add on_error ignore to the options"
+        )

@@ -14,6 +14,9 @@ from urllib.parse import unquote, urlsplit
 
 from pgferry.errors import UsageError
 
+#: the SOURCE that means standard input
+STDIN = "-"
+
 
 @dataclass(frozen=True)
 class ObjectRef:
@@ -43,7 +46,9 @@ class ObjectReader(Protocol):
 
 
 def parse_source(source: str, region: str | None = None) -> ObjectRef:
-    """`s3://bucket/key`, `file:///path`, or a plain local path."""
+    """`s3://bucket/key`, `file:///path`, a plain local path, or `-` (stdin)."""
+    if source == STDIN:
+        return ObjectRef(key=STDIN)
     if not source:
         raise UsageError("empty SOURCE", hint="give s3://bucket/key or a local file path")
     if source.startswith(("s3://", "S3://")):

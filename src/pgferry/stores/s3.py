@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import botocore.exceptions
@@ -29,6 +30,7 @@ from pgferry.errors import (
     StoreError,
     StoreUnreachable,
     TransientStoreError,
+    UsageError,
 )
 from pgferry.stores import ObjectRef
 
@@ -82,6 +84,7 @@ class S3Config:
 def make_client(config: S3Config, region: str | None = None, *, pool: int = 16) -> Any:
     """A boto3 S3 client. `region` overrides the configured one (used when
     following a bucket that lives elsewhere)."""
+    _check_config(config)
     try:
         session = boto3.session.Session(
             aws_access_key_id=config.access_key or None,
@@ -109,6 +112,30 @@ def make_client(config: S3Config, region: str | None = None, *, pool: int = 16) 
         endpoint_url=endpoint,
         config=botocfg,
     )
+
+
+def _check_config(config: S3Config) -> None:
+    """Mistakes boto3 would report as a bare ValueError or TypeError."""
+    if config.session_token and not (config.access_key and config.secret_key):
+        raise UsageError(
+            "a session token was given without its access key and secret key",
+            hint="pass --access-key and --secret-key with --session-token, "
+            "or set all three in the AWS environment variables",
+        )
+    for origin, url in (
+        ("--endpoint-url", config.endpoint_url),
+        ("AWS_ENDPOINT_URL_S3", os.environ.get("AWS_ENDPOINT_URL_S3")),
+        ("AWS_ENDPOINT_URL", os.environ.get("AWS_ENDPOINT_URL")),
+    ):
+        if url:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise UsageError(
+                    f"{origin} {url!r} is not an http:// or https:// URL",
+                    hint=f"write it with its scheme, e.g. http://{parts.netloc or url}",
+                )
+            # the explicit flag wins: the environment is not consulted then
+            return
 
 
 def _env_endpoint(session: Any) -> bool:
@@ -156,9 +183,11 @@ def map_error(exc: BaseException, bucket: str | None, key: str | None) -> StoreE
                 key=key,
             )
         if code in ("NoSuchKey", "404", "NotFound"):
+            folder = (key or "").rpartition("/")[0]
+            listing = f"s3://{bucket}/{folder}/" if folder else f"s3://{bucket}/"
             return ObjectNotFound(
                 f"object {where} does not exist",
-                hint=f"check the key; list the prefix with 'aws s3 ls s3://{bucket}/'",
+                hint=f"check the key; list the prefix with 'aws s3 ls {listing}'",
                 bucket=bucket,
                 key=key,
             )
