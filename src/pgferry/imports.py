@@ -26,7 +26,7 @@ from pgferry.sink.copyin import copy_in, map_db_error
 from pgferry.sink.names import display_table, parse_table_name, split_identifiers, table_ident
 from pgferry.sink.options import CopyOptions, check_copy_from, parse_copy_options
 from pgferry.stores import ObjectRef, parse_source
-from pgferry.stores.s3 import S3Config
+from pgferry.stores.s3 import S3Config, check_config
 from pgferry.target import connect, resolve_target
 
 log = logging.getLogger("pgferry.import")
@@ -194,6 +194,8 @@ def _plan(spec: ImportSpec, ref: ObjectRef) -> _Plan:
         )
     options = parse_copy_options(spec.options)
     check_copy_from(options)
+    if not ref.is_local:
+        check_config(spec.s3)  # before connecting: a usage mistake is reported as one
     create = spec.create_table or spec.mode == "replace"
     types = infer.parse_column_types(spec.column_types)
     if types and not create:
@@ -233,6 +235,7 @@ def run_import(
             ref, spec.s3, content_encoding=spec.content_encoding, on_bytes=on_bytes
         ) as obj:
             head, stream, _ = infer.peek(obj.stream(), infer.bytes_enough(HEAD_BYTES))
+            note = None
             check_head(
                 head,
                 ref,
@@ -244,7 +247,7 @@ def run_import(
                 # Excel's "CSV UTF-8" starts with one; COPY would keep it in the first value
                 head, stream = head[len(UTF8_BOM) :], _skip(stream, len(UTF8_BOM))
             if not spec.options.strip():
-                plan.options = _options_from_name(ref, head, plan.options)
+                plan.options, note = _options_from_name(ref, head, plan.options)
             if not own and not conn.autocommit:
                 _join_implicit_transaction(conn)
             rows, skipped, ddl = _load(conn, stream, plan)
@@ -254,6 +257,9 @@ def run_import(
             conn.close()
     if size == 0:
         log.warning("%s is empty (0 bytes): nothing to load", ref.uri)
+    if note:
+        # after the load: a failure is reported in one line, on its own
+        log.warning("%s", note)
     return ImportResult(
         rows=rows,
         bytes=size,
@@ -282,34 +288,35 @@ def _skip(stream: Iterator[bytes], n: int) -> Iterator[bytes]:
             yield chunk
 
 
-def _options_from_name(ref: ObjectRef, head: bytes, options: CopyOptions) -> CopyOptions:
+def _options_from_name(
+    ref: ObjectRef, head: bytes, options: CopyOptions
+) -> tuple[CopyOptions, str | None]:
     """No --options: a `.csv` or `.tsv` name (compressed or not) means CSV
     (tab-delimited for .tsv), with a header when the first line looks like
-    one. Says so, since COPY's own default (text) would load one column."""
+    one. Returns the options and, when they read the file differently from
+    COPY's default (text, tab-delimited), a note saying so."""
     name = ref.key.lower()
     for suffix in _COMPRESSED_SUFFIXES:
         name = name.removesuffix(suffix)
     if name.endswith(".csv"):
         values: dict[str, Any] = {"format": "csv"}
-        kind = "CSV"
+        kind, sep = "CSV", b","
     elif name.endswith(".tsv"):
         values = {"format": "csv", "delimiter": "\t"}
-        kind = "tab-separated CSV"
+        kind, sep = "tab-separated CSV", b"\t"
     else:
-        return options
+        return options, None
     header = infer.looks_like_header(head, CopyOptions(dict(values)))
     if header:
         values["header"] = True
-    guessed = CopyOptions(values)
-    log.warning(
-        "no --options given: reading %s as %s %s (from its name); pass --options to choose, "
-        "e.g. '%s'",
-        ref.uri,
-        kind,
-        "with a header line" if header else "without a header line",
-        guessed.render().as_string(None),
-    )
-    return guessed
+    note = None
+    if header or sep in head or b'"' in head:
+        note = (
+            f"no --options given: read {ref.uri} as {kind} "
+            f"{'with a header line' if header else 'without a header line'} (from its name); "
+            "pass --options to choose"
+        )
+    return CopyOptions(values), note
 
 
 def _load(
@@ -336,6 +343,8 @@ def _load(
                     complete,
                     sample_rows=plan.sample_rows,
                     types=plan.types,
+                    table=display_table(table),
+                    ref=plan.ref,
                 )
                 ddl = _create(conn, infer.create_table_sql(table, created), plan)
             rows, skipped = copy_in(conn, table, plan.columns, plan.options, stream, ref=plan.ref)

@@ -17,12 +17,14 @@ import io
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from psycopg import sql
 
 from pgferry.errors import UsageError
 from pgferry.sink.names import table_ident
 from pgferry.sink.options import CopyOptions
+from pgferry.stores import ObjectRef
 
 SAMPLE_ROWS = 1000
 #: the most bytes a sample may take, whatever the row count
@@ -182,15 +184,30 @@ def infer_columns(
     *,
     sample_rows: int = SAMPLE_ROWS,
     types: Mapping[str, str] | None = None,
+    table: str | None = None,
+    ref: ObjectRef | None = None,
 ) -> list[Column]:
+    """The columns for `table`, from the sample of `ref` (both only name them
+    in errors, which carry them as attributes)."""
+    ctx: dict[str, Any] = {
+        "table": table,
+        "bucket": ref.bucket if ref else None,
+        "key": ref.key if ref else None,
+    }
+    what = f'table "{table}"' if table else "a table"
+    source = f" {ref.uri}" if ref else ""
     if options.format == "binary":
         raise UsageError(
-            "cannot infer a table from binary COPY data", hint="create the table first"
+            f"cannot infer {what} from binary COPY data{source}",
+            hint="create the table first",
+            **ctx,
         )
-    rows = read_rows(decode_text(sample, options), options, complete)
+    rows = read_rows(decode_text(sample, options), options, complete, ctx=ctx)
     if not rows:
         raise UsageError(
-            "cannot create a table from an empty file", hint="create the table first, then import"
+            f"cannot create {what} from the empty file{source}",
+            hint="create the table first, then import",
+            **ctx,
         )
     header = [h.strip() for h in rows[0]] if options.header else None
     data = (rows[1:] if options.header else rows)[:sample_rows]
@@ -202,13 +219,18 @@ def infer_columns(
     else:
         cols = [f"column{i + 1}" for i in range(width)]
     if len(set(cols)) != len(cols):
-        raise UsageError(f"duplicate column names in the header: {cols}", hint="rename them")
+        raise UsageError(
+            f"duplicate column names in the header of{source or ' the file'}: {cols}",
+            hint="rename them, or name the columns with --columns",
+            **ctx,
+        )
     given = dict(types or {})
     unknown = set(given) - set(cols)
     if unknown:
         raise UsageError(
             f"--column-type names {', '.join(sorted(unknown))}, not a column of the file",
             hint=f"the columns are {', '.join(cols)}",
+            **ctx,
         )
     null = options.values.get("null")
     null_str = str(null) if null is not None else ("" if options.format == "csv" else "\\N")
@@ -220,7 +242,9 @@ def infer_columns(
     ]
 
 
-def read_rows(text: str, options: CopyOptions, complete: bool) -> list[list[str]]:
+def read_rows(
+    text: str, options: CopyOptions, complete: bool, *, ctx: Mapping[str, Any] | None = None
+) -> list[list[str]]:
     if not complete:
         # the sample may end mid-record: keep whole lines only
         text = text[: text.rfind("\n") + 1]
@@ -233,6 +257,7 @@ def read_rows(text: str, options: CopyOptions, complete: bool) -> list[list[str]
             raise UsageError(
                 f"cannot read the sample as CSV: {e}",
                 hint="check the options (delimiter, quote), or create the table first",
+                **(ctx or {}),
             ) from None
         if not complete and rows:
             rows = rows[:-1] if len(rows) > 1 else rows

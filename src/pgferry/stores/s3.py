@@ -84,7 +84,7 @@ class S3Config:
 def make_client(config: S3Config, region: str | None = None, *, pool: int = 16) -> Any:
     """A boto3 S3 client. `region` overrides the configured one (used when
     following a bucket that lives elsewhere)."""
-    _check_config(config)
+    check_config(config)
     try:
         session = boto3.session.Session(
             aws_access_key_id=config.access_key or None,
@@ -114,7 +114,7 @@ def make_client(config: S3Config, region: str | None = None, *, pool: int = 16) 
     )
 
 
-def _check_config(config: S3Config) -> None:
+def check_config(config: S3Config) -> None:
     """Mistakes boto3 would report as a bare ValueError or TypeError."""
     if config.session_token and not (config.access_key and config.secret_key):
         raise UsageError(
