@@ -436,3 +436,13 @@ def test_server_refusal_names_the_option(conn, db, tmp_path: Path) -> None:
         "fix --options (the server's COPY documentation lists what its version takes)"
     )
     assert (err.value.sqlstate, err.value.table) == ("42601", "o")
+
+
+def test_inference_reads_fields_longer_than_the_csv_module_default(conn, db, tmp_path) -> None:
+    f = tmp_path / "wide.csv"
+    f.write_bytes(b"id,doc\n1," + b"x" * 200_000 + b"\n")
+    r = imports.import_from_s3(
+        "wide", str(f), options="(format csv, header true)", create_table=True, target=db
+    )
+    assert r.created_table == 'CREATE TABLE "wide" ("id" bigint, "doc" text)'
+    assert rows(conn, "SELECT length(doc) FROM wide") == [(200_000,)]

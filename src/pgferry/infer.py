@@ -251,6 +251,8 @@ def read_rows(
     if options.format == "csv":
         quote = str(options.values.get("quote") or '"')
         reader = csv.reader(io.StringIO(text), delimiter=options.delimiter, quotechar=quote)
+        # COPY takes fields of any length; the csv module stops at 128 KiB by default
+        limit = csv.field_size_limit(SAMPLE_CAP)
         try:
             rows = list(reader)
         except csv.Error as e:
@@ -259,6 +261,8 @@ def read_rows(
                 hint="check the options (delimiter, quote), or create the table first",
                 **(ctx or {}),
             ) from None
+        finally:
+            csv.field_size_limit(limit)
         if not complete and rows:
             rows = rows[:-1] if len(rows) > 1 else rows
     else:
