@@ -91,3 +91,46 @@ def test_column_lists() -> None:
         split_identifiers("a,,b")
     with pytest.raises(UsageError, match="unterminated quote"):
         split_identifiers('a,"b')
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "format csv, header true",
+            "COPY options 'format csv, header true' are a list without its parentheses; "
+            "write them as '(format csv, header true)'",
+        ),
+        (
+            "on_error ignore",
+            "COPY options 'on_error ignore' are a list without its parentheses; "
+            "write them as '(on_error ignore)'",
+        ),
+        (
+            "(delimiter ',,')",
+            "COPY delimiter must be one single-byte character, not ',,'; e.g. delimiter '|'",
+        ),
+        ("(delimiter '\\t')", "COPY delimiter must be one single-byte character, not '\\\\t'"),
+        ("(quote '€')", "COPY quote must be one single-byte character, not '€'"),
+        ("(escape '')", "COPY escape must be one single-byte character, not ''"),
+    ],
+)
+def test_options_mistakes_say_what_to_write(text: str, message: str) -> None:
+    with pytest.raises(CopyOptionsError) as err:
+        parse_copy_options(text)
+    assert str(err.value).startswith(message)
+
+
+def test_options_an_import_cannot_take() -> None:
+    from pgferry.sink.options import check_copy_from
+
+    check_copy_from(parse_copy_options("(format csv, on_error ignore, reject_limit 3)"))
+    check_copy_from(parse_copy_options("CSV HEADER"))
+    for text, message in [
+        ("(format csv, force_quote (a))", "force_quote only applies to exports (COPY TO)"),
+        ("(format csv, reject_limit 3)", "reject_limit needs on_error ignore"),
+        ("(on_error stop, reject_limit 3)", "reject_limit needs on_error ignore"),
+    ]:
+        with pytest.raises(CopyOptionsError) as err:
+            check_copy_from(parse_copy_options(text))
+        assert str(err.value).startswith(message)

@@ -96,6 +96,11 @@ def import_cmd(
             "--session-token goes with --access-key and --secret-key (temporary credentials "
             "are all three); pass them too, or set all three in the AWS environment variables"
         )
+    if source == STDIN and sys.stdin.isatty():
+        raise click.UsageError(
+            "SOURCE - reads the data from stdin, which is a terminal here; "
+            "pipe the data in (... | pgferry import - --table T) or name a file"
+        )
     if source == STDIN and "-" in (secret_key, session_token):
         raise click.UsageError(
             "SOURCE - reads the data from stdin, so a secret cannot come from stdin too; "
