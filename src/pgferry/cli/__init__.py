@@ -23,9 +23,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 # first use, so `pgferry import` never pays for importing the migrate code
 _COMMANDS = {
     "import": "imports",
-    "target": "imports",
-    "psql": "imports",
-    "embedded": "imports",
+    "target": "local",
+    "psql": "local",
+    "embedded": "local",
     "clone": "migrate",
     "verify": "migrate",
     "snapshot": "migrate",
@@ -43,6 +43,9 @@ class PgferryGroup(click.Group):
         return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from pgferry.cli.output import setup_logging
+
+        setup_logging()  # every command's warnings and notes, one line each
         try:
             return super().invoke(ctx)
         except PgferryError as e:
