@@ -57,6 +57,8 @@ _PATTERNS = [
         rf"\1{MASK}",
     ),
     (re.compile(r"(\bPGPASSWORD\s*[=:]\s*)(\S+)"), rf"\1{MASK}"),
+    # user:PASSWORD@host with the scheme forgotten
+    (re.compile(r"(^|[\s\"'(])([\w.%+-]+):([^\s@/\"':]+)@"), rf"\1\2:{MASK}@"),
 ]
 # shorter "secrets" would garble ordinary words; they protect nothing anyway
 _MIN_SECRET = 4
@@ -117,8 +119,9 @@ def check(text: str, option: str, *, schemes: tuple[str, ...] = POSTGRES_SCHEMES
     """Return `text` when libpq can use it, else raise BadConnectionString
     naming `option`; its password is remembered for `scrub` either way."""
     m = _URL.match(text)
-    if m:
+    if m or "@" in text:
         _remember_url_password(text)
+    if m:
         _check_url(text, m.group(1), option, schemes)
     try:
         params = conninfo_to_dict(text)
@@ -134,7 +137,7 @@ def check(text: str, option: str, *, schemes: tuple[str, ...] = POSTGRES_SCHEMES
 
 
 def _remember_url_password(text: str) -> None:
-    netloc = text.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+    netloc = text.split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0]
     userinfo, at, _ = netloc.rpartition("@")
     if at and ":" in userinfo:
         remember_secret(userinfo.split(":", 1)[1])

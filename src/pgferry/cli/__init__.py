@@ -62,10 +62,21 @@ def cli() -> None:
     """Get data into PostgreSQL: import from S3, migrate databases, run aws_s3 in-database."""
 
 
+def checked_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: a malformed connection string is a usage error (exit 2)
+    naming the option, raised before any work starts."""
+    if value:
+        from pgferry.conninfo import check
+
+        check(value, f"--{param.name}")
+    return value
+
+
 def target_option(f: F) -> F:
     return click.option(
         "--target",
         metavar="URL",
+        callback=checked_url,
         help="libpq URL or conninfo of the target; default: PGFERRY_TARGET, "
         "DATABASE_URL, the PG* environment, else the embedded local server.",
     )(f)
