@@ -332,6 +332,33 @@ class LocalServer:
         self._write_owned(self.passfile, f"*:*:*:{self.superuser}:{password}\n", 0o600)
         self._write_hba(local="scram-sha-256")
         self._reload()
+        self._await_password_required()
+
+    def _await_password_required(self) -> None:
+        # a reload is only a signal: return once a login without the
+        # password is really refused, not a moment before
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                psycopg.connect(
+                    host="127.0.0.1",
+                    port=self._read_port(),
+                    user=self.superuser,
+                    dbname="postgres",
+                    passfile="/nonexistent",
+                    password="",
+                    sslmode="disable",
+                    connect_timeout=5,
+                ).close()
+            except psycopg.OperationalError as e:
+                if e.pgconn is not None and e.pgconn.needs_password:
+                    return
+            time.sleep(0.05)
+        raise EmbeddedError(
+            f"local PostgreSQL in {self.datadir} still lets logins in without a password",
+            hint=f"see {self.logfile}",
+            datadir=str(self.datadir),
+        )
 
     def _write_settings(self, settings: dict[str, str]) -> None:
         # pg_ctl hands -o to a shell; a settings file keeps paths out of it
