@@ -51,6 +51,11 @@ class PgferryGroup(click.Group):
         except PgferryError as e:
             click.echo(f"error: {e.message}", err=True)
             ctx.exit(e.exit_code)
+        except click.UsageError as e:
+            # click's own four-line usage block, as one line like every error
+            where = e.ctx.command_path if e.ctx else "pgferry"
+            click.echo(f"error: {e.format_message()}; see '{where} --help'", err=True)
+            ctx.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
             ctx.exit(130)
