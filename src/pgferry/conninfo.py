@@ -14,9 +14,10 @@ environment.
 
 `classify` names a failed connection attempt.  psycopg gives connect-time
 errors no SQLSTATE (libpq reports them as text only), so this is the one
-place where pgferry reads message text; the texts are libpq's and the
-server's own (English, as libpq sends them before any lc_messages applies),
-and anything unrecognised falls back to "unreachable".
+place where pgferry reads message text: libpq's own (needs_password comes
+from libpq itself) and the server's in English; anything unrecognised (a
+server with lc_messages in another language too) falls back to
+"unreachable".
 """
 
 from __future__ import annotations
