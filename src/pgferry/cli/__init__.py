@@ -42,6 +42,15 @@ class PgferryGroup(click.Group):
             importlib.import_module(f"pgferry.cli.{_COMMANDS[cmd_name]}").register(self)
         return self.commands.get(cmd_name)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as e:  # `pgferry --bogus`; a bare `pgferry` shows help
+            if isinstance(e, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+                raise
+            _usage_line(e)
+            ctx.exit(e.exit_code)
+
     def invoke(self, ctx: click.Context) -> Any:
         from pgferry.cli.output import setup_logging
 
@@ -52,13 +61,20 @@ class PgferryGroup(click.Group):
             click.echo(f"error: {e.message}", err=True)
             ctx.exit(e.exit_code)
         except click.UsageError as e:
-            # click's own four-line usage block, as one line like every error
-            where = e.ctx.command_path if e.ctx else "pgferry"
-            click.echo(f"error: {e.format_message()}; see '{where} --help'", err=True)
+            if isinstance(e, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+                raise
+            _usage_line(e)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
             ctx.exit(130)
+
+
+def _usage_line(e: click.UsageError) -> None:
+    """click's four-line usage block, as one line like every error."""
+    where = e.ctx.command_path if e.ctx else "pgferry"
+    what = e.format_message().rstrip(".")
+    click.echo(f"error: {what}; see '{where} --help'", err=True)
 
 
 @click.group(cls=PgferryGroup, context_settings={"help_option_names": ["-h", "--help"]})
