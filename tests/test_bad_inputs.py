@@ -121,6 +121,8 @@ OTHER_CASES: list[Any] = [
     ("snapshot restore missing", ["snapshot", "restore", "s3://{bucket}/s/none"]),
     ("snapshot restore bad uri", ["snapshot", "restore", "http://x/y"]),
     ("snapshot list bad uri", ["snapshot", "list", "ftp://x/"]),
+    ("unknown command", ["imprt", "x"]),
+    ("unknown option", ["--bogus"]),
     ("target not a url", ["target", "--target", "not a url"]),
     ("target empty host", ["target", "--target", "postgresql://u:pw@:5432/db"]),
     ("psql target down", ["psql", "--target", "postgresql://127.0.0.1:{free}/x", "-c", "select 1"]),

@@ -143,6 +143,23 @@ def test_malformed_in_a_real_process() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "good",
+    [
+        "postgresql:///db",
+        "postgresql://user@/db",
+        "postgresql:///db?host=/var/run/postgresql",
+        "postgresql://h1:5432,h2:5433/db?target_session_attrs=read-write",
+        "postgresql://[::1]:5432/db",
+        "postgres://u:p%C3%A4%20ss@h/db",
+        "host=h port=5432,5433 dbname=d",
+        "",
+    ],
+)
+def test_wellformed_strings_pass(good: str) -> None:
+    assert check(good, "--target") == good
+
+
 def test_library_raises_bad_connection_string() -> None:
     with pytest.raises(errors.BadConnectionString) as err:
         connect(MALFORMED["bad port"][0])

@@ -157,11 +157,12 @@ def _check_url(text: str, scheme: str, option: str, schemes: tuple[str, ...]) ->
             hint="percent-encode them (in Python: urllib.parse.quote(password, safe=''))",
         )
     netloc = urlsplit(text).netloc
-    _, at, hosts = netloc.rpartition("@")
+    hosts = netloc.rpartition("@")[2]
     query_host = "host=" in text.partition("?")[2]
     for hostport in hosts.split(","):
         host, port = _split_hostport(hostport)
-        if (at or port or "," in hosts) and not host and not query_host:
+        # `user@/db` is libpq's default socket; `@:5432` or `h1,,h2` a typo
+        if (port or "," in hosts) and not host and not query_host:
             raise _bad(option, "the host is empty", url=True)
 
 
