@@ -25,10 +25,8 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
-
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
 from pgferry.errors import (
     BadConnectionString,
@@ -40,6 +38,12 @@ from pgferry.errors import (
     SourceUnreachable,
     TargetUnreachable,
 )
+
+if TYPE_CHECKING:
+    import psycopg
+
+# psycopg is imported where it is used: every PgferryError's message goes
+# through scrub(), including in processes that never touch a database
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 MASK = "****"
@@ -119,6 +123,9 @@ def option_of(origin: str) -> str:
 def check(text: str, option: str, *, schemes: tuple[str, ...] = POSTGRES_SCHEMES) -> str:
     """Return `text` when libpq can use it, else raise BadConnectionString
     naming `option`; its password is remembered for `scrub` either way."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
     m = _URL.match(text)
     if m or "@" in text:
         _remember_url_password(text)
