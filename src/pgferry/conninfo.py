@@ -80,7 +80,7 @@ def remember_secret(secret: str | None) -> None:
 
 def _service_passwords() -> list[str]:
     files = [
-        os.environ.get("PGSERVICEFILE") or str(Path.home() / ".pg_service.conf"),
+        os.environ.get("PGSERVICEFILE") or os.path.expanduser("~/.pg_service.conf"),
         str(Path(os.environ.get("PGSYSCONFDIR", "/etc/postgresql-common")) / "pg_service.conf"),
     ]
     found = []
