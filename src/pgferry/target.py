@@ -147,7 +147,12 @@ def psql_invocation(
     return [*argv, *extra], env
 
 
-_CONNECTION_FLAGS = ("-h", "--host", "-p", "--port", "-U", "--username", "-d", "--dbname")
+_CONNECTION_FLAGS = ("--host", "--port", "--username", "--dbname")
+
+
+def _is_connection_flag(arg: str) -> bool:
+    """-h/-p/-U/-d, also as -hHOST, or a long form, also as --host=HOST."""
+    return arg[:2] in ("-h", "-p", "-U", "-d") or arg.split("=", 1)[0] in _CONNECTION_FLAGS
 
 
 def _psql_for(target: Target, extra: tuple[str, ...], env: dict[str, str]) -> str:
@@ -162,7 +167,7 @@ def _psql_for(target: Target, extra: tuple[str, ...], env: dict[str, str]) -> st
             major = conn.info.server_version // 10000
     except TargetError:
         # psql's own -h/-p/-U/-d point elsewhere: let psql connect and report
-        if not any(a.split("=", 1)[0] in _CONNECTION_FLAGS for a in extra):
+        if not any(_is_connection_flag(a) for a in extra):
             raise
         found = shutil.which("psql", path=env.get("PATH")) or (
             str(bundled / "psql") if bundled else None
