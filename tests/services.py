@@ -142,7 +142,9 @@ def postgres(version: str, *, start: bool = True) -> LocalServer:
     """A fresh PostgreSQL server in a new directory, started unless asked not to."""
     root = Path(tempfile.mkdtemp(prefix=f"pgferry-pg{version}-"))
     bindir, user = binaries(version)
-    server = LocalServer(bindir=bindir, datadir=root / "data", os_user=user)
+    # throwaway servers on a temporary directory: trust, so tests can log in
+    # as any role they create (the embedded default never trusts)
+    server = LocalServer(bindir=bindir, datadir=root / "data", os_user=user, auth="trust")
     if start:
         server.start(FAST)
     return server

@@ -234,7 +234,5 @@ def test_target_unreachable(bucket, s3client) -> None:
         )
     msg = str(err.value)
     assert msg.startswith(f"cannot connect to postgresql://u:****@127.0.0.1:{port}/db: ")
-    assert msg.endswith(
-        "check that the server is running and the URL (--target, PGFERRY_TARGET) is right"
-    )
+    assert msg.endswith("check that the server is running and the URL (--target) is right")
     assert "topsecret" not in msg and err.value.transient

@@ -6,6 +6,17 @@ directory) and by the test suite for any server binaries (Debian's 15 too).
 The server listens on loopback and on a Unix socket inside its data
 directory; when we run as root it runs as an unprivileged OS user, since
 PostgreSQL refuses to run as root.
+
+Access: every connection, TCP or socket, needs the superuser's password
+(scram-sha-256).  The password is generated on first start and kept in a
+libpq passfile in the data directory (mode 0600, in a 0700 directory), so
+only the owner (and root) can read it; the URL pgferry hands out carries
+`passfile=`, never the password.  A data directory set up by an older
+pgferry (trust on 127.0.0.1) is converted on its next start.  The test
+suite's throwaway servers pass auth="trust".
+
+The port is chosen once, at the first start, and recorded in the data
+directory's settings, so a printed URL keeps working across restarts.
 """
 
 from __future__ import annotations
@@ -13,6 +24,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import pwd
+import re
+import secrets
 import shutil
 import socket
 import stat
@@ -20,6 +33,10 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+from psycopg import sql
 
 from pgferry.errors import EmbeddedError
 
@@ -80,6 +97,8 @@ class LocalServer:
     port: int | None = None
     os_user: str | None = None
     superuser: str = "postgres"
+    #: "scram-sha-256" (password in `passfile`) or "trust" (test servers only)
+    auth: str = "scram-sha-256"
 
     def __post_init__(self) -> None:
         if self.os_user is None and os.geteuid() == 0:
@@ -93,12 +112,25 @@ class LocalServer:
     def logfile(self) -> Path:
         return self.datadir / "server.log"
 
+    @property
+    def passfile(self) -> Path:
+        return self.datadir / "pgferry.pgpass"
+
     def conninfo(self, dbname: str = "postgres", user: str | None = None) -> str:
         port = self.port or self._read_port()
-        return (
+        url = (
             f"postgresql://{user or self.superuser}@127.0.0.1:{port}/{dbname}"
             "?sslmode=disable&connect_timeout=10"
         )
+        if self.auth != "trust":
+            url += "&passfile=" + quote(str(self.passfile), safe="/")
+        return url
+
+    def describe(self) -> str:
+        """'PostgreSQL 18 at 127.0.0.1:PORT (data in DIR)', for messages."""
+        version = (self.datadir / "PG_VERSION").read_text().strip()
+        port = self.port or self._read_port()
+        return f"PostgreSQL {version} at 127.0.0.1:{port} (data in {self.datadir})"
 
     # -- lifecycle -----------------------------------------------------
 
@@ -145,8 +177,9 @@ class LocalServer:
                 str(self.datadir),
                 "-U",
                 self.superuser,
-                "-A",
-                "trust",
+                "--auth-local=trust",
+                # no TCP login at all until start() has set a password
+                f"--auth-host={'trust' if self.auth == 'trust' else 'reject'}",
                 "-E",
                 "UTF8",
                 "--locale=C.UTF-8",
@@ -166,26 +199,48 @@ class LocalServer:
         return True
 
     def _read_port(self) -> int:
+        """The port it runs on, else the one recorded at the first start."""
         pidfile = self.datadir / "postmaster.pid"
         try:
             return int(pidfile.read_text().splitlines()[3])
-        except (OSError, IndexError, ValueError) as e:
+        except (OSError, IndexError, ValueError):
+            pass
+        recorded = self.recorded_port()
+        if recorded is None:
             raise EmbeddedError(
-                f"local PostgreSQL in {self.datadir} is not running",
+                f"local PostgreSQL in {self.datadir} is not initialised",
                 hint="start it with 'pgferry embedded start'",
-            ) from e
+                datadir=str(self.datadir),
+            )
+        return recorded
+
+    def recorded_port(self) -> int | None:
+        try:
+            text = (self.datadir / "pgferry.conf").read_text()
+        except OSError:
+            return None
+        m = re.search(r"^port = '(\d+)'", text, re.M)
+        return int(m.group(1)) if m else None
 
     def start(self, extra: dict[str, str] | None = None) -> None:
         self.init()
+        # before the server (re)reads pg_hba.conf: never trust over TCP
+        upgrade = self.auth != "trust" and not self._secured()
+        if upgrade:
+            self._write_hba(local="trust")
         if self.running():
             self.port = self._read_port()
+            if upgrade:
+                self._reload()
+                self._set_password()
             return
         if self.port is None:
-            self.port = free_port()
+            self.port = self.recorded_port() or free_port()
         settings = {
             "port": str(self.port),
             "listen_addresses": "127.0.0.1",
             "unix_socket_directories": str(self.socket_dir),
+            "unix_socket_permissions": "0700",
             "fsync": "off" if os.environ.get("PGFERRY_TEST_FAST") else "on",
             **(extra or {}),
         }
@@ -206,6 +261,104 @@ class LocalServer:
         deadline = time.monotonic() + 30
         while not self.running() and time.monotonic() < deadline:
             time.sleep(0.1)
+        if upgrade:
+            self._set_password()
+
+    # -- authentication ------------------------------------------------
+
+    def _hba(self, local: str) -> str:
+        return (
+            "# written by pgferry: every connection needs the password in pgferry.pgpass\n"
+            f"local all all {local}\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+            "host all all ::1/128 scram-sha-256\n"
+        )
+
+    def _secured(self) -> bool:
+        try:
+            hba = (self.datadir / "pg_hba.conf").read_text()
+        except OSError:
+            return False
+        return self.passfile.exists() and hba == self._hba("scram-sha-256")
+
+    def _write_hba(self, local: str) -> None:
+        self._write_owned(self.datadir / "pg_hba.conf", self._hba(local), 0o600)
+
+    def _write_owned(self, path: Path, text: str, mode: int) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        if self.os_user:
+            pw = pwd.getpwnam(self.os_user)
+            os.chown(tmp, pw.pw_uid, pw.pw_gid)
+        tmp.replace(path)
+
+    def _reload(self) -> None:
+        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "reload"])
+
+    def _set_password(self) -> None:
+        """Give the superuser a new password over the Unix socket (trusted for
+        now: it lives in our 0700 directory), record it, then require it
+        everywhere."""
+        password = secrets.token_urlsafe(32)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                conn = psycopg.connect(
+                    host=str(self.socket_dir),
+                    port=self._read_port(),
+                    user=self.superuser,
+                    dbname="postgres",
+                    autocommit=True,
+                    connect_timeout=10,
+                )
+                break
+            except psycopg.OperationalError:
+                # the reload that allows the socket may not have landed yet
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        with conn:
+            # hashed here, so the clear password is in no server log
+            verifier = conn.pgconn.encrypt_password(
+                password.encode(), self.superuser.encode(), b"scram-sha-256"
+            )
+            conn.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(self.superuser), sql.Literal(verifier.decode())
+                )
+            )
+        self._write_owned(self.passfile, f"*:*:*:{self.superuser}:{password}\n", 0o600)
+        self._write_hba(local="scram-sha-256")
+        self._reload()
+        self._await_password_required()
+
+    def _await_password_required(self) -> None:
+        # a reload is only a signal: return once a login without the
+        # password is really refused, not a moment before
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                psycopg.connect(
+                    host="127.0.0.1",
+                    port=self._read_port(),
+                    user=self.superuser,
+                    dbname="postgres",
+                    passfile="/nonexistent",
+                    password="",
+                    sslmode="disable",
+                    connect_timeout=5,
+                ).close()
+            except psycopg.OperationalError as e:
+                if e.pgconn is not None and e.pgconn.needs_password:
+                    return
+            time.sleep(0.05)
+        raise EmbeddedError(
+            f"local PostgreSQL in {self.datadir} still lets logins in without a password",
+            hint=f"see {self.logfile}",
+            datadir=str(self.datadir),
+        )
 
     def _write_settings(self, settings: dict[str, str]) -> None:
         # pg_ctl hands -o to a shell; a settings file keeps paths out of it

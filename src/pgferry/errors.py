@@ -48,7 +48,9 @@ class PgferryError(Exception):
     def message(self) -> str:
         text = self.what if not self.hint else f"{self.what}; {self.hint}"
         # one line, always: server messages sometimes carry newlines
-        return " ".join(text.split())
+        from pgferry.conninfo import scrub  # a driver's text may repeat a password
+
+        return scrub(" ".join(text.split()))
 
     def __str__(self) -> str:
         return self.message
@@ -214,3 +216,31 @@ class SnapshotCorrupt(StoreError):
 class UnsupportedFormat(DecodeError):
     """The object is in a format pgferry does not read (an archive, xz, lz4,
     Parquet, UTF-16 text). Attributes: bucket, key."""
+
+
+# --- connections ---------------------------------------------------------------
+
+
+class BadConnectionString(UsageError):
+    """A connection string (URL or key=value conninfo) is malformed.
+    Attribute: option (--source, --target, PGFERRY_TARGET, DATABASE_URL)."""
+
+    def __init__(self, what: str, *, hint: str | None = None, option: str | None = None) -> None:
+        self.option = option
+        super().__init__(what, hint=hint)
+
+
+class PasswordRejected(PermissionDenied):
+    """The server refused the password, or none was given where one is needed."""
+
+
+class RoleNotFound(PermissionDenied):
+    """The user named in the connection string does not exist on the server."""
+
+
+class LoginRejected(PermissionDenied):
+    """The server refused the login itself (pg_hba.conf, NOLOGIN role, peer auth)."""
+
+
+class DatabaseNotFound(TargetError):
+    """The database named in the connection string does not exist."""

@@ -7,15 +7,19 @@ itself), and last the embedded local server pgferry starts on its own.
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from pgferry.errors import PermissionDenied, TargetError, TargetUnreachable
+from pgferry.conninfo import check, classify, option_of, scrub
+from pgferry.errors import BadConnectionString, TargetError
 
 LIBPQ_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
 
@@ -37,103 +41,138 @@ class Target:
 def mask_password(conninfo: str) -> str:
     """The connection string with any password replaced by ****."""
     if "://" in conninfo:
-        parts = urlsplit(conninfo)
+        try:
+            parts = urlsplit(conninfo)
+            port = parts.port
+        except ValueError:  # a bad port: checked (and reported) elsewhere
+            return scrub(conninfo)
         if parts.password is None:
-            return conninfo
+            return scrub(conninfo)
         host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
+        if port:
+            host = f"{host}:{port}"
         netloc = f"{parts.username or ''}:****@{host}"
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        return scrub(urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)))
     try:
         params = conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError:
         return "(unparsable connection string)"
     if "password" in params:
         params["password"] = "****"  # noqa: S105
-    return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
+    return scrub(make_conninfo("", **{k: v for k, v in params.items() if v is not None}))
 
 
 def resolve_target(explicit: str | None = None) -> Target:
+    """The target to use; a malformed URL raises BadConnectionString naming
+    the flag or variable it came from."""
     if explicit:
-        return Target(explicit, "flag")
+        return Target(check(explicit, "--target"), "flag")
     for var in ("PGFERRY_TARGET", "DATABASE_URL"):
         if os.environ.get(var):
-            return Target(os.environ[var], var)
+            return Target(check(os.environ[var], var), var)
     if any(os.environ.get(var) for var in LIBPQ_ENV):
         return Target("", "libpq environment")
     from pgferry.embedded import ensure_embedded
 
-    return Target(ensure_embedded().conninfo(), "embedded")
+    server = ensure_embedded()
+    _announce(server.describe())
+    return Target(server.conninfo(), "embedded")
+
+
+_announced = False
+
+
+def _announce(text: str) -> None:
+    # said once per process: a command may resolve the target more than once
+    global _announced
+    if not _announced:
+        _announced = True
+        logging.getLogger("pgferry").warning(
+            "using the embedded %s", text, extra={"prefix": "note"}
+        )
 
 
 def connect(
-    target: Target | str, *, autocommit: bool = False, **kw: Any
+    target: Target | str,
+    *,
+    autocommit: bool = False,
+    side: str = "target",
+    **kw: Any,
 ) -> psycopg.Connection[Any]:
-    """Open a connection, turning failures into one-line, password-free errors."""
+    """Open a connection, turning failures into one-line, password-free
+    errors of their own class (see pgferry.conninfo.classify)."""
     tgt = target if isinstance(target, Target) else Target(target, "flag")
+    option = "--source" if side == "source" else option_of(tgt.origin)
+    if tgt.conninfo:
+        check(tgt.conninfo, option)
     try:
         return psycopg.connect(tgt.conninfo, autocommit=autocommit, **kw)
     except psycopg.Error as e:
-        state = e.sqlstate or ""
-        reason = _first_line(e)
-        if state.startswith("28"):
-            raise PermissionDenied(
-                f"cannot log in to {tgt.describe()}: {reason}",
-                hint="check the user and password (or PGPASSWORD / ~/.pgpass)",
-                sqlstate=state,
-            ) from None
-        if state == "3D000":
-            raise TargetUnreachable(
-                f"database in {tgt.describe()} does not exist: {reason}",
-                hint="create it first, or point --target at an existing database",
-                sqlstate=state,
-            ) from None
-        raise TargetUnreachable(
-            f"cannot connect to {tgt.describe()}: {reason}",
-            hint="check that the server is running and the URL (--target, PGFERRY_TARGET) is right",
-            sqlstate=state or None,
+        raise classify(e, tgt.describe(), option=option, side=side) from None
+    except ValueError as e:  # psycopg's own parsing, e.g. PGPORT=abc
+        raise BadConnectionString(
+            f"{option}: bad connection setting: {scrub(str(e))}",
+            hint="check the URL and the PG* environment variables",
+            option=option,
         ) from None
 
 
-def _first_line(e: BaseException) -> str:
-    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(e).__name__
-
-
-_PSQL_ENV = {
-    "host": "PGHOST",
-    "hostaddr": "PGHOSTADDR",
-    "port": "PGPORT",
-    "user": "PGUSER",
-    "password": "PGPASSWORD",
-    "dbname": "PGDATABASE",
-    "sslmode": "PGSSLMODE",
-    "connect_timeout": "PGCONNECT_TIMEOUT",
-    "service": "PGSERVICE",
-    "options": "PGOPTIONS",
-    "sslrootcert": "PGSSLROOTCERT",
-    "sslcert": "PGSSLCERT",
-    "sslkey": "PGSSLKEY",
-}
+# libpq keywords that have no PG* variable and must not go to argv
+_SECRET_KEYS = ("password", "sslpassword", "oauth_client_secret", "scram_client_key")
 
 
 def psql_invocation(
     target: Target, extra: tuple[str, ...] = ()
 ) -> tuple[list[str], dict[str, str]]:
-    """argv and environment to run psql on `target`. The connection settings
-    travel as PG* variables: a password in argv would show in `ps`."""
-    import shutil
+    """argv and environment to run psql on `target`: the psql of the server's
+    major version (the bundled one for the embedded server), every URL
+    parameter as its PG* variable (a password in argv would show in `ps`),
+    then psql's own arguments, which win over the variables."""
+    env = dict(os.environ)
+    params = {k: str(v) for k, v in conninfo_to_dict(target.conninfo).items() if v is not None}
+    envvars = {
+        o.keyword.decode(): o.envvar.decode() for o in pq.Conninfo.get_defaults() if o.envvar
+    }
+    rest = {}
+    for key, value in params.items():
+        if key in envvars:
+            env[envvars[key]] = value
+        elif key not in _SECRET_KEYS:
+            rest[key] = value  # keepalives, fallback_application_name, ...
+    argv = [_psql_for(target, extra, env)]
+    if rest:
+        # without a password, a conninfo in argv is harmless; psql merges
+        # it with the PG* variables
+        argv += ["-d", make_conninfo("", **rest, dbname=params.get("dbname", ""))]
+    return [*argv, *extra], env
 
+
+_CONNECTION_FLAGS = ("--host", "--port", "--username", "--dbname")
+
+
+def _is_connection_flag(arg: str) -> bool:
+    """-h/-p/-U/-d, also as -hHOST, or a long form, also as --host=HOST."""
+    return arg[:2] in ("-h", "-p", "-U", "-d") or arg.split("=", 1)[0] in _CONNECTION_FLAGS
+
+
+def _psql_for(target: Target, extra: tuple[str, ...], env: dict[str, str]) -> str:
     from pgferry.embedded import wheel_bindir
+    from pgferry.migrate.tools import find_tool
 
     bundled = wheel_bindir()
-    psql = shutil.which("psql") or (str(bundled / "psql") if bundled else None)
-    if not psql:
-        raise TargetError("psql not found", hint="install postgresql-client")
-    env = dict(os.environ)
-    if target.conninfo:
-        for key, value in conninfo_to_dict(target.conninfo).items():
-            if key in _PSQL_ENV and value is not None:
-                env[_PSQL_ENV[key]] = str(value)
-    return [psql, *extra], env
+    if target.origin == "embedded" and bundled:
+        return str(bundled / "psql")
+    try:
+        with connect(target, connect_timeout=10) as conn:
+            major = conn.info.server_version // 10000
+    except TargetError:
+        # psql's own -h/-p/-U/-d point elsewhere: let psql connect and report
+        if not any(_is_connection_flag(a) for a in extra):
+            raise
+        found = shutil.which("psql", path=env.get("PATH")) or (
+            str(bundled / "psql") if bundled else None
+        )
+        if not found:
+            raise TargetError("psql not found", hint="install postgresql-client") from None
+        return found
+    return str(find_tool("psql", major).path)

@@ -23,9 +23,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 # first use, so `pgferry import` never pays for importing the migrate code
 _COMMANDS = {
     "import": "imports",
-    "target": "imports",
-    "psql": "imports",
-    "embedded": "imports",
+    "target": "local",
+    "psql": "local",
+    "embedded": "local",
     "clone": "migrate",
     "verify": "migrate",
     "snapshot": "migrate",
@@ -42,15 +42,39 @@ class PgferryGroup(click.Group):
             importlib.import_module(f"pgferry.cli.{_COMMANDS[cmd_name]}").register(self)
         return self.commands.get(cmd_name)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as e:  # `pgferry --bogus`; a bare `pgferry` shows help
+            if isinstance(e, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+                raise
+            _usage_line(e)
+            ctx.exit(e.exit_code)
+
     def invoke(self, ctx: click.Context) -> Any:
+        from pgferry.cli.output import setup_logging
+
+        setup_logging()  # every command's warnings and notes, one line each
         try:
             return super().invoke(ctx)
         except PgferryError as e:
             click.echo(f"error: {e.message}", err=True)
             ctx.exit(e.exit_code)
+        except click.UsageError as e:
+            if isinstance(e, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+                raise
+            _usage_line(e)
+            ctx.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
             ctx.exit(130)
+
+
+def _usage_line(e: click.UsageError) -> None:
+    """click's four-line usage block, as one line like every error."""
+    where = e.ctx.command_path if e.ctx else "pgferry"
+    what = e.format_message().rstrip(".")
+    click.echo(f"error: {what}; see '{where} --help'", err=True)
 
 
 @click.group(cls=PgferryGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,10 +83,21 @@ def cli() -> None:
     """Get data into PostgreSQL: import from S3, migrate databases, run aws_s3 in-database."""
 
 
+def checked_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: a malformed connection string is a usage error (exit 2)
+    naming the option, raised before any work starts."""
+    if value:
+        from pgferry.conninfo import check
+
+        check(value, f"--{param.name}")
+    return value
+
+
 def target_option(f: F) -> F:
     return click.option(
         "--target",
         metavar="URL",
+        callback=checked_url,
         help="libpq URL or conninfo of the target; default: PGFERRY_TARGET, "
         "DATABASE_URL, the PG* environment, else the embedded local server.",
     )(f)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from pgferry.cli import checked_url
+
 
 def register(cli: click.Group) -> None:
     """Add this module's commands to the top-level group."""
@@ -22,6 +24,7 @@ def extension() -> None:
 @click.option(
     "--target",
     metavar="URL",
+    callback=checked_url,
     help="The server to install for (its version picks the pg_config; as a superuser "
     "we also check that it can run the fetcher).",
 )

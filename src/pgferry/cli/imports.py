@@ -1,11 +1,9 @@
-"""`pgferry import`, `pgferry target`, `pgferry psql`, `pgferry embedded`."""
+"""`pgferry import`."""
 
 from __future__ import annotations
 
 import json
-import os
 import sys
-from pathlib import Path
 
 import click
 
@@ -149,65 +147,5 @@ def _secret(value: str | None, flag: str) -> str | None:
     return value
 
 
-@click.command("target")
-@target_option
-@json_option
-def target_cmd(target: str | None, as_json: bool) -> None:
-    """Print the resolved target URL (password masked) and where it came from."""
-    from pgferry.target import resolve_target
-
-    resolved = resolve_target(target)
-    if as_json:
-        click.echo(json.dumps({"target": resolved.describe(), "origin": resolved.origin}))
-    else:
-        click.echo(resolved.describe())
-        click.echo(f"(from {resolved.origin})", err=True)
-
-
-@click.command("psql", context_settings={"ignore_unknown_options": True})
-@target_option
-@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
-def psql_cmd(target: str | None, psql_args: tuple[str, ...]) -> None:
-    """Open psql on the target (extra arguments go to psql)."""
-    from pgferry.target import psql_invocation, resolve_target
-
-    argv, env = psql_invocation(resolve_target(target), psql_args)
-    os.execvpe(argv[0], argv, env)  # noqa: S606 - replaces this process, no shell
-
-
-@click.group("embedded")
-def embedded_group() -> None:
-    """Manage the embedded local PostgreSQL (the default target)."""
-
-
-@embedded_group.command("start")
-def embedded_start() -> None:
-    """Start it (initialising it on first use) and print its URL."""
-    from pgferry.embedded import ensure_embedded
-
-    click.echo(ensure_embedded().conninfo())
-
-
-@embedded_group.command("stop")
-def embedded_stop() -> None:
-    """Stop it; the data stays for the next start."""
-    from pgferry.embedded import embedded_server
-
-    server = embedded_server()
-    server.stop()
-    click.echo(f"stopped (data kept in {server.datadir})")
-
-
-@embedded_group.command("status")
-def embedded_status() -> None:
-    """Say whether it runs, and where its data lives."""
-    from pgferry.embedded import embedded_server
-
-    server = embedded_server()
-    state = "running: " + server.conninfo() if server.running() else "stopped"
-    click.echo(f"{state} (data in {Path(server.datadir)})")
-
-
 def register(cli: click.Group) -> None:
-    for command in (import_cmd, target_cmd, psql_cmd, embedded_group):
-        cli.add_command(command)
+    cli.add_command(import_cmd)

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from pgferry import units
-from pgferry.cli import json_option, target_option
+from pgferry.cli import checked_url, json_option, target_option
 from pgferry.migrate import CloneConfig, clone
 from pgferry.migrate.restore import RestoreConfig, restore_snapshot
 from pgferry.migrate.s3stream import Encryption
@@ -74,7 +74,13 @@ def _human(n: float) -> str:
 
 def _source_options(f: Any) -> Any:
     opts = [
-        click.option("--source", required=True, metavar="URL", help="libpq URL of the source."),
+        click.option(
+            "--source",
+            required=True,
+            metavar="URL",
+            callback=checked_url,
+            help="libpq URL of the source.",
+        ),
         click.option("--jobs", "-j", default=4, show_default=True, help="Parallel connections."),
         click.option(
             "--split-tables-larger-than",
@@ -180,7 +186,13 @@ def print_verify(result: VerifyResult, as_json: bool) -> None:
 
 
 @click.command("verify")
-@click.option("--source", required=True, metavar="URL", help="libpq URL of the source.")
+@click.option(
+    "--source",
+    required=True,
+    metavar="URL",
+    callback=checked_url,
+    help="libpq URL of the source.",
+)
 @target_option
 @click.option("--table", "tables", multiple=True, metavar="PATTERN", help="Only these tables.")
 @click.option("--exclude", multiple=True, metavar="PATTERN", help="Skip these tables.")

@@ -12,7 +12,10 @@ import click
 
 class _OneLine(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
-        click.echo(f"{record.levelname.lower()}: {record.getMessage()}", err=True)
+        from pgferry.conninfo import scrub
+
+        prefix = getattr(record, "prefix", record.levelname.lower())
+        click.echo(f"{prefix}: {scrub(record.getMessage())}", err=True)
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -9,7 +9,7 @@ import psycopg
 from psycopg import sql
 
 from pgferry.migrate.catalog import Table
-from pgferry.migrate.errors import SourceError, SourceUnreachable
+from pgferry.migrate.errors import SourceError
 from pgferry.migrate.progress import mark_in
 from pgferry.target import connect
 
@@ -17,16 +17,9 @@ LO_CHUNK = 1 << 20
 
 
 def connect_source(conninfo: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
-    from pgferry.errors import TargetError
-
-    try:
-        return connect(conninfo, autocommit=autocommit)
-    except TargetError as e:
-        raise SourceUnreachable(
-            f"source: {e.what}",
-            hint="check --source and that the server is running",
-            sqlstate=getattr(e, "sqlstate", None),
-        ) from None
+    """A connection to the source; failures say "source:" and name --source
+    (SourceUnreachable when it is down, else the class of the refusal)."""
+    return connect(conninfo, autocommit=autocommit, side="source")
 
 
 def copy_large_objects(src: psycopg.Connection[Any], target: str, item: str) -> int:
