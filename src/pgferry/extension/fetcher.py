@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import select
+import signal
 import sys
 import time
 from pathlib import Path
@@ -269,6 +270,14 @@ def main(argv: list[str]) -> int:
         print("usage: fetcher {prepare|options|import|export} ID", file=sys.stderr)
         return 2
     mode = argv[0]
+    # statement_timeout and pg_cancel_backend signal the backend's whole
+    # process group, us included: let the backend handle the cancel (it
+    # stops reading and closes our pipe) rather than dying mid-row, which
+    # would make the scan fail first and the cancel arrive outside the
+    # import's error handler. SIGTERM (pg_terminate_backend) still ends us,
+    # through the clean-up in `finally` blocks.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_term)
     if mode == "prepare":
         SPOOL.mkdir(mode=0o700, exist_ok=True)
         SPOOL.chmod(0o700)
@@ -309,6 +318,10 @@ def main(argv: list[str]) -> int:
         return 1
     write_status(req_id, status)
     return 0
+
+
+def _exit_on_term(signum: int, frame: object) -> None:
+    raise SystemExit(1)
 
 
 def _quiet_stdout() -> None:

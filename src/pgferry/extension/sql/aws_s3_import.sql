@@ -247,27 +247,35 @@ BEGIN
 -- OTHERS leaves out query_canceled: a statement_timeout or pg_cancel_backend
 -- is caught too, so that it is re-raised (unchanged) without the statement
 EXCEPTION WHEN OTHERS OR query_canceled THEN
-    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT,
-        v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT,
-        v_context = PG_EXCEPTION_CONTEXT;
-    -- a failed fetch also makes the scan fail (program failed, or a cut
-    -- last row): the program's own message says why, so it wins
-    IF v_id IS NOT NULL THEN
-        v_status := aws_s3._fetch_close(v_id);
-        IF coalesce(v_status ? 'error', false) THEN
-            v_state := coalesce(v_status->>'sqlstate', '58030');
-            v_msg := v_status->>'error';
-            v_detail := NULL;
-            v_hint := NULL;
+    -- a cancel that lands while this handler runs (say, a row was rejected
+    -- just as statement_timeout fired) is caught here in turn
+    BEGIN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT,
+            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT,
+            v_context = PG_EXCEPTION_CONTEXT;
+        -- a failed fetch also makes the scan fail (program failed, or a cut
+        -- last row): the program's own message says why, so it wins
+        IF v_id IS NOT NULL THEN
+            v_status := aws_s3._fetch_close(v_id);
+            IF coalesce(v_status ? 'error', false) THEN
+                v_state := coalesce(v_status->>'sqlstate', '58030');
+                v_msg := v_status->>'error';
+                v_detail := NULL;
+                v_hint := NULL;
+            END IF;
         END IF;
-    END IF;
-    -- say where in the file a rejected row is (COPY's context names the
-    -- foreign table, meaningless to the caller)
-    v_piece := substring(v_context from 'COPY pgferry_fetch_[0-9a-f]+, (line [0-9]+[^\n]*)');
-    IF v_piece IS NOT NULL AND coalesce(v_detail, '') = ''
-       AND NOT coalesce(v_status ? 'error', false) THEN
-        v_detail := format('s3://%s/%s %s', p_bucket, p_key, v_piece);
-    END IF;
+        -- say where in the file a rejected row is (COPY's context names the
+        -- foreign table, meaningless to the caller)
+        v_piece := substring(v_context from 'COPY pgferry_fetch_[0-9a-f]+, (line [0-9]+[^\n]*)');
+        IF v_piece IS NOT NULL AND coalesce(v_detail, '') = ''
+           AND NOT coalesce(v_status ? 'error', false) THEN
+            v_detail := format('s3://%s/%s %s', p_bucket, p_key, v_piece);
+        END IF;
+    EXCEPTION WHEN OTHERS OR query_canceled THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
+        v_detail := NULL;
+        v_hint := NULL;
+    END;
     PERFORM aws_s3._reraise(v_state, v_msg, nullif(v_detail, ''), nullif(v_hint, ''));
     RETURN NULL;
 END $$;
