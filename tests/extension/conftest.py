@@ -6,6 +6,12 @@ servers know nothing of the test S3, so these tests start their own, one per
 PostgreSQL version, with AWS_ENDPOINT_URL and keys in the server process's
 environment: what an administrator puts in /etc/postgresql/N/main/environment
 or a systemd drop-in. Everything goes through psql, as in the AWS guide.
+
+`pgferry extension install` writes into the server's extension directory.
+Debian's PostgreSQL 15 has one per machine (/usr/share/postgresql/15), which
+test runs from other checkouts would overwrite mid-run; so PostgreSQL 15
+runs from a private copy of its install tree per test session (PostgreSQL
+finds its share and lib directories relative to its own binary).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -27,7 +34,7 @@ from psycopg import sql
 
 from pgferry.embedded import LocalServer
 from tests.conftest import PG_VERSIONS
-from tests.services import DEBIAN_PG15, FAST, SeaweedS3, postgres
+from tests.services import DEBIAN_PG15, FAST, SeaweedS3, binaries, postgres
 
 PGFERRY = Path(sys.executable).parent / "pgferry"
 APP = "app"  # the ordinary role granted EXECUTE, as rds_superuser would
@@ -104,8 +111,34 @@ class ExtServer:
         return self.server.logfile.read_text(errors="replace")
 
 
-def _start(version: str, s3: SeaweedS3) -> ExtServer:
-    server = postgres(version, start=False)
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)  # same file system: no 44 MB copy
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def private_pg15(root: Path) -> Path:
+    """A copy of Debian's PostgreSQL 15 under `root`, laid out as in /usr so
+    that its relocatable binaries use the copy's share and lib directories.
+    Binaries and libraries are hard links (read-only here); the share tree,
+    where the extension files go, is a real copy. Returns the bindir."""
+    lib, share = root / "usr/lib/postgresql/15", root / "usr/share/postgresql/15"
+    shutil.copytree(DEBIAN_PG15.parent, lib, symlinks=True, copy_function=_link_or_copy)
+    shutil.copytree(Path("/usr/share/postgresql/15"), share, symlinks=True)
+    for stale in (share / "extension").glob("aws_*"):
+        stale.unlink()  # left by a run against the system tree
+    root.chmod(0o755)
+    return lib / "bin"
+
+
+def _start(version: str, s3: SeaweedS3, private: Path) -> ExtServer:
+    if version == "15":
+        bindir = private_pg15(private)
+        server = LocalServer(bindir=bindir, datadir=private / "data", os_user=binaries("15")[1])
+    else:
+        # the wheel's tree lives in this checkout's own virtualenv
+        server = postgres(version, start=False)
     bindir = server.bindir
     server.init()
     # the administrator's aws_s3 settings live in a file (ALTER SYSTEM refuses
@@ -129,6 +162,8 @@ def _start(version: str, s3: SeaweedS3) -> ExtServer:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
+    if version == "15":
+        assert f"installed into {private}/usr/share/postgresql/15/extension:" in proc.stdout
     ext = ExtServer(version, server, proc.stdout)
     ext.execute(f"CREATE ROLE {APP} LOGIN")
     return ext
@@ -138,10 +173,12 @@ def _start(version: str, s3: SeaweedS3) -> ExtServer:
 def ext(request: pytest.FixtureRequest, s3: SeaweedS3) -> Iterator[ExtServer]:
     if request.param == "15" and not (DEBIAN_PG15 / "postgres").exists():
         pytest.fail("PostgreSQL 15 is missing: run scripts/test (it installs postgresql-15)")
-    server = _start(request.param, s3)
+    private = Path(tempfile.mkdtemp(prefix=f"pgferry-ext-pg{request.param}-"))
+    server = _start(request.param, s3, private)
     yield server
     server.server.destroy()
     shutil.rmtree(server.server.datadir.parent, ignore_errors=True)
+    shutil.rmtree(private, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,15 @@ It runs as the database server's OS user, in the data directory (COPY's
 working directory). The command line holds only the mode and a random hex
 id: the request itself (bucket, key, region, options, keys) is in
 `pgferry_aws_s3/ID.req`, written by the extension's definer function and
-deleted here as soon as it is read. The result goes to `ID.status` (JSON),
-which the definer function reads back: `{"size": ...}` / `{"files": ...}`,
-or `{"error": "<the one-line pgferry message>"}` so the caller gets the same
-error text the client-side import prints, not just "program failed".
+deleted here as soon as it is read. An import's request holds the caller's
+keys, so it is written only while this program waits for it: we announce
+`ID.wait` (once per id: a fetch runs once), and delete the request when it
+is read, or when our stdout pipe closes because the statement failed first
+(COPY waits for us to exit, so that always happens before it returns).
+The result goes to `ID.status` (JSON), which the definer function reads
+back: `{"size": ...}` / `{"files": ...}`, or `{"error": "<one line>"}` so
+the caller gets the same error text the client-side import prints, not just
+"program failed".
 
 Imports use `pgferry.fetch.open_decoded`, the client import's own fetch and
 decode path, and stream to stdout: nothing is written to disk. Nothing here
@@ -22,6 +27,8 @@ import json
 import logging
 import os
 import re
+import select
+import signal
 import sys
 import time
 from pathlib import Path
@@ -40,6 +47,8 @@ from pgferry.errors import (
 
 SPOOL = Path("pgferry_aws_s3")
 STALE_SECONDS = 900  # leftovers of calls that died between write and read
+WAIT_SECONDS = 60  # an import's program waits this long for its request
+GRACE_SECONDS = 1.0
 _ID = re.compile(r"[0-9a-f]{32}")
 _BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
@@ -74,6 +83,95 @@ def read_request(req_id: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UsageError("malformed aws_s3 request")
     return data
+
+
+class PipeClosed(Exception):
+    """The statement that started us ended before sending the request."""
+
+
+def _complete(path: Path) -> str | None:
+    """The request once fully written (COPY ends it with a newline)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    return text if text.endswith("\n") else None
+
+
+def await_request(req_id: str, out_fd: int) -> dict[str, Any]:
+    """Announce that we wait (`ID.wait`), wait for the gate to write the
+    request, read and delete it. A fetch id runs once (`ID.used`): a second
+    scan of the same foreign table is refused. If `out_fd` (our stdout pipe)
+    closes first, or nothing comes within WAIT_SECONDS, delete whatever was
+    or is still being written, and stop."""
+    try:
+        os.close(os.open(SPOOL / f"{req_id}.used", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        raise PipeClosed from None
+    waiting, path = SPOOL / f"{req_id}.wait", SPOOL / f"{req_id}.req"
+    os.close(os.open(waiting, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    poller = select.poll()
+    poller.register(out_fd, 0)  # reports POLLERR once the reader has gone
+    deadline = time.monotonic() + WAIT_SECONDS
+    text = None
+    try:
+        while (text := _complete(path)) is None:
+            if poller.poll(10):
+                raise PipeClosed
+            if time.monotonic() > deadline:
+                raise UsageError(
+                    f"aws_s3: the import's request did not come within {WAIT_SECONDS} s "
+                    "(a BEFORE STATEMENT trigger on the table may be too slow)"
+                )
+    finally:
+        waiting.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+        if text is None:
+            # the gate may have seen ID.wait just before it went: catch its write
+            end = time.monotonic() + GRACE_SECONDS
+            while time.monotonic() < end:
+                time.sleep(0.01)
+                path.unlink(missing_ok=True)
+    data = json.loads(bytes.fromhex(text.strip()).decode("utf-8"))
+    if not isinstance(data, dict):
+        raise UsageError("malformed aws_s3 request")
+    return data
+
+
+_CREDENTIAL = re.compile(r"[!-~]*")
+
+
+def check_credentials(req: dict[str, Any]) -> None:
+    """As the SQL side checks: keys go into an HTTP header, so printable
+    ASCII only; the message names the field, never the value."""
+    for name in ("access_key", "secret_key", "session_token"):
+        value = req.get(name)
+        if value is not None and not (isinstance(value, str) and _CREDENTIAL.fullmatch(value)):
+            raise UsageError(f"invalid AWS {name.replace('_', ' ')}: use printable ASCII")
+
+
+def secrets_of(req: dict[str, Any] | None) -> list[str]:
+    if not req:
+        return []
+    values = (req.get(n) for n in ("access_key", "secret_key", "session_token"))
+    return [v for v in values if isinstance(v, str) and v]
+
+
+def safe_message(err: BaseException, secrets: list[str]) -> str:
+    """A one-line message for the caller and the server log: pgferry's own
+    text, with any library exception's text (an HTTP client may quote a
+    header, keys included) replaced by its class name, and any of the
+    call's keys blanked."""
+    if isinstance(err, PgferryError):
+        msg = err.message
+        for inner in (err.__cause__, err.__context__):
+            if inner is not None and not isinstance(inner, PgferryError) and str(inner):
+                msg = msg.replace(str(inner), type(inner).__name__)
+    else:
+        msg = f"failed: {type(err).__name__}"
+    for secret in secrets:
+        msg = msg.replace(secret, "[redacted]")
+    return " ".join(msg.split())
 
 
 def write_status(req_id: str, status: dict[str, Any]) -> None:
@@ -112,6 +210,8 @@ def s3_config(req: dict[str, Any], region: str | None) -> Any:
     """Keys from the call, else the server's default chain. Never an endpoint:
     that comes only from the server's environment / AWS config."""
     from pgferry.stores.s3 import S3Config
+
+    check_credentials(req)
 
     def opt(name: str) -> str | None:
         value = req.get(name)
@@ -170,6 +270,14 @@ def main(argv: list[str]) -> int:
         print("usage: fetcher {prepare|options|import|export} ID", file=sys.stderr)
         return 2
     mode = argv[0]
+    # statement_timeout and pg_cancel_backend signal the backend's whole
+    # process group, us included: let the backend handle the cancel (it
+    # stops reading and closes our pipe) rather than dying mid-row, which
+    # would make the scan fail first and the cancel arrive outside the
+    # import's error handler. SIGTERM (pg_terminate_backend) still ends us,
+    # through the clean-up in `finally` blocks.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_term)
     if mode == "prepare":
         SPOOL.mkdir(mode=0o700, exist_ok=True)
         SPOOL.chmod(0o700)
@@ -179,8 +287,10 @@ def main(argv: list[str]) -> int:
         print("fetcher: bad request id", file=sys.stderr)
         return 2
     req_id = argv[1]
+    req: dict[str, Any] | None = None
     try:
-        req = read_request(req_id)
+        req = await_request(req_id, sys.stdout.fileno()) if mode == "import" else None
+        req = req if req is not None else read_request(req_id)
         sweep()
         if mode == "options":
             sys.stdin.buffer.read()
@@ -189,21 +299,29 @@ def main(argv: list[str]) -> int:
             status = do_import(req, sys.stdout.buffer)
         else:
             status = do_export(req, sys.stdin.buffer)
+    except PipeClosed:
+        log.warning("import %s ended before it was sent its request", req_id)
+        return 1
     except BrokenPipeError:
         # COPY stopped reading (it rejected a row): its error is the one to show
         _quiet_stdout()
         return 1
     except PgferryError as e:
-        write_status(req_id, {"error": e.message, "sqlstate": sqlstate(e)})
-        log.warning("%s", e.message)
+        msg = safe_message(e, secrets_of(req))
+        write_status(req_id, {"error": msg, "sqlstate": sqlstate(e)})
+        log.warning("%s", msg)
         return 0 if mode == "options" else 1
     except Exception as e:  # anything else still gets a clear one-line ERROR
-        msg = f"aws_s3 {mode} failed: {type(e).__name__}: {' '.join(str(e).split())}"
+        msg = f"aws_s3 {mode} {safe_message(e, [])}"
         write_status(req_id, {"error": msg, "sqlstate": "58030"})
         log.warning("%s", msg)
         return 1
     write_status(req_id, status)
     return 0
+
+
+def _exit_on_term(signum: int, frame: object) -> None:
+    raise SystemExit(1)
 
 
 def _quiet_stdout() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from pgferry.errors import CopyOptionsError
+from pgferry.sink import options as sink
 from pgferry.sink.options import CopyOptions, parse_copy_options
 
 _DOLLAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*|)\$(.*?)\$\1\$", re.DOTALL)
@@ -45,4 +46,32 @@ def options_for(text: str, direction: str) -> list[list[object]]:
     out: list[list[object]] = []
     for name, value in parse_for(text, direction).values.items():
         out.append([name, list(value) if isinstance(value, tuple) else value])
+    return out
+
+
+# What a foreign-table import cannot do, of the client's list: DEFAULT is
+# refused above with advice; FORCE_QUOTE is COPY TO only.
+NOT_FOR_IMPORT = frozenset({"default", "force_quote"})
+
+
+def whitelist(direction: str) -> dict[str, tuple[str, frozenset[str]]]:
+    """The COPY options the extension's SQL passes on for `direction`, as
+    name -> (kind, allowed words): the client import's own list
+    (pgferry.sink.options), less NOT_FOR_IMPORT for imports. The SQL
+    functions _fdw_options and _copy_options spell the same list out;
+    tests/extension/test_option_whitelist.py checks that they match."""
+    out: dict[str, tuple[str, frozenset[str]]] = {}
+    for name in sorted(sink.KNOWN):
+        if direction == "import" and name in NOT_FOR_IMPORT:
+            continue
+        if name in sink._WORD:
+            out[name] = ("word", frozenset(sink._WORD[name]))
+        elif name in sink._BOOL:
+            out[name] = ("bool", frozenset({"match"} if name == "header" else set()))
+        elif name in sink._STRING:
+            out[name] = ("string", frozenset())
+        elif name in sink._COLUMNS:
+            out[name] = ("columns", frozenset())
+        else:
+            out[name] = ("int", frozenset())
     return out

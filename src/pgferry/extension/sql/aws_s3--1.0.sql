@@ -127,16 +127,18 @@ BEGIN
     RETURN coalesce(v_status->'options', '[]');
 END $$;
 
--- The options as COPY's parenthesised list (exports).
-CREATE FUNCTION aws_s3._options(p_options text, p_direction text) RETURNS text
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- The options as COPY's parenthesised list (exports). The whitelists here
+-- and in _fdw_options follow pgferry.sink.options (tests/extension/
+-- test_option_whitelist.py checks that they match).
+CREATE FUNCTION aws_s3._copy_options(p_list jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_opt jsonb;
     v_name text;
     v_val jsonb;
     v_parts text[] := '{}';
 BEGIN
-    FOR v_opt IN SELECT * FROM jsonb_array_elements(aws_s3._parse_options(p_options, p_direction))
+    FOR v_opt IN SELECT * FROM jsonb_array_elements(p_list)
     LOOP
         v_name := v_opt->>0;
         v_val := v_opt->1;
@@ -170,6 +172,11 @@ BEGIN
     END IF;
     RETURN '(' || array_to_string(v_parts, ', ') || ')';
 END $$;
+
+CREATE FUNCTION aws_s3._options(p_options text, p_direction text) RETURNS text
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT aws_s3._copy_options(aws_s3._parse_options(p_options, p_direction))
+$$;
 
 -- The import's COPY options as file_fdw options: table options (a list for
 -- OPTIONS (...)) and the columns for the force_not_null / force_null column
@@ -258,9 +265,54 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                      FROM pg_catalog.pg_type t WHERE t.oid = p_type), false)
 $$;
 
+-- Internal steps that act with the owner's rights run only when called from
+-- the import itself. PL/pgSQL's call stack (PG_CONTEXT) is written by the
+-- server, one line per frame, innermost first: line 1 is this function,
+-- line 2 the step's PERFORM of it, line 3 the internal step, line 4 the
+-- step's caller (checked against p_caller). A frame's line starts
+-- with text the server chooses ("PL/pgSQL function <signature>", "SQL
+-- statement ..."), and aws_s3._import pins its search_path, so its signature
+-- is always printed schema-qualified: no caller-made function or statement
+-- can put that text at the start of line 4. (Identifiers with line breaks can
+-- add lines further down, which is why only line 4 is looked at.) Call this
+-- only as "PERFORM aws_s3._assert_caller('<literal>', '<literal>')".
+CREATE FUNCTION aws_s3._assert_caller(p_step text, p_caller text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_stack text;
+BEGIN
+    GET DIAGNOSTICS v_stack = PG_CONTEXT;
+    IF coalesce(split_part(v_stack, E'\n', 4), '') !~ p_caller THEN
+        RAISE EXCEPTION 'aws_s3: % is an internal step of aws_s3.table_import_from_s3', p_step
+            USING ERRCODE = '42501', HINT = 'call aws_s3.table_import_from_s3';
+    END IF;
+END $$;
+
+-- Keys travel in an HTTP header: printable ASCII only (0x21-0x7E), so a line
+-- break can never make the HTTP client fail with the header in its message.
+-- The message names the field, never its value.
+CREATE FUNCTION aws_s3._check_credentials(
+    p_access_key text, p_secret_key text, p_session_token text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF coalesce(p_access_key, '') !~ '^[!-~]*$' OR octet_length(p_access_key) > 128 THEN
+        RAISE EXCEPTION 'invalid AWS access key: use 1 to 128 printable ASCII characters'
+            USING ERRCODE = '22023', HINT = 'no spaces or line breaks; check how it was copied';
+    END IF;
+    IF coalesce(p_secret_key, '') !~ '^[!-~]*$' OR octet_length(p_secret_key) > 128 THEN
+        RAISE EXCEPTION 'invalid AWS secret key: use 1 to 128 printable ASCII characters'
+            USING ERRCODE = '22023', HINT = 'no spaces or line breaks; check how it was copied';
+    END IF;
+    IF coalesce(p_session_token, '') !~ '^[!-~]*$' OR octet_length(p_session_token) > 8192 THEN
+        RAISE EXCEPTION 'invalid AWS session token: use printable ASCII characters (at most 8192)'
+            USING ERRCODE = '22023', HINT = 'no spaces or line breaks; check how it was copied';
+    END IF;
+END $$;
+
 REVOKE ALL ON FUNCTION aws_s3._command(text, text), aws_s3._new_id(), aws_s3._spool(text, text),
+    aws_s3._assert_caller(text, text), aws_s3._check_credentials(text, text, text),
     aws_s3._write_request(text, jsonb), aws_s3._read_status(text), aws_s3._raise_status(jsonb),
-    aws_s3._parse_options(text, text), aws_s3._options(text, text),
+    aws_s3._parse_options(text, text), aws_s3._options(text, text), aws_s3._copy_options(jsonb),
     aws_s3._fdw_options(jsonb, text[]),
     aws_s3._check_object(text, text, text),
     aws_s3._builtin_type(oid) FROM PUBLIC;

@@ -31,7 +31,9 @@ BEGIN
     IF v_relname IS NULL THEN
         RAISE EXCEPTION 'aws_s3: internal error: bad export staging table';
     END IF;
-    IF p_kms_key IS NOT NULL AND p_kms_key !~ '^[A-Za-z0-9:/_.-]{1,2048}$' THEN
+    -- (a {1,2048} bound would exceed the regex engine's repeat limit, 255)
+    IF p_kms_key IS NOT NULL
+       AND (p_kms_key !~ '^[A-Za-z0-9:/_.-]+$' OR octet_length(p_kms_key) > 2048) THEN
         RAISE EXCEPTION 'invalid kms_key %', quote_literal(p_kms_key) USING ERRCODE = '22023';
     END IF;
     v_opts := aws_s3._options(p_options, 'export');
@@ -99,7 +101,9 @@ BEGIN
     rows_uploaded := (v_res->>'rows')::bigint;
     files_uploaded := (v_res->>'files')::bigint;
     bytes_uploaded := (v_res->>'bytes')::bigint;
-EXCEPTION WHEN OTHERS THEN
+-- OTHERS leaves out query_canceled: a statement_timeout or pg_cancel_backend
+-- is caught too, so that it is re-raised (unchanged) without the statement
+EXCEPTION WHEN OTHERS OR query_canceled THEN
     GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT,
         v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
     PERFORM aws_s3._reraise(v_state, v_msg, nullif(v_detail, ''), nullif(v_hint, ''));
@@ -131,7 +135,9 @@ $$;
 --   GRANT USAGE ON SCHEMA aws_s3 TO r;
 --   GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA aws_s3 TO r;
 REVOKE ALL ON FUNCTION
-    aws_s3._fetch_open(text[], oid[], integer[], name, text, text, text, text, text, text, text),
+    aws_s3._fetch_open(regclass, text[], oid[], integer[], name, text, text, text, text, text,
+                       text, text),
+    aws_s3._gate(text),
     aws_s3._fetch_close(text),
     aws_s3._import(text, text, text, text, text, text, text, text, text, text),
     aws_s3.table_import_from_s3(text, text, text, aws_commons._s3_uri_1),
