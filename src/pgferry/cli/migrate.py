@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from pgferry.cli import json_option, target_option
-from pgferry.errors import UsageError
+from pgferry.errors import PostDataIncomplete, UsageError
 from pgferry.migrate import CloneConfig, clone
 from pgferry.migrate.restore import RestoreConfig, restore_snapshot
 from pgferry.migrate.s3stream import Encryption
@@ -152,7 +152,13 @@ def clone_cmd(
         resume=resume,
     )
     with _reporting(quiet or as_json, "clone") as reporter:
-        result = clone(cfg, reporter)
+        try:
+            result = clone(cfg, reporter)
+        except PostDataIncomplete as e:
+            # the one-line error follows; first what exactly is missing
+            for line in e.missing:
+                click.echo(f"missing: {line}", err=True)
+            raise
     if as_json:
         click.echo(json.dumps(asdict(result)))
         return
