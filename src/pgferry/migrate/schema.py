@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from pgferry.errors import ToolFailed
 from pgferry.migrate.toc import Section, TocEntry, read_toc
@@ -51,6 +50,8 @@ class ItemFailure:
     error: str
     hint: str | None = None
     sqlstate: str | None = None
+    #: not tried: it depends on an item that failed
+    blocked: bool = False
 
     @property
     def statement(self) -> str:
@@ -161,7 +162,13 @@ def restore_items(
                 tool=pg_restore.name,
             )
         failed.append(ItemFailure(bad, first_error(stderr), _hint(stderr)))
-        pending.remove(bad)
+        # what needs it would land on whatever made it fail: left out too
+        gone = {bad.dump_id}
+        for e in list(pending):
+            if e is not bad and gone.intersection(e.deps):
+                gone.add(e.dump_id)
+                failed.append(ItemFailure(e, f"it needs {bad.describe()}", blocked=True))
+        pending = [e for e in pending if e.dump_id not in gone]
     return failed
 
 
@@ -177,6 +184,8 @@ def diagnose(conn: psycopg.Connection[Any], failures: list[ItemFailure]) -> None
     statement run again in a transaction that is always rolled back
     (pg_restore's text output has no SQLSTATE).  `conn` is autocommit."""
     for f in failures:
+        if f.blocked:
+            continue
         try:
             with conn.transaction(force_rollback=True):
                 # pg_restore's session: schema-qualified names, empty path
@@ -248,9 +257,9 @@ def deepest_first(conn: psycopg.Connection[Any], attaches: list[TocEntry]) -> li
 def invalid_indexes(conn: psycopg.Connection[Any]) -> list[str]:
     """Indexes PostgreSQL will not use (pg_index.indisvalid false)."""
     rows = conn.execute(
-        "SELECT n.nspname, c.relname FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_index x"
+        " JOIN pg_class c ON c.oid = x.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE NOT x.indisvalid AND n.nspname NOT IN ('pg_catalog', 'pgferry')"
-        " ORDER BY 1, 2"
+        " ORDER BY n.nspname, c.relname"
     ).fetchall()
-    return [sql.Identifier(r[0], r[1]).as_string(conn) for r in rows]
+    return [str(r[0]) for r in rows]

@@ -123,6 +123,9 @@ def read_toc(path: Path) -> list[TocEntry]:
     r.str()  # server version
     r.str()  # pg_dump version
     entries = []
+    # comments, ACLs and security labels are stored without a section: they
+    # belong to the section of the entries before them (as in pg_restore)
+    current = Section.PRE_DATA
     for _ in range(r.int()):
         dump_id = r.int()
         r.int()  # had a data dumper
@@ -131,6 +134,9 @@ def read_toc(path: Path) -> list[TocEntry]:
         tag = r.str() or ""
         desc = r.str() or ""
         section = Section(r.int())
+        if section == Section.NONE:
+            section = current
+        current = section
         defn = r.str() or ""
         r.str()  # drop statement
         r.str()  # copy statement
