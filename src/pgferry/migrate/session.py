@@ -60,7 +60,7 @@ def lock(conn: psycopg.Connection[Any], target: str) -> None:
     row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", list(LOCK)).fetchone()
     if not (row and row[0]):
         raise TargetNotEmpty(
-            f"another pgferry clone or restore is running into {target}",
+            f"another pgferry run is working on {target}",
             hint="wait for it to finish (or stop it), then rerun",
         )
 
