@@ -7,7 +7,13 @@ path has a test here."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -120,8 +126,6 @@ def _clone(run_cli: Run, src: str, dst: str, *args: str) -> Result:
 
 
 def test_toc_reads_names_with_spaces(odd_db: str, tmp_path: object) -> None:
-    from pathlib import Path
-
     from pgferry.migrate import catalog, schema
     from pgferry.migrate.tools import find_tool
 
@@ -296,3 +300,95 @@ def test_invalid_index_fails_loudly(target_db: str) -> None:
         check_valid(c, {"public.p_a"})  # invalid on the source too: fine
     assert err.value.indexes == ["public.p_a"]
     assert str(err.value).startswith("1 index(es) on the target are invalid: public.p_a;")
+
+
+def _pg_restore_children(dbname: str) -> list[int]:
+    """pids of pg_restore processes working on `dbname` (from /proc)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"pg_restore") and any(dbname.encode() in a for a in argv):
+            out.append(int(d.name))
+    return out
+
+
+@pytest.mark.slow
+def test_kill_during_index_builds_then_resume(source_db: str, target_db: str, run_cli: Run) -> None:
+    args = ["clone", "--source", source_db, "--target", target_db, "--jobs", "2", "-q"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from pgferry.cli import main; main()", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    building = (
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pgferry clone %%'"
+        " AND state = 'active' AND query LIKE '%%app.events%%'"
+        " AND (query LIKE 'CREATE INDEX%%' OR query LIKE 'ALTER TABLE%%')"
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while rows(target_db, building) == [(0,)]:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    dbname = psycopg.conninfo.conninfo_to_dict(target_db)["dbname"]
+    # the children died with it
+    deadline = time.monotonic() + 5
+    while _pg_restore_children(str(dbname)):
+        assert time.monotonic() < deadline, "pg_restore outlived pgferry"
+        time.sleep(0.05)
+    # a session of the killed run still busy on the target (as a child's
+    # index build would be): --resume ends it first instead of racing it
+    (run,) = rows(target_db, "SELECT item FROM pgferry.clone_progress WHERE item LIKE 'run:%%'")
+    busy = psycopg.connect(target_db, application_name=f"pgferry clone {run[0][4:]}")
+    busy.execute("LOCK TABLE app.events IN ACCESS EXCLUSIVE MODE")
+    try:
+        res = run_cli(*args, "--resume")
+        assert res.exit_code == 0, res.output
+        with pytest.raises(psycopg.OperationalError):
+            busy.execute("SELECT 1")
+    finally:
+        busy.close()
+    assert rows(target_db, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == [(0,)]
+    res = run_cli("verify", "--source", source_db, "--target", target_db)
+    assert res.exit_code == 0, res.output
+    leftovers = list(Path(tempfile.gettempdir()).glob(f"pgferry-clone-{proc.pid}-*"))
+    assert leftovers == []
+
+
+def test_children_die_with_pgferry() -> None:
+    # a parent killed with SIGKILL runs no clean-up: the child must die anyway
+    code = (
+        "import subprocess, sys, time\n"
+        "from pgferry.migrate.tools import child_argv\n"
+        "p = subprocess.Popen(child_argv(['sleep', '60']))\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{child}").exists() and "Z" not in _state(child):
+        assert time.monotonic() < deadline, "the child outlived its parent"
+        time.sleep(0.02)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"

@@ -174,8 +174,10 @@ def _run(
     seqs = catalog.sequences(src, None if sel.everything else sel.tables, True)
     if ledger.exists():
         for old in sorted(i[len("run:") :] for i in ledger.done() if i.startswith("run:")):
-            if session.end_leftovers(tgt, "clone", old):
-                rep.note(f"ended the sessions the interrupted run {old} left on the target")
+            if n := session.end_leftovers(tgt, "clone", old):
+                msg = f"ended {n} session(s) the interrupted run {old} left on the target"
+                result.notes.append(msg)
+                rep.note(msg)
     else:
         ledger.create(origin)
     ledger.mark(f"run:{run_id}")
