@@ -392,3 +392,33 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()[0]
     except (OSError, IndexError):
         return "Z"
+
+
+def test_resume_in_index_phase_with_odd_names(
+    odd_db: str, target_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a crash right after the first index batch: keys and indexes of tables
+    # named with spaces exist, attachments and foreign keys do not
+    from pgferry.migrate import schema
+
+    real = schema.restore_list
+    calls: list[str] = []
+
+    def crash_after_first(*args: object, **kw: object) -> None:
+        real(*args, **kw)  # type: ignore[arg-type]
+        calls.append(str(kw["what"]))
+        if kw["what"] == "indexes and constraints":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(schema, "restore_list", crash_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        clone(CloneConfig(odd_db, target_db, jobs=2))
+    monkeypatch.setattr(schema, "restore_list", real)
+    built = "SELECT count(*) FROM pg_constraint WHERE conname = 'meas v_pkey'"
+    assert rows(target_db, built) == [(1,)]
+    assert rows(target_db, "SELECT count(*) FROM pg_constraint WHERE contype = 'f'") == [(0,)]
+    result = clone(CloneConfig(odd_db, target_db, jobs=2, resume=True))
+    assert "indexes" in [p for p, _ in result.phases]
+    fks = "SELECT conname FROM pg_constraint WHERE contype = 'f' ORDER BY 1"
+    assert rows(target_db, fks) == [("Tëst.dot_user id_fkey",), ("meas v_user id_fkey",)]
+    assert rows(target_db, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == [(0,)]
