@@ -244,3 +244,31 @@ class LoginRejected(PermissionDenied):
 
 class DatabaseNotFound(TargetError):
     """The database named in the connection string does not exist."""
+
+
+# --- clone fidelity ---
+
+
+class DumpUnreadable(MigrateError):
+    """pg_dump's archive could not be read (damaged, or an unknown version)."""
+
+
+class PostDataIncomplete(MigrateError):
+    """Some post-data items (triggers, policies, comments, ...) failed; the
+    rest is restored.  `missing` lists the failed items, one line each."""
+
+    def __init__(
+        self, what: str, *, hint: str | None = None, missing: list[str] | None = None
+    ) -> None:
+        self.missing = list(missing or [])
+        super().__init__(what, hint=hint)
+
+
+class IndexesInvalid(MigrateError):
+    """Indexes left invalid on the target (pg_index.indisvalid false)."""
+
+    def __init__(
+        self, what: str, *, hint: str | None = None, indexes: list[str] | None = None
+    ) -> None:
+        self.indexes = list(indexes or [])
+        super().__init__(what, hint=hint)

@@ -17,6 +17,7 @@ import click
 
 from pgferry import units
 from pgferry.cli import checked_url, json_option, target_option
+from pgferry.errors import PostDataIncomplete
 from pgferry.migrate import CloneConfig, clone
 from pgferry.migrate.restore import RestoreConfig, restore_snapshot
 from pgferry.migrate.s3stream import Encryption
@@ -149,7 +150,13 @@ def clone_cmd(
         resume=resume,
     )
     with _reporting(quiet or as_json, "clone") as reporter:
-        result = clone(cfg, reporter)
+        try:
+            result = clone(cfg, reporter)
+        except PostDataIncomplete as e:
+            # the one-line error follows; first what exactly is missing
+            for line in e.missing:
+                click.echo(f"missing: {line}", err=True)
+            raise
     if as_json:
         click.echo(json.dumps(asdict(result)))
         return

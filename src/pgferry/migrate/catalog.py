@@ -129,20 +129,27 @@ def select_tables(
     )
 
 
+def _column_list(table: Table) -> sql.Composable:
+    # a table without columns still has rows: COPY writes one empty line each
+    if not table.columns:
+        return sql.SQL("")
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
+    return sql.SQL(" ({})").format(cols)
+
+
 def copy_out_sql(unit: Unit) -> sql.Composed:
     t = unit.table
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in t.columns)
     if unit.where is None:
-        return sql.SQL("COPY {} ({}) TO STDOUT").format(t.ident, cols)
+        return sql.SQL("COPY {}{} TO STDOUT").format(t.ident, _column_list(t))
     return sql.SQL("COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT").format(
         cols, t.ident, unit.where
     )
 
 
 def copy_in_sql(table: Table, freeze: bool) -> sql.Composed:
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
     opts = sql.SQL(" WITH (FREEZE)") if freeze else sql.SQL("")
-    return sql.SQL("COPY {} ({}) FROM STDIN{}").format(table.ident, cols, opts)
+    return sql.SQL("COPY {}{} FROM STDIN{}").format(table.ident, _column_list(table), opts)
 
 
 def plan_units(
@@ -152,8 +159,6 @@ def plan_units(
     integer primary key when they have one, else on ctid (block) ranges."""
     units: list[Unit] = []
     for t in tables:
-        if not t.columns:
-            continue
         if not split_bytes or t.bytes <= split_bytes:
             units.append(Unit(t, est_bytes=t.bytes))
             continue
@@ -203,10 +208,12 @@ def sequences(
     conn: psycopg.Connection[Any], tables: list[Table] | None, free_standing: bool = True
 ) -> list[tuple[str, str, int, bool]]:
     """(schema, name, last_value, is_called) of the sequences to carry over:
-    all of them, or those `tables` own (plus the free-standing ones)."""
+    all of them, or those `tables` own or call in a default (plus the
+    free-standing ones)."""
+    used = set() if tables is None else used_sequences(conn, {t.oid for t in tables})
     rows = conn.execute(
         """
-        SELECT n.nspname, c.relname, d.refobjid
+        SELECT n.nspname, c.relname, d.refobjid, c.oid
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid
                AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
@@ -219,10 +226,11 @@ def sequences(
     ).fetchall()
     wanted = None if tables is None else {t.oid for t in tables}
     out = []
-    for schema, name, owner in rows:
-        if owner is None and not free_standing:
-            continue
-        if owner is not None and wanted is not None and owner not in wanted:
+    for schema, name, owner, oid in rows:
+        left_out = (owner is None and not free_standing) or (
+            owner is not None and wanted is not None and owner not in wanted
+        )
+        if left_out and oid not in used:
             continue
         last, called = conn.execute(
             sql.SQL("SELECT last_value, is_called FROM {}").format(sql.Identifier(schema, name))
@@ -244,11 +252,8 @@ def _quote(s: str) -> str:
     return '"' + s.replace('"', '""') + '"'
 
 
-def excluded_relations(conn: psycopg.Connection[Any], keep: set[int]) -> list[str]:
-    """pg_dump -T patterns for everything a table selection leaves out: the
-    other tables, views that read any of them, sequences they own.  Schemas,
-    types, functions and extensions stay, so the kept tables can be built."""
-    rels = conn.execute(
+def _relations(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+    return conn.execute(
         """
         SELECT c.oid, n.nspname, c.relname, c.relkind,
                ARRAY(SELECT DISTINCT d.refobjid FROM pg_rewrite r
@@ -264,8 +269,12 @@ def excluded_relations(conn: psycopg.Connection[Any], keep: set[int]) -> list[st
         """,
         [list(_SYSTEM)],
     ).fetchall()
+
+
+def kept_relations(conn: psycopg.Connection[Any], keep: set[int]) -> set[int]:
+    """The kept tables plus the views that read only kept relations."""
     kept = set(keep)
-    views = [r for r in rels if r[3] in ("v", "m")]
+    views = [r for r in _relations(conn) if r[3] in ("v", "m")]
     changed = True
     while changed:  # a view is kept when everything it reads is kept
         changed = False
@@ -273,14 +282,85 @@ def excluded_relations(conn: psycopg.Connection[Any], keep: set[int]) -> list[st
             if oid not in kept and all(x in kept for x in reads):
                 kept.add(oid)
                 changed = True
+    return kept
+
+
+def left_out_views(conn: psycopg.Connection[Any], keep: set[int], kept: set[int]) -> list[str]:
+    """Views and materialized views left out only because they read a table
+    left out ('schema.name')."""
+    return sorted(
+        f"{r[1]}.{r[2]}" for r in _relations(conn) if r[3] in ("v", "m") and r[0] not in kept
+    )
+
+
+def used_sequences(conn: psycopg.Connection[Any], keep: set[int]) -> set[int]:
+    """Sequences the kept tables' column defaults call (nextval), whoever owns them."""
+    rows = conn.execute(
+        "SELECT d.refobjid FROM pg_attrdef a JOIN pg_depend d"
+        " ON d.classid = 'pg_attrdef'::regclass AND d.objid = a.oid"
+        " AND d.refclassid = 'pg_class'::regclass"
+        " JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'"
+        " WHERE a.adrelid = ANY(%s)",
+        [list(keep)],
+    ).fetchall()
+    return {int(r[0]) for r in rows}
+
+
+def excluded_relations(conn: psycopg.Connection[Any], keep: set[int]) -> list[str]:
+    """pg_dump -T patterns for everything a table selection leaves out: the
+    other tables, views that read any of them, sequences they own (unless a
+    kept table's default uses it).  Schemas, types, functions and extensions
+    stay, so the kept tables can be built."""
+    kept = kept_relations(conn, keep)
+    used = used_sequences(conn, keep)
     out = []
-    for oid, schema, name, kind, _reads, owner in rels:
+    for oid, schema, name, kind, _reads, owner in _relations(conn):
         if kind == "S":
-            if owner is not None and owner not in kept:
+            if owner is not None and owner not in kept and oid not in used:
                 out.append(f"{_quote(schema)}.{_quote(name)}")
         elif oid not in kept:
             out.append(f"{_quote(schema)}.{_quote(name)}")
     return out
+
+
+def rowtype_users(conn: psycopg.Connection[Any], kept: set[int]) -> dict[int, str]:
+    """Functions whose arguments or result use the row type (or its array)
+    of a relation left out: {pg_proc oid: note}.  They cannot be created
+    without it."""
+    rows = conn.execute(
+        """
+        SELECT DISTINCT p.oid, p.oid::regprocedure::text, c.oid::regclass::text
+          FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid
+          JOIN pg_type t ON t.oid = d.refobjid
+          LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typelem <> 0
+          JOIN pg_class c ON c.oid = coalesce(nullif(t.typrelid, 0), e.typrelid)
+         WHERE d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_type'::regclass
+           AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT (c.oid = ANY(%s))
+           AND NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.classid = 'pg_proc'::regclass
+                           AND x.objid = p.oid AND x.deptype = 'e')
+        """,
+        [list(kept)],
+    ).fetchall()
+    return {
+        int(r[0]): f"function {r[1]} skipped: it uses the row type of {r[2]}, which is left out"
+        for r in rows
+    }
+
+
+def publication_tables_left_out(conn: psycopg.Connection[Any], kept: set[int]) -> set[int]:
+    """pg_publication_rel oids of tables left out (pg_dump 18 still writes
+    their ALTER PUBLICATION ... ADD TABLE)."""
+    rows = conn.execute("SELECT oid, prrelid FROM pg_publication_rel").fetchall()
+    return {int(r[0]) for r in rows if int(r[1]) not in kept}
+
+
+def foreign_key_oids(conn: psycopg.Connection[Any], keep: set[int]) -> set[int]:
+    """pg_constraint oids of kept tables' foreign keys that point at tables
+    left out."""
+    rows = conn.execute(
+        "SELECT oid, conrelid, confrelid FROM pg_constraint WHERE contype = 'f'"
+    ).fetchall()
+    return {int(r[0]) for r in rows if r[1] in keep and r[2] not in keep}
 
 
 def dangling_foreign_keys(conn: psycopg.Connection[Any], keep: set[int]) -> set[tuple[str, str]]:

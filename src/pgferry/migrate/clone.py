@@ -8,7 +8,6 @@ recorded in the target's ledger so `resume=True` skips it.
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -19,14 +18,15 @@ from typing import Any
 import psycopg
 
 from pgferry.errors import TableNotFound, UsageError
-from pgferry.migrate import catalog, finish, schema
+from pgferry.migrate import catalog, finish, postdata, schema, session
 from pgferry.migrate.catalog import Selection, Unit
 from pgferry.migrate.copier import Pool, UnitStats, copy_out, load, open_target
 from pgferry.migrate.errors import ExtensionMissing, TargetNotEmpty
 from pgferry.migrate.indexer import Indexer
 from pgferry.migrate.indexer import by_table as indexer_by_table
-from pgferry.migrate.phases import MigrateResult, Phases, PostData, after_data
+from pgferry.migrate.phases import MigrateResult, Phase, Phases, PostData, after_data
 from pgferry.migrate.progress import Ledger, NullReporter, Reporter
+from pgferry.migrate.toc import Section
 from pgferry.migrate.tools import Tool, find_tool
 from pgferry.target import connect, mask_password
 
@@ -109,6 +109,8 @@ def _preflight(
 
 
 def clone(cfg: CloneConfig, reporter: Reporter | None = None) -> CloneResult:
+    """Raises PostDataIncomplete (everything else done; --resume retries the
+    missing items) and IndexesInvalid among the MigrateErrors."""
     if cfg.schema_only and cfg.data_only:
         raise UsageError("--schema-only and --data-only exclude each other")
     if cfg.jobs < 1:
@@ -116,14 +118,19 @@ def clone(cfg: CloneConfig, reporter: Reporter | None = None) -> CloneResult:
     rep = reporter or NullReporter()
     result = CloneResult()
     started = time.monotonic()
-    src = finish.connect_source(cfg.source)
-    tgt = connect(cfg.target, autocommit=True)
-    try:
-        with tempfile.TemporaryDirectory(prefix="pgferry-clone-") as tmp:
-            _run(cfg, rep, result, src, tgt, Path(tmp))
-    finally:
-        src.close()
-        tgt.close()
+    run_id = session.new_run_id()
+    # every connection and child of this run is tagged, so that a resume
+    # after a kill can end what is left of it
+    with session.tagged("clone", run_id):
+        src = finish.connect_source(cfg.source)
+        tgt = connect(cfg.target, autocommit=True)
+        try:
+            session.lock(tgt, mask_password(cfg.target))
+            with session.temp_dir("clone") as tmp:
+                _run(cfg, rep, result, src, tgt, Path(tmp), run_id)
+        finally:
+            src.close()
+            tgt.close()
     result.seconds = time.monotonic() - started
     return result
 
@@ -135,13 +142,15 @@ def _run(
     src: psycopg.Connection[Any],
     tgt: psycopg.Connection[Any],
     tmp: Path,
+    run_id: str,
 ) -> None:
     major = catalog.server_major(src)
     tools = _tools(major, result, rep)
     ledger = Ledger(tgt)
+    shown = mask_password(cfg.target)
     if ledger.exists() and not cfg.resume:
         raise TargetNotEmpty(
-            f"the target {mask_password(cfg.target)} holds an interrupted clone (schema pgferry)",
+            f"the target {shown} holds an interrupted clone (schema pgferry)",
             hint="rerun with --resume to finish it, or DROP SCHEMA pgferry CASCADE to start over",
         )
     origin = finish.source_identity(src)
@@ -157,40 +166,54 @@ def _run(
     src.read_only = True
     snapshot = str(src.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
     sel = catalog.select_tables(src, list(cfg.tables), list(cfg.exclude))
+    if cfg.resume and not ledger.exists() and _finished(cfg, tgt, sel):
+        ph = Phases(ledger, done, result, rep)
+        ph.note(f"nothing to resume: {shown} holds no interrupted clone (it has finished)")
+        return
     _preflight(cfg, src, tgt, sel)
-    seqs = catalog.sequences(src, None if sel.everything else sel.tables, not sel.picked)
-    if not ledger.exists():
+    seqs = catalog.sequences(src, None if sel.everything else sel.tables, True)
+    if ledger.exists():
+        for old in sorted(i[len("run:") :] for i in ledger.done() if i.startswith("run:")):
+            if n := session.end_leftovers(tgt, "clone", old):
+                msg = f"ended {n} session(s) the interrupted run {old} left on the target"
+                result.notes.append(msg)
+                rep.note(msg)
+    else:
         ledger.create(origin)
+    ledger.mark(f"run:{run_id}")
 
     ph = Phases(ledger, done, result, rep)
     opts = schema.RestoreOptions(cfg.no_owner, cfg.no_acl)
     dump = tmp / "schema.dump"
-    dangling: set[tuple[str, str]] = set()
+    post_skip: set[int] = set()
     if not cfg.data_only:
         excluded: list[str] = []
+        pre_skip: set[int] = set()
         if not sel.everything:
             keep = {t.oid for t in sel.tables}
+            kept = catalog.kept_relations(src, keep)
             excluded = catalog.excluded_relations(src, keep)
-            dangling = catalog.dangling_foreign_keys(src, keep)
-            for schema_name, tag in sorted(dangling):
-                ph.note(
-                    f"foreign key {schema_name}.{tag.replace(' ', '.')} skipped: "
-                    "it references a table left out"
-                )
-        schema.dump_schema(tools["pg_dump"], cfg.source, dump, snapshot=snapshot, exclude=excluded)
+            schema.dump_schema(
+                tools["pg_dump"], cfg.source, dump, snapshot=snapshot, exclude=excluded
+            )
+            pre_skip, post_skip = _left_out(src, ph, dump, keep, kept)
+        else:
+            schema.dump_schema(tools["pg_dump"], cfg.source, dump, snapshot=snapshot, exclude=[])
         ph.run(
-            "pre-data",
-            lambda: schema.restore_pre_data(tools["pg_restore"], dump, cfg.target, opts),
+            Phase.PRE_DATA,
+            lambda: schema.restore_pre_data(
+                tools["pg_restore"], dump, cfg.target, opts, skip=pre_skip, workdir=tmp
+            ),
         )
     indexer: Indexer | None = None
     if not cfg.schema_only:
         todo = [t for t in sel.leaves if f"table:{t.qualified}" not in done]
-        if "phase:data" not in done:
+        if Phase.DATA.item not in done:
             result.skipped += [t.qualified for t in sel.leaves if t not in todo]
         units = catalog.plan_units(src, todo, cfg.split_bytes, cfg.jobs)
 
         if not cfg.data_only:
-            early = schema.split_post_data(schema.toc(tools["pg_restore"], dump, "post-data"))[0]
+            early = schema.split_post_data(schema.toc(dump, Section.POST_DATA))[0]
             indexer = Indexer(
                 tools["pg_restore"],
                 dump,
@@ -206,17 +229,28 @@ def _run(
                 cfg, rep, tools["psql"], snapshot, units, ledger, bool(done), indexer
             )
 
-        ph.run("data", data, sum(u.est_bytes for u in units))
+        ph.run(Phase.DATA, data, sum(u.est_bytes for u in units))
         if not sel.picked:
             ph.run(
-                "large-objects",
-                lambda: finish.copy_large_objects(src, cfg.target, "phase:large-objects"),
+                Phase.LARGE_OBJECTS,
+                lambda: finish.copy_large_objects(src, cfg.target, Phase.LARGE_OBJECTS.item),
             )
+    # --data-only after --schema-only: matviews were refreshed over empty tables
+    refresh = finish.populated_matviews(src, tgt) if cfg.data_only else None
+    invalid = set(schema.invalid_indexes(src))
     src.rollback()  # the snapshot is no longer needed
     post = (
         None
         if cfg.data_only
-        else PostData(tools["pg_restore"], dump, opts, tmp, cfg.resume, dangling)
+        else PostData(
+            tools["pg_restore"],
+            dump,
+            opts,
+            tmp,
+            cfg.resume,
+            skip=post_skip,
+            expected_invalid=invalid,
+        )
     )
     after_data(
         ph,
@@ -228,8 +262,49 @@ def _run(
         leaves=sel.leaves,
         parents=[t for t in sel.tables if t.partitioned],
         vacuumed=indexer.finished if indexer else None,
+        refresh=refresh,
     )
     ledger.drop()
+
+
+def _finished(cfg: CloneConfig, tgt: psycopg.Connection[Any], sel: catalog.Selection) -> bool:
+    """No ledger, and the selected tables are there: a clone that ended."""
+    if not sel.tables:
+        return False
+    t = sel.tables[0]
+    row = tgt.execute("SELECT to_regclass(%s) IS NOT NULL", [t.ident.as_string(tgt)]).fetchone()
+    return bool(row and row[0])
+
+
+def _left_out(
+    src: psycopg.Connection[Any], ph: Phases, dump: Path, keep: set[int], kept: set[int]
+) -> tuple[set[int], set[int]]:
+    """Dump ids (pre-data, post-data) a selection cannot restore, each with a
+    note: functions using a left-out relation's row type, foreign keys to
+    left-out tables, publication entries of left-out tables."""
+    entries = schema.toc(dump, Section.PRE_DATA) + schema.toc(dump, Section.POST_DATA)
+    funcs = catalog.rowtype_users(src, kept)
+    fks = catalog.foreign_key_oids(src, keep)
+    pubs = catalog.publication_tables_left_out(src, kept)
+    for name in catalog.left_out_views(src, keep, kept):
+        ph.note(f"view {name} skipped: it reads a table left out")
+    pre: set[int] = set()
+    post: set[int] = set()
+    for e in entries:
+        if e.desc in ("FUNCTION", "PROCEDURE", "AGGREGATE") and e.oid in funcs:
+            ph.note(funcs[e.oid])
+            pre.add(e.dump_id)
+        elif e.desc == "FK CONSTRAINT" and e.oid in fks:
+            ph.note(f"{e.describe()} skipped: it references a table left out")
+            post.add(e.dump_id)
+        elif e.desc == "PUBLICATION TABLE" and e.oid in pubs:
+            post.add(e.dump_id)
+    # what needs a skipped function (its ACL, comment, a trigger) goes too
+    pre_ids = {e.dump_id for e in schema.toc(dump, Section.PRE_DATA)}
+    gone = {e.dump_id for e in entries} - {
+        e.dump_id for e in postdata.without(entries, pre | post, [])
+    }
+    return pre | (gone & pre_ids), post | (gone - pre_ids)
 
 
 def _copy(

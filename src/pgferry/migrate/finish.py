@@ -9,7 +9,7 @@ import psycopg
 from psycopg import sql
 
 from pgferry.migrate.catalog import Table
-from pgferry.migrate.errors import SourceError
+from pgferry.migrate.errors import MigrateError, SourceError
 from pgferry.migrate.progress import mark_in
 from pgferry.target import connect
 
@@ -50,6 +50,43 @@ def set_sequences(target: str, values: list[tuple[str, str, int, bool]]) -> None
         for schema, name, last, called in values:
             regclass = sql.Identifier(schema, name).as_string(t)
             t.execute("SELECT setval(%s::regclass, %s, %s)", [regclass, last, called])
+
+
+def refresh_matviews(target: str, views: list[tuple[str, str]]) -> None:
+    """REFRESH each materialized view; one that reads another not yet
+    populated waits for a later round."""
+    pending = list(views)
+    with connect(target, autocommit=True) as c:
+        while pending:
+            waiting = []
+            for schema, name in pending:
+                try:
+                    c.execute(
+                        sql.SQL("REFRESH MATERIALIZED VIEW {}").format(sql.Identifier(schema, name))
+                    )
+                except psycopg.errors.ObjectNotInPrerequisiteState:
+                    waiting.append((schema, name))
+            if len(waiting) == len(pending):
+                raise MigrateError(
+                    f"materialized view {waiting[0][0]}.{waiting[0][1]} cannot be refreshed:"
+                    " it reads one that is not populated",
+                    hint="REFRESH MATERIALIZED VIEW what it reads on the target, then rerun",
+                )
+            pending = waiting
+
+
+def populated_matviews(
+    src: psycopg.Connection[Any], tgt: psycopg.Connection[Any]
+) -> list[tuple[str, str]]:
+    """Materialized views populated on the source that the target has."""
+    rows = src.execute(
+        "SELECT schemaname, matviewname FROM pg_matviews WHERE ispopulated ORDER BY 1, 2"
+    ).fetchall()
+    there = {
+        (str(r[0]), str(r[1]))
+        for r in tgt.execute("SELECT schemaname, matviewname FROM pg_matviews").fetchall()
+    }
+    return [(str(r[0]), str(r[1])) for r in rows if (r[0], r[1]) in there]
 
 
 def vacuum_analyze(target: str, tables: list[Table], parents: list[Table], jobs: int) -> None:

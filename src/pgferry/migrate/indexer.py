@@ -17,18 +17,18 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgferry.migrate.schema import RestoreOptions, TocEntry, restore_list
+from pgferry.migrate.schema import RestoreOptions, restore_list
+from pgferry.migrate.toc import TocEntry
 from pgferry.migrate.tools import Tool
 from pgferry.target import connect
 
 OWNERS_SQL = """
-SELECT n.nspname, i.relname, tn.nspname || '.' || t.relname
-  FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
-  JOIN pg_namespace n ON n.oid = i.relnamespace
-  JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+SELECT 'pg_class'::regclass::oid, x.indexrelid, tn.nspname, t.relname
+  FROM pg_index x JOIN pg_class t ON t.oid = x.indrelid
+  JOIN pg_namespace tn ON tn.oid = t.relnamespace
  WHERE t.relkind = 'r'
 UNION ALL
-SELECT n.nspname, t.relname || ' ' || k.conname, n.nspname || '.' || t.relname
+SELECT 'pg_constraint'::regclass::oid, k.oid, n.nspname, t.relname
   FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid
   JOIN pg_namespace n ON n.oid = t.relnamespace
  WHERE k.contype <> 'f' AND t.relkind = 'r'
@@ -37,12 +37,13 @@ SELECT n.nspname, t.relname || ' ' || k.conname, n.nspname || '.' || t.relname
 
 def by_table(src: psycopg.Connection[Any], entries: list[TocEntry]) -> dict[str, list[TocEntry]]:
     """INDEX and non-foreign-key CONSTRAINT entries of plain tables, per table
-    ('schema.name'), looked up in the source's catalog."""
-    owner = {(r[0], r[1]): str(r[2]) for r in src.execute(OWNERS_SQL)}
+    ('schema.name'), matched to the source's catalog by the entries' oids."""
+    owner = {(int(r[0]), int(r[1])): f"{r[2]}.{r[3]}" for r in src.execute(OWNERS_SQL)}
     out: dict[str, list[TocEntry]] = {}
     for e in entries:
-        if e.desc in ("INDEX", "CONSTRAINT") and (e.schema, e.tag) in owner:
-            out.setdefault(owner[(e.schema, e.tag)], []).append(e)
+        table = owner.get((e.tableoid, e.oid))
+        if e.desc in ("INDEX", "CONSTRAINT") and table is not None:
+            out.setdefault(table, []).append(e)
     return out
 
 

@@ -1,12 +1,14 @@
 """Phase bookkeeping shared by clone and snapshot restore, and the phases
-that follow the rows: indexes and constraints, sequences, VACUUM ANALYZE,
-the rest of post-data."""
+that follow the rows: indexes and constraints (migrate/indexes.py),
+sequences, VACUUM ANALYZE, materialized views, the rest of post-data
+(migrate/postdata.py)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,24 @@ from pgferry.migrate.catalog import Table
 from pgferry.migrate.copier import UnitStats
 from pgferry.migrate.progress import Ledger, Reporter
 from pgferry.migrate.tools import Tool
+
+
+class Phase(StrEnum):
+    """The phases of a clone or snapshot restore, in order.  The value is
+    what the ledger records (`phase:<value>`) and what the user sees."""
+
+    PRE_DATA = "pre-data"
+    DATA = "data"
+    LARGE_OBJECTS = "large-objects"
+    INDEXES = "indexes"
+    SEQUENCES = "sequences"
+    VACUUM_ANALYZE = "vacuum-analyze"
+    MATERIALIZED_VIEWS = "materialized-views"
+    POST_DATA = "post-data"
+
+    @property
+    def item(self) -> str:
+        return f"phase:{self.value}"
 
 
 @dataclass
@@ -36,17 +56,18 @@ class Phases:
     result: MigrateResult
     rep: Reporter
 
-    def run(self, name: str, fn: Callable[[], Any], total: int | None = None) -> None:
-        if f"phase:{name}" in self.done:
-            self.result.skipped.append(name)
+    def run(self, phase: Phase | str, fn: Callable[[], Any], total: int | None = None) -> None:
+        phase = Phase(phase)
+        if phase.item in self.done:
+            self.result.skipped.append(phase.value)
             return
         t0 = time.monotonic()
-        self.rep.phase_start(name, total)
+        self.rep.phase_start(phase.value, total)
         fn()
-        self.ledger.mark(f"phase:{name}")
+        self.ledger.mark(phase.item)
         seconds = time.monotonic() - t0
-        self.result.phases.append((name, seconds))
-        self.rep.phase_done(name, seconds)
+        self.result.phases.append((phase.value, seconds))
+        self.rep.phase_done(phase.value, seconds)
 
     def note(self, message: str) -> None:
         self.result.notes.append(message)
@@ -60,7 +81,12 @@ class PostData:
     opts: schema.RestoreOptions
     workdir: Path
     resume: bool
+    #: (schema, 'table constraint') of foreign keys to leave out
     skip_fks: set[tuple[str, str]] = field(default_factory=set)
+    #: dump ids to leave out (and, through the dump's dependencies, what needs them)
+    skip: set[int] = field(default_factory=set)
+    #: indexes invalid on the source too ('schema.name' quoted): not an error
+    expected_invalid: set[str] = field(default_factory=set)
 
 
 def after_data(
@@ -74,51 +100,33 @@ def after_data(
     leaves: list[Table],
     parents: list[Table],
     vacuumed: set[str] | None = None,
+    refresh: list[tuple[str, str]] | None = None,
 ) -> None:
     """`post` None: no schema phases (data only); `sequences` None: no data
-    phases (schema only)."""
+    phases (schema only); `refresh`: materialized views to populate (data
+    only: the schema-only run before left them empty).  Raises IndexesInvalid
+    or PostDataIncomplete."""
+    from pgferry.migrate import indexes, postdata
+
     rest: list[schema.TocEntry] = []
     if post is not None:
         pp = post
         entries = [
             e
-            for e in schema.toc(pp.pg_restore, pp.dump, "post-data")
+            for e in schema.toc(pp.dump, schema.Section.POST_DATA)
             if e.desc != "FK CONSTRAINT" or (e.schema, e.tag) not in pp.skip_fks
         ]
+        entries = postdata.without(entries, pp.skip, schema.toc(pp.dump, schema.Section.PRE_DATA))
         first, rest = schema.split_post_data(entries)
-
-        def indexes() -> None:
-            # some were built already: early, next to the copy, or before a crash
-            todo = schema.missing_on_target(tgt, first)
-            schema.restore_list(
-                pp.pg_restore,
-                pp.dump,
-                target,
-                todo,
-                jobs=jobs,
-                opts=pp.opts,
-                what="indexes and constraints",
-                workdir=pp.workdir,
-            )
-
-        ph.run("indexes", indexes)
+        ph.run(Phase.INDEXES, lambda: indexes.build(pp, tgt, target, first, jobs))
     if sequences is not None:
         seqs = sequences
-        ph.run("sequences", lambda: finish.set_sequences(target, seqs))
+        ph.run(Phase.SEQUENCES, lambda: finish.set_sequences(target, seqs))
         left = [t for t in leaves if t.qualified not in (vacuumed or set())]
-        ph.run("vacuum-analyze", lambda: finish.vacuum_analyze(target, left, parents, jobs))
+        ph.run(Phase.VACUUM_ANALYZE, lambda: finish.vacuum_analyze(target, left, parents, jobs))
+    if refresh:
+        views = refresh
+        ph.run(Phase.MATERIALIZED_VIEWS, lambda: finish.refresh_matviews(target, views))
     if post is not None:
         pp = post
-        ph.run(
-            "post-data",
-            lambda: schema.restore_list(
-                pp.pg_restore,
-                pp.dump,
-                target,
-                rest,
-                jobs=1,
-                opts=pp.opts,
-                what="post-data",
-                workdir=pp.workdir,
-            ),
-        )
+        ph.run(Phase.POST_DATA, lambda: postdata.restore(ph, pp, tgt, target, rest))

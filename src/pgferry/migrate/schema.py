@@ -1,24 +1,33 @@
 """Schema: pg_dump's pre-data and post-data sections, restored in phases.
 
-One custom-format dump holds both sections.  Pre-data is restored in a
-single transaction.  Post-data is split from its TOC list: indexes and
-constraints go first through `pg_restore -j N` (pg_restore orders foreign
-keys after the keys they need), the rest (triggers, rules, policies,
-comments, materialized view refreshes) later, in one transaction.
+One custom-format dump holds both sections; its table of contents is read
+structurally (migrate/toc.py).  Pre-data is restored in a single
+transaction.  Post-data is split: indexes and constraints go first through
+`pg_restore -j N`, partition index attachments one at a time, deepest level
+first (parallel attachments to one parent race, and leave it invalid), then
+foreign keys; the rest (triggers, rules, policies, comments, materialized
+view refreshes) is restored item by item, so a failure loses only its item.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from pgferry.migrate.tools import Tool, run_tool
+from pgferry.errors import ToolFailed
+from pgferry.migrate.toc import Section, TocEntry, read_toc
+from pgferry.migrate.tools import Tool, first_error, run_tool, tool_output
 
 BUILD_FIRST = ("INDEX", "CONSTRAINT", "FK CONSTRAINT", "INDEX ATTACH")
+_FROM_ENTRY = re.compile(r"^pg_restore: from TOC entry (\d+);", re.MULTILINE)
+
+__all__ = ["BUILD_FIRST", "RestoreOptions", "Section", "TocEntry", "toc"]
 
 
 @dataclass(frozen=True)
@@ -35,12 +44,24 @@ class RestoreOptions:
         return out
 
 
-@dataclass(frozen=True)
-class TocEntry:
-    line: str
-    desc: str
-    schema: str
-    tag: str
+@dataclass
+class ItemFailure:
+    entry: TocEntry
+    error: str
+    hint: str | None = None
+    sqlstate: str | None = None
+    #: not tried: it depends on an item that failed
+    blocked: bool = False
+
+    @property
+    def statement(self) -> str:
+        return " ".join(self.entry.defn.split())
+
+    def line(self) -> str:
+        text = f"{self.entry.describe()}: {self.error}"
+        if self.hint:
+            text += f" (hint: {self.hint})"
+        return f"{text}; statement: {self.statement}"
 
 
 def dump_schema(
@@ -55,55 +76,35 @@ def dump_schema(
     run_tool(pg_dump, args, source, what="dumping the schema")
 
 
-def toc(pg_restore: Tool, dump: Path, section: str) -> list[TocEntry]:
-    """The dump's TOC entries of one section, in pg_restore's order."""
-    args = ["-l", f"--section={section}", str(dump)]
-    out = run_tool(pg_restore, args, None, what="listing the dump")
-    entries = []
-    for line in out.splitlines():
-        if not line.strip() or line.startswith(";"):
-            continue
-        # "3223; 1259 16412 INDEX s2 a_v_idx owner": desc is one or more words
-        words = line.split(";", 1)[1].split()[2:]
-        for n in (3, 2, 1):
-            desc = " ".join(words[:n])
-            if desc in _KNOWN or n == 1:
-                break
-        rest = words[n:]
-        schema = rest[0] if rest else "-"
-        tag = " ".join(rest[1:-1]) if len(rest) > 2 else (rest[1] if len(rest) > 1 else "")
-        entries.append(TocEntry(line, desc, schema, tag))
-    return entries
+def toc(dump: Path, section: Section) -> list[TocEntry]:
+    """The dump's entries of one section, in pg_restore's order."""
+    return [e for e in read_toc(dump) if e.section == section]
 
 
-_KNOWN = {
-    "INDEX",
-    "CONSTRAINT",
-    "FK CONSTRAINT",
-    "INDEX ATTACH",
-    "TRIGGER",
-    "RULE",
-    "POLICY",
-    "COMMENT",
-    "ACL",
-    "MATERIALIZED VIEW DATA",
-    "STATISTICS",
-    "EVENT TRIGGER",
-    "PUBLICATION",
-    "PUBLICATION TABLE",
-    "PUBLICATION TABLES IN SCHEMA",
-    "SECURITY LABEL",
-    "DEFAULT ACL",
-    "ROW SECURITY",
-    "SUBSCRIPTION",
-    "SUBSCRIPTION TABLE",
-}
+def _list_file(workdir: Path, entries: Iterable[TocEntry]) -> Path:
+    path = workdir / f"{uuid.uuid4().hex}.list"
+    path.write_text("".join(e.line + "\n" for e in entries))
+    return path
 
 
-def restore_pre_data(pg_restore: Tool, dump: Path, target: str, opts: RestoreOptions) -> None:
+def restore_pre_data(
+    pg_restore: Tool,
+    dump: Path,
+    target: str,
+    opts: RestoreOptions,
+    *,
+    skip: set[int] | None = None,
+    workdir: Path | None = None,
+) -> None:
+    """Pre-data in one transaction; `skip`: dump ids left out (with
+    `workdir` for the list file)."""
+    args = ["--section=pre-data", "--single-transaction", "--exit-on-error", *opts.args()]
+    if skip:
+        keep = [e for e in toc(dump, Section.PRE_DATA) if e.dump_id not in skip]
+        args += ["-L", str(_list_file(workdir or dump.parent, keep))]
     run_tool(
         pg_restore,
-        ["--section=pre-data", "--single-transaction", "--exit-on-error", *opts.args(), str(dump)],
+        [*args, str(dump)],
         target,
         what="restoring the schema (pre-data)",
         hint="nothing of the schema was kept; if a role is missing on the target create it"
@@ -124,11 +125,77 @@ def restore_list(
 ) -> None:
     if not entries:
         return
-    listfile = workdir / f"{uuid.uuid4().hex}.list"
-    listfile.write_text("\n".join(e.line for e in entries) + "\n")
-    args = ["-L", str(listfile), "--exit-on-error", *opts.args()]
+    args = ["-L", str(_list_file(workdir, entries)), "--exit-on-error", *opts.args()]
     args += [f"--jobs={jobs}"] if jobs > 1 else ["--single-transaction"]
     run_tool(pg_restore, [*args, str(dump)], target, what=f"restoring {what}")
+
+
+def restore_items(
+    pg_restore: Tool,
+    dump: Path,
+    target: str,
+    entries: list[TocEntry],
+    *,
+    opts: RestoreOptions,
+    workdir: Path,
+    done: Callable[[list[TocEntry]], None],
+) -> list[ItemFailure]:
+    """Restore `entries` so that a failing one loses only itself: all in one
+    transaction; when one fails (pg_restore -v names its TOC entry), leave it
+    out and run the rest again.  `done` receives what committed; returns the
+    entries that failed, with pg_restore's error."""
+    pending = list(entries)
+    failed: list[ItemFailure] = []
+    while pending:
+        args = ["-v", "-L", str(_list_file(workdir, pending)), "--single-transaction"]
+        args += ["--exit-on-error", *opts.args(), str(dump)]
+        rc, stderr = tool_output(pg_restore, args, target)
+        if rc == 0:
+            done(pending)
+            break
+        ids = [int(m) for m in _FROM_ENTRY.findall(stderr)]
+        bad = next((e for e in pending if ids and e.dump_id == ids[-1]), None)
+        if bad is None:  # not an item's fault (connection lost, ...)
+            raise ToolFailed(
+                f"pg_restore failed while restoring post-data: {first_error(stderr)}",
+                hint="fix the cause above, then rerun with --resume",
+                tool=pg_restore.name,
+            )
+        failed.append(ItemFailure(bad, first_error(stderr), _hint(stderr)))
+        # what needs it would land on whatever made it fail: left out too
+        gone = {bad.dump_id}
+        for e in list(pending):
+            if e is not bad and gone.intersection(e.deps):
+                gone.add(e.dump_id)
+                failed.append(ItemFailure(e, f"it needs {bad.describe()}", blocked=True))
+        pending = [e for e in pending if e.dump_id not in gone]
+    return failed
+
+
+def _hint(stderr: str) -> str | None:
+    for ln in stderr.splitlines():
+        if ln.startswith("HINT:"):
+            return ln[len("HINT:") :].strip()
+    return None
+
+
+def diagnose(conn: psycopg.Connection[Any], failures: list[ItemFailure]) -> None:
+    """Fill in each failure's SQLSTATE and hint from PostgreSQL itself: its
+    statement run again in a transaction that is always rolled back
+    (pg_restore's text output has no SQLSTATE).  `conn` is autocommit."""
+    for f in failures:
+        if f.blocked:
+            continue
+        try:
+            with conn.transaction(force_rollback=True):
+                # pg_restore's session: schema-qualified names, empty path
+                conn.execute("SELECT pg_catalog.set_config('search_path', '', true)")
+                conn.execute(f.entry.defn.encode())
+        except psycopg.Error as err:
+            d = err.diag
+            f.error = d.message_primary or f.error
+            f.hint = d.message_hint or f.hint
+            f.sqlstate = err.sqlstate
 
 
 def split_post_data(entries: list[TocEntry]) -> tuple[list[TocEntry], list[TocEntry]]:
@@ -167,3 +234,32 @@ def missing_on_target(conn: psycopg.Connection[Any], entries: list[TocEntry]) ->
         if row is None:
             out.append(e)
     return out
+
+
+def deepest_first(conn: psycopg.Connection[Any], attaches: list[TocEntry]) -> list[TocEntry]:
+    """INDEX ATTACH entries ordered by the depth of the partition whose index
+    they attach, deepest first: a parent index turns valid only once every
+    child index is valid and attached."""
+
+    def depth(e: TocEntry) -> int:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_class i JOIN pg_namespace n ON n.oid = i.relnamespace"
+            " JOIN pg_index x ON x.indexrelid = i.oid,"
+            " LATERAL pg_partition_ancestors(x.indrelid) a"
+            " WHERE n.nspname = %s AND i.relname = %s",
+            [e.schema, e.tag],
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    return sorted(attaches, key=depth, reverse=True)
+
+
+def invalid_indexes(conn: psycopg.Connection[Any]) -> list[str]:
+    """Indexes PostgreSQL will not use (pg_index.indisvalid false)."""
+    rows = conn.execute(
+        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_index x"
+        " JOIN pg_class c ON c.oid = x.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE NOT x.indisvalid AND n.nspname NOT IN ('pg_catalog', 'pgferry')"
+        " ORDER BY n.nspname, c.relname"
+    ).fetchall()
+    return [str(r[0]) for r in rows]

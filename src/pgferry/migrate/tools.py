@@ -9,10 +9,12 @@ the child's environment (PGPASSWORD).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +116,28 @@ def sqlstate_of(stderr: str) -> str | None:
     return m.group(1) if m else None
 
 
+def child_argv(argv: list[str]) -> list[str]:
+    """`argv`, made to die with us: a pg_restore left running after pgferry
+    is killed (SIGKILL, no clean-up) would race a `--resume`.  util-linux's
+    setpriv sets the parent-death signal; without it (not Linux) the
+    children outlive us, and `--resume` ends their sessions instead."""
+    setpriv = _setpriv()
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else argv
+
+
+@functools.cache
+def _setpriv() -> str | None:
+    return shutil.which("setpriv") if sys.platform.startswith("linux") else None
+
+
+def tool_output(tool: Tool, args: list[str], conninfo: str) -> tuple[int, str]:
+    """Run a client program against `conninfo`; (exit code, stderr)."""
+    clean, extra = split_password(conninfo)
+    argv = child_argv([str(tool.path), *args, "-d", clean])
+    proc = subprocess.run(argv, capture_output=True, text=True, env=child_env(extra), check=False)
+    return proc.returncode, proc.stderr
+
+
 def run_tool(
     tool: Tool,
     args: list[str],
@@ -124,7 +148,7 @@ def run_tool(
 ) -> str:
     """Run a client program against `conninfo` (appended as -d); returns stdout."""
     clean, extra = split_password(conninfo) if conninfo is not None else ("", {})
-    argv = [str(tool.path), *args] + (["-d", clean] if conninfo is not None else [])
+    argv = child_argv([str(tool.path), *args] + (["-d", clean] if conninfo is not None else []))
     proc = subprocess.run(argv, capture_output=True, text=True, env=child_env(extra), check=False)
     if proc.returncode != 0:
         raise ToolFailed(
