@@ -206,3 +206,18 @@ class SnapshotCorrupt(StoreError):
 
 
 # --- added by later work (keep new classes below, grouped by feature) -------
+
+
+# --- snapshots: formats, listing, selections that cannot be restored ---
+
+
+class UnsupportedSnapshot(StoreError):
+    """The manifest names a snapshot format this pgferry does not read."""
+
+
+class NotASnapshot(StoreError):
+    """The URI names no snapshot (no manifest and no create marker)."""
+
+
+class SelectionNotRestorable(UsageError):
+    """A --table/--exclude selection keeps objects that need ones left out."""

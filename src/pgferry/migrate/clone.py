@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 
 from pgferry.errors import TableNotFound, UsageError
-from pgferry.migrate import catalog, finish, schema
+from pgferry.migrate import catalog, finish, largeobjects, schema
 from pgferry.migrate.catalog import Selection, Unit
 from pgferry.migrate.copier import Pool, UnitStats, copy_out, load, open_target
 from pgferry.migrate.errors import ExtensionMissing, TargetNotEmpty
@@ -210,7 +210,7 @@ def _run(
         if not sel.picked:
             ph.run(
                 "large-objects",
-                lambda: finish.copy_large_objects(src, cfg.target, "phase:large-objects"),
+                lambda: largeobjects.copy(src, cfg.target, done, opts),
             )
     src.rollback()  # the snapshot is no longer needed
     post = (
