@@ -65,7 +65,13 @@ class Pool:
         def guarded(u: Unit) -> UnitStats:
             if self.cancel.is_set():
                 raise Cancelled(u.key)
-            return work(u)
+            try:
+                return work(u)
+            except BaseException:
+                # at once, in this thread: a worker that is free again must
+                # not start another unit before the caller has noticed
+                self.cancel.set()
+                raise
 
         results: list[UnitStats] = []
         with ThreadPoolExecutor(self.jobs, thread_name_prefix="pgferry-copy") as ex:

@@ -125,7 +125,7 @@ def _preflight(
             present.append(f"{los[0]} large object(s)")
         if present:
             raise TargetNotEmpty(
-                f"the target {mask_password(cfg.target)} already has {present[0]}"
+                f"the target already has {present[0]}"
                 + (f" (and {len(present) - 1} more)" if len(present) > 1 else ""),
                 hint="restore into an empty database",
             )
