@@ -12,22 +12,20 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from pgferry.decode.compression import decompress
 from pgferry.errors import DecodeError, ObjectNotFound
 from pgferry.migrate import largeobjects, schema
 from pgferry.migrate.catalog import Table, Unit
-from pgferry.migrate.copier import Pool, UnitStats, load, open_target
+from pgferry.migrate.copier import Pool, UnitStats, load_units
 from pgferry.migrate.errors import ExtensionMissing, SnapshotCorrupt, TargetNotEmpty
 from pgferry.migrate.manifest import LargeObjectBatch, Manifest, Stream
 from pgferry.migrate.phases import MigrateResult, Phases, PostData, after_data
@@ -237,58 +235,33 @@ def _load_all(
     resuming: bool,
 ) -> list[UnitStats]:
     streams = sorted(streams, key=lambda s: -s.bytes)
-    parts = Counter(s.table for s in streams)
-    if resuming:
-        with connect(cfg.target, autocommit=True) as c:
-            for name in {s.table for s in streams if s.parts > 1}:
-                c.execute(schema_sql_truncate(tables[name]))
     units = [Unit(tables[s.table], None, s.part, s.parts, s.bytes) for s in streams]
-    lock = threading.Lock()
     by_key = {u.key: s for u, s in zip(units, streams, strict=True)}
-    pool = Pool(cfg.jobs)
 
-    def work(u: Unit) -> UnitStats:
+    def blocks(pool: Pool, u: Unit) -> AbstractContextManager[Iterator[bytes]]:
         s = by_key[u.key]
-        t0 = time.monotonic()
-        rep.unit_start(u.key, u.est_bytes)
-        whole = u.parts == 1
-        item = f"table:{u.table.qualified}"
+        return nullcontext(_stream(cfg.s3, bucket, s.key, s.sha256, u.key))
 
-        def check(rows: int) -> None:
-            if rows != s.rows:
-                raise SnapshotCorrupt(
-                    f"{u.key}: {rows} rows read, the manifest says {s.rows}",
-                    hint="nothing of it was loaded; the snapshot is damaged",
-                    bucket=bucket,
-                    key=s.key,
-                )
-
-        blocks = _stream(cfg.s3, bucket, s.key, s.sha256, u.key)
-        with open_target(cfg.target) as conn:
-            rows, nbytes = load(
-                conn,
-                u.table,
-                blocks,
-                key=u.key,
-                reporter=rep,
-                truncate=whole,
-                ledger_item=item if whole else None,
-                check=check,
+    def check(u: Unit, rows: int) -> None:
+        s = by_key[u.key]
+        if rows != s.rows:
+            raise SnapshotCorrupt(
+                f"{u.key}: {rows} rows read, the manifest says {s.rows}",
+                hint="nothing of it was loaded; the snapshot is damaged",
+                bucket=bucket,
+                key=s.key,
             )
-        if not whole:
-            with lock:
-                parts[u.table.qualified] -= 1
-                if parts[u.table.qualified] == 0:
-                    ledger.mark(item)
-        stats = UnitStats(u.key, u.table.qualified, rows, nbytes, time.monotonic() - t0)
-        rep.unit_done(u.key, rows, nbytes, stats.seconds)
-        return stats
 
-    return pool.run(units, work)
-
-
-def schema_sql_truncate(table: Table) -> sql.Composed:
-    return sql.SQL("TRUNCATE ONLY {}").format(table.ident)
+    return load_units(
+        cfg.target,
+        units,
+        blocks,
+        jobs=cfg.jobs,
+        ledger=ledger,
+        reporter=rep,
+        resuming=resuming,
+        check=check,
+    )
 
 
 def _load_large_objects(
