@@ -10,6 +10,7 @@ target as it found it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import tempfile
 import time
@@ -94,8 +95,9 @@ def restore_snapshot(cfg: RestoreConfig, reporter: Reporter | None = None) -> Mi
         except BaseException:
             # nothing of a fresh restore was kept before pre-data committed:
             # leave no bookkeeping a later run would call an interrupted restore
-            if fresh and "phase:pre-data" not in ledger.done():
-                ledger.drop()
+            with contextlib.suppress(psycopg.Error):  # the first error is the one to report
+                if fresh and "phase:pre-data" not in ledger.done():
+                    ledger.drop()
             raise
         ledger.drop()
     result.seconds = time.monotonic() - started
