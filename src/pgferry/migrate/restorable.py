@@ -19,7 +19,11 @@ import psycopg
 from pgferry.errors import SelectionNotRestorable
 
 DEPENDENTS_SQL = """
-WITH ex(rel) AS (SELECT unnest(%s::oid[])),
+WITH ex(rel) AS (  -- an extension's own tables come back with the extension
+    SELECT x FROM unnest(%s::oid[]) x WHERE NOT EXISTS (
+        SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass
+           AND e.objid = x AND e.deptype = 'e')
+),
 left_out(classid, objid, rel) AS (
     SELECT 'pg_class'::regclass, rel, rel FROM ex
     UNION ALL SELECT 'pg_type'::regclass, c.reltype, c.oid FROM pg_class c JOIN ex ON ex.rel = c.oid
