@@ -106,23 +106,7 @@ def create_snapshot(cfg: SnapshotConfig, reporter: Reporter | None = None) -> Sn
     where = parse_uri(cfg.uri)
     started = time.monotonic()
     store = SnapshotStore(make_client(cfg.s3, pool=max(16, cfg.jobs * 4)), where)
-    if store.get(MANIFEST) is not None:
-        raise SnapshotExists(
-            f"snapshot {where} already exists"
-            + ("; there is nothing to resume" if cfg.resume else ""),
-            hint="pick another NAME, or delete the old one first"
-            f" (pgferry snapshot delete {where})",
-            bucket=where.bucket,
-            key=where.base + MANIFEST,
-        )
-    marker = store.get_json(MARKER)
-    if marker is not None and not cfg.resume:
-        raise SnapshotExists(
-            f"snapshot {where} was started before and not finished",
-            hint=f"rerun with --resume to finish it, or pgferry snapshot delete {where}",
-            bucket=where.bucket,
-            key=where.base + MARKER,
-        )
+    marker = _existing(store, cfg)
     with (
         finish.connect_source(cfg.source) as src,
         tempfile.TemporaryDirectory(prefix="pgferry-snap-") as tmp,
@@ -143,26 +127,7 @@ def create_snapshot(cfg: SnapshotConfig, reporter: Reporter | None = None) -> Sn
         restorable.check(src, excluded)
         skip_fks = [] if sel.everything else sorted(catalog.dangling_foreign_keys(src, keep))
 
-        wanted = {
-            "format": FORMAT,
-            "source": identity,
-            "tables": list(cfg.tables),
-            "exclude": list(cfg.exclude),
-        }
-        resumed: list[str] = []
-        done: dict[str, Any] = {}
-        if marker is not None:
-            if {k: marker.get(k) for k in wanted} != wanted:
-                raise SnapshotExists(
-                    f"--resume: the unfinished snapshot {where} was of another source"
-                    " database or another --table/--exclude selection",
-                    hint=f"pass the same options, or pgferry snapshot delete {where}",
-                    bucket=where.bucket,
-                    key=where.base + MARKER,
-                )
-            resumed = [*marker.get("resumed", []), _now()]
-            done = store.finished()
-        store.put_json(MARKER, {**wanted, "started": _now(), "resumed": resumed}, cfg.encryption)
+        resumed, done = _start(store, cfg, marker, identity)
 
         dump = Path(tmp) / "schema.dump"
         rep.phase_start("schema")
@@ -224,6 +189,59 @@ def create_snapshot(cfg: SnapshotConfig, reporter: Reporter | None = None) -> Sn
         stats,
         reused,
     )
+
+
+def _existing(store: SnapshotStore, cfg: SnapshotConfig) -> dict[str, Any] | None:
+    """Refuse to overwrite a snapshot; the create marker of an unfinished
+    one (None: a new snapshot)."""
+    where = store.where
+    if store.get(MANIFEST) is not None:
+        raise SnapshotExists(
+            f"snapshot {where} already exists"
+            + ("; there is nothing to resume" if cfg.resume else ""),
+            hint="pick another NAME, or delete the old one first"
+            f" (pgferry snapshot delete {where})",
+            bucket=where.bucket,
+            key=where.base + MANIFEST,
+        )
+    marker = store.get_json(MARKER)
+    if marker is not None and not cfg.resume:
+        raise SnapshotExists(
+            f"snapshot {where} was started before and not finished",
+            hint=f"rerun with --resume to finish it, or pgferry snapshot delete {where}",
+            bucket=where.bucket,
+            key=where.base + MARKER,
+        )
+    return marker
+
+
+def _start(
+    store: SnapshotStore, cfg: SnapshotConfig, marker: dict[str, Any] | None, identity: str
+) -> tuple[list[str], dict[str, Any]]:
+    """Write the create marker; on --resume, check it is the same snapshot
+    and return (times resumed, the progress records of earlier runs)."""
+    where = store.where
+    wanted = {
+        "format": FORMAT,
+        "source": identity,
+        "tables": list(cfg.tables),
+        "exclude": list(cfg.exclude),
+    }
+    resumed: list[str] = []
+    done: dict[str, Any] = {}
+    if marker is not None:
+        if {k: marker.get(k) for k in wanted} != wanted:
+            raise SnapshotExists(
+                f"--resume: the unfinished snapshot {where} was of another source"
+                " database or another --table/--exclude selection",
+                hint=f"pass the same options, or pgferry snapshot delete {where}",
+                bucket=where.bucket,
+                key=where.base + MARKER,
+            )
+        resumed = [*marker.get("resumed", []), _now()]
+        done = store.finished()
+    store.put_json(MARKER, {**wanted, "started": _now(), "resumed": resumed}, cfg.encryption)
+    return resumed, done
 
 
 def _now() -> str:
