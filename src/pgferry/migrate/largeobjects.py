@@ -29,6 +29,8 @@ from pgferry.target import connect
 
 BATCH = 1000
 CHUNK = 1 << 20
+HEAD = 64 << 10
+GROUP = 64  # heads per query: at most GROUP x HEAD bytes in memory
 _PRIVILEGES = {"SELECT": sql.SQL("SELECT"), "UPDATE": sql.SQL("UPDATE")}
 
 META_SQL = """
@@ -102,11 +104,35 @@ def metadata(src: psycopg.Connection[Any], oids: list[int]) -> list[LargeObject]
     ]
 
 
-def read(src: psycopg.Connection[Any], oid: int) -> Iterator[bytes]:
-    """The object's bytes in CHUNK pieces, read in `src`'s transaction."""
-    offset = 0
+def objects(
+    src: psycopg.Connection[Any], batch: list[int]
+) -> Iterator[tuple[LargeObject, Iterator[bytes]]]:
+    """(metadata, its bytes in pieces) for each object of a batch, read in
+    `src`'s transaction.  The first HEAD bytes of GROUP objects come in one
+    query: most large objects are small, and a query each would cost a
+    round trip per object."""
+    meta = metadata(src, batch)
+    for i in range(0, len(meta), GROUP):
+        group = meta[i : i + GROUP]
+        heads = {
+            int(r[0]): bytes(r[1] or b"")
+            for r in src.execute(
+                "SELECT o, lo_get(o, 0, %s) FROM unnest(%s::oid[]) o",
+                [HEAD, [lo.oid for lo in group]],
+            )
+        }
+        for lo in group:
+            yield lo, _pieces(src, lo.oid, heads[lo.oid])
+
+
+def _pieces(src: psycopg.Connection[Any], oid: int, head: bytes) -> Iterator[bytes]:
+    if head:
+        yield head
+    if len(head) < HEAD:
+        return  # the whole object
+    offset = len(head)
     while True:
-        row = src.execute("SELECT lo_get(%s, %s, %s)", [oid, offset, CHUNK]).fetchone()
+        row = src.execute("SELECT lo_get(%s::oid, %s, %s)", [oid, offset, CHUNK]).fetchone()
         data = bytes(row[0]) if row and row[0] is not None else b""
         if not data:
             return
@@ -117,14 +143,16 @@ def read(src: psycopg.Connection[Any], oid: int) -> Iterator[bytes]:
 def put(
     t: psycopg.Connection[Any], lo: LargeObject, chunks: Iterable[bytes], opts: RestoreOptions
 ) -> None:
-    """Make one large object on the target, in `t`'s current transaction."""
+    """Make one large object on the target, in `t`'s current transaction.
+    No statement waits for a result, so this runs in pipeline mode."""
     num = sql.SQL(str(int(lo.oid)))  # an int we read: LARGE OBJECT takes a bare number
-    if t.execute("SELECT 1 FROM pg_largeobject_metadata WHERE oid = %s", [lo.oid]).fetchone():
-        t.execute("SELECT lo_unlink(%s)", [lo.oid])
-    t.execute("SELECT lo_create(%s)", [lo.oid])
-    offset = 0
-    for data in chunks:
-        t.execute("SELECT lo_put(%s, %s, %s)", [lo.oid, offset, data])
+    t.execute("SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE oid = %s::oid", [lo.oid])
+    pieces = iter(chunks)
+    first = next(pieces, b"")
+    t.execute("SELECT lo_from_bytea(%s::oid, %s)", [lo.oid, first])
+    offset = len(first)
+    for data in pieces:
+        t.execute("SELECT lo_put(%s::oid, %s, %s)", [lo.oid, offset, data])
         offset += len(data)
     if not opts.no_owner:
         t.execute(
@@ -165,9 +193,9 @@ def copy(src: psycopg.Connection[Any], target: str, done: set[str], opts: Restor
             count += len(batch)
             if item(batch) in done:
                 continue
-            with t.transaction():
-                for lo in metadata(src, batch):
-                    put(t, lo, read(src, lo.oid), opts)
+            with t.transaction(), t.pipeline():
+                for lo, pieces in objects(src, batch):
+                    put(t, lo, pieces, opts)
                 mark_in(t, item(batch), len(batch))
     return count
 
@@ -177,9 +205,9 @@ def copy(src: psycopg.Connection[Any], target: str, done: set[str], opts: Restor
 
 def encode(src: psycopg.Connection[Any], batch: list[int]) -> Iterator[bytes]:
     """The frames of one batch (uncompressed)."""
-    for lo in metadata(src, batch):
+    for lo, pieces in objects(src, batch):
         yield lo.to_json() + b"\n"
-        for data in read(src, lo.oid):
+        for data in pieces:
             yield b"%d\n" % len(data) + data
         yield b"0\n"
 
@@ -245,7 +273,7 @@ def load(
 ) -> int:
     """Restore: one batch stream in one transaction; returns its count."""
     n = 0
-    with t.transaction():
+    with t.transaction(), t.pipeline():
         for lo, chunks in decode(blocks):
             put(t, lo, chunks, opts)
             n += 1
