@@ -272,3 +272,18 @@ class IndexesInvalid(MigrateError):
     ) -> None:
         self.indexes = list(indexes or [])
         super().__init__(what, hint=hint)
+
+
+# --- snapshots: formats, listing, selections that cannot be restored ---
+
+
+class UnsupportedSnapshot(StoreError):
+    """The manifest names a snapshot format this pgferry does not read."""
+
+
+class NotASnapshot(StoreError):
+    """The URI names no snapshot (no manifest and no create marker)."""
+
+
+class SelectionNotRestorable(UsageError):
+    """A --table/--exclude selection keeps objects that need ones left out."""

@@ -24,9 +24,9 @@ def test_snapshot_round_trip(
     s3client: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from pgferry.migrate import s3stream
+    from pgferry.stores import multipart
 
-    monkeypatch.setattr(s3stream, "PART", 5 << 20)  # the S3 minimum: more parts
+    monkeypatch.setattr(multipart, "PART", 5 << 20)  # the S3 minimum: more parts
     uri = f"s3://{bucket}/nightly/prod-1"
     res = run_cli(
         "snapshot",
@@ -57,6 +57,7 @@ def test_snapshot_round_trip(
     assert res.exit_code == 1
     assert res.stderr.strip() == (
         f"error: snapshot {uri}/ already exists; pick another NAME, or delete the old one first"
+        f" (pgferry snapshot delete {uri}/)"
     )
 
     res = run_cli("snapshot", "list", f"s3://{bucket}/nightly/", "--json")
@@ -196,6 +197,8 @@ def test_snapshot_encrypted_at_rest(
     assert res.exit_code == 0, res.output
     listing = s3client.list_objects_v2(Bucket=bucket, Prefix="enc/")["Contents"]
     keys = sorted(o["Key"] for o in listing)
-    assert keys == ["enc/data/00000.copy.zst", "enc/manifest.json", "enc/schema.dump"]
+    # the create marker and progress records are gone once the manifest is in
+    users_oid = rows(source_db, "SELECT 'app.users'::regclass::oid")[0][0]
+    assert keys == [f"enc/data/t{users_oid}-1.copy.zst", "enc/manifest.json", "enc/schema.dump"]
     for key in keys:
         assert s3client.head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "AES256"

@@ -1,4 +1,4 @@
-"""CLI commands for `migrate`: clone, verify, snapshot create/restore/list.
+"""CLI commands for `migrate`: clone, verify, snapshot create/restore/list/delete.
 
 Each command builds a config, calls one function of pgferry.migrate and
 prints: progress bars on a terminal, a summary table, or one JSON object.
@@ -20,9 +20,14 @@ from pgferry.cli import checked_url, json_option, target_option
 from pgferry.errors import PostDataIncomplete
 from pgferry.migrate import CloneConfig, clone
 from pgferry.migrate.restore import RestoreConfig, restore_snapshot
-from pgferry.migrate.s3stream import Encryption
-from pgferry.migrate.snapshot import SnapshotConfig, create_snapshot, list_snapshots
+from pgferry.migrate.snapshot import (
+    SnapshotConfig,
+    create_snapshot,
+    delete_snapshot,
+    list_snapshots,
+)
 from pgferry.migrate.verify import VerifyConfig, VerifyResult, verify
+from pgferry.stores.multipart import Encryption
 from pgferry.stores.s3 import S3Config
 from pgferry.target import resolve_target
 
@@ -239,7 +244,7 @@ def _s3(region: str | None, endpoint_url: str | None, profile: str | None) -> S3
 
 @click.group("snapshot")
 def snapshot_group() -> None:
-    """Consistent database snapshots on S3: create, restore, list."""
+    """Consistent database snapshots on S3: create, restore, list, delete."""
 
 
 @snapshot_group.command("create")
@@ -247,6 +252,7 @@ def snapshot_group() -> None:
 @_source_options
 @click.option("--sse", type=click.Choice(["AES256", "aws:kms"]), help="Encryption at rest.")
 @click.option("--sse-kms-key-id", metavar="ID", help="KMS key for --sse aws:kms.")
+@click.option("--resume", is_flag=True, help="Finish an interrupted create of this snapshot.")
 @_s3_options
 def snapshot_create_cmd(
     uri: str,
@@ -259,6 +265,7 @@ def snapshot_create_cmd(
     as_json: bool,
     sse: str | None,
     sse_kms_key_id: str | None,
+    resume: bool,
     region: str | None,
     endpoint_url: str | None,
     profile: str | None,
@@ -273,8 +280,9 @@ def snapshot_create_cmd(
         exclude=exclude,
         encryption=Encryption(sse, sse_kms_key_id),
         s3=_s3(region, endpoint_url, profile),
+        resume=resume,
     )
-    with _reporting(quiet or as_json) as reporter:
+    with _reporting(quiet or as_json, "snapshot create") as reporter:
         result = create_snapshot(cfg, reporter)
     if as_json:
         click.echo(json.dumps(asdict(result)))
@@ -344,6 +352,9 @@ def snapshot_list_cmd(
         return
     click.echo(f"{'name':<24}{'created':<27}{'tables':>7}{'rows':>12}{'stored':>12}")
     for i in found:
+        if i.problem:
+            click.echo(f"{i.name:<24}(unreadable: {i.problem})")
+            continue
         if not i.complete:
             click.echo(f"{i.name:<24}{'(incomplete: no manifest)':<27}")
             continue
@@ -351,6 +362,17 @@ def snapshot_list_cmd(
             f"{i.name:<24}{i.created or '':<27}{i.tables:>7}{i.rows:>12}"
             f"{_human(i.stored_bytes):>12}"
         )
+
+
+@snapshot_group.command("delete")
+@click.argument("uri", metavar="s3://BUCKET/PREFIX/NAME")
+@_s3_options
+def snapshot_delete_cmd(
+    uri: str, region: str | None, endpoint_url: str | None, profile: str | None
+) -> None:
+    """Delete a snapshot (complete or not) and every object under it."""
+    n = delete_snapshot(uri, _s3(region, endpoint_url, profile))
+    click.echo(f"deleted {uri.rstrip('/')}/: {n} objects")
 
 
 def register(cli: click.Group) -> None:

@@ -5,20 +5,20 @@ A part ends at the first row end after `part_size` bytes, so every file is
 loadable on its own: in text format every newline ends a row (COPY escapes
 newlines in data); in CSV a newline ends a row only outside quotes, tracked
 by quote parity. Binary output is never split. Memory stays bounded: each
-part is sent as a multipart upload of PIECE-sized pieces (a single PUT when
-it is smaller).
+part goes up through the shared multipart writer (stores/multipart.py) in
+8 MiB pieces, a single PUT when it is smaller.
 """
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from pgferry import units
+from pgferry.errors import PgferryError
 from pgferry.extension.options import parse_for
+from pgferry.stores.multipart import Encryption, MultipartWriter
 from pgferry.stores.s3 import S3Config, make_client, map_error
 
-PIECE = 8 << 20  # S3's minimum multipart piece is 5 MiB
 DEFAULT_PART = 6 << 30  # aws_s3's part size: about 6 GB
 
 
@@ -66,59 +66,6 @@ class RowEnds:
             self.open ^= self._flip(data)
 
 
-class _Part:
-    """One object being written: a single PUT if it stays under PIECE."""
-
-    def __init__(self, client: Any, bucket: str, key: str, extra: dict[str, str]) -> None:
-        self.client, self.bucket, self.key, self.extra = client, bucket, key, extra
-        self.buf = bytearray()
-        self.size = 0
-        self.upload_id: str | None = None
-        self.parts: list[dict[str, Any]] = []
-
-    def write(self, data: bytes) -> None:
-        self.buf += data
-        self.size += len(data)
-        while len(self.buf) >= PIECE:
-            self._send(bytes(self.buf[:PIECE]))
-            del self.buf[:PIECE]
-
-    def _send(self, piece: bytes) -> None:
-        if self.upload_id is None:
-            resp = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=self.key, **self.extra
-            )
-            self.upload_id = str(resp["UploadId"])
-        n = len(self.parts) + 1
-        resp = self.client.upload_part(
-            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=n, Body=piece
-        )
-        self.parts.append({"ETag": resp["ETag"], "PartNumber": n})
-
-    def close(self) -> None:
-        if self.upload_id is None:
-            self.client.put_object(
-                Bucket=self.bucket, Key=self.key, Body=bytes(self.buf), **self.extra
-            )
-            return
-        if self.buf:
-            self._send(bytes(self.buf))
-        self.client.complete_multipart_upload(
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=self.upload_id,
-            MultipartUpload={"Parts": self.parts},
-        )
-
-    def abort(self) -> None:
-        if self.upload_id is not None:
-            # best effort: the original error is the one to report
-            with contextlib.suppress(Exception):
-                self.client.abort_multipart_upload(
-                    Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
-                )
-
-
 def upload_parts(
     source: BinaryIO,
     *,
@@ -137,10 +84,10 @@ def upload_parts(
     escape = str(opts.values.get("escape") or opts.values.get("quote") or '"').encode()
     ends = RowEnds(opts.format, quote, escape)
     split = opts.format != "binary"
-    extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key} if kms_key else {}
+    enc = Encryption("aws:kms", kms_key) if kms_key else Encryption()
     client = make_client(config, config.region)
     files, total = 1, 0
-    part = _Part(client, bucket, key, extra)
+    part = MultipartWriter(client, bucket, key, enc=enc)
     try:
         while chunk := source.read(read_size):
             total += len(chunk)
@@ -152,18 +99,21 @@ def upload_parts(
                 ends.advance(chunk[:cut])
                 part.close()
                 files += 1
-                part = _Part(client, bucket, f"{key}_part{files}", extra)
+                part = MultipartWriter(client, bucket, f"{key}_part{files}", enc=enc)
                 chunk = chunk[cut:]
             part.write(chunk)
             ends.advance(chunk)
             if split and part.size >= limit and chunk.endswith(b"\n") and not ends.open:
                 part.close()
                 files += 1
-                part = _Part(client, bucket, f"{key}_part{files}", extra)
+                part = MultipartWriter(client, bucket, f"{key}_part{files}", enc=enc)
         if part.size == 0 and files > 1:
             files -= 1  # the output ended exactly at a part boundary
         else:
             part.close()
+    except PgferryError:
+        part.abort()
+        raise
     except Exception as e:
         part.abort()
         raise map_error(e, bucket, key) from None

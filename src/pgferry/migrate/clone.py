@@ -8,9 +8,9 @@ recorded in the target's ledger so `resume=True` skips it.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import Counter
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,9 @@ from typing import Any
 import psycopg
 
 from pgferry.errors import TableNotFound, UsageError
-from pgferry.migrate import catalog, finish, postdata, schema, session
-from pgferry.migrate.catalog import Selection, Unit
-from pgferry.migrate.copier import Pool, UnitStats, copy_out, load, open_target
+from pgferry.migrate import catalog, finish, largeobjects, postdata, schema, session
+from pgferry.migrate.catalog import Selection, Table, Unit
+from pgferry.migrate.copier import Pool, UnitStats, copy_out, load_units
 from pgferry.migrate.errors import ExtensionMissing, TargetNotEmpty
 from pgferry.migrate.indexer import Indexer
 from pgferry.migrate.indexer import by_table as indexer_by_table
@@ -233,7 +233,7 @@ def _run(
         if not sel.picked:
             ph.run(
                 Phase.LARGE_OBJECTS,
-                lambda: finish.copy_large_objects(src, cfg.target, Phase.LARGE_OBJECTS.item),
+                lambda: largeobjects.copy(src, cfg.target, done, opts),
             )
     # --data-only after --schema-only: matviews were refreshed over empty tables
     refresh = finish.populated_matviews(src, tgt) if cfg.data_only else None
@@ -317,49 +317,26 @@ def _copy(
     resuming: bool,
     indexer: Indexer | None,
 ) -> list[UnitStats]:
-    parts = Counter(u.table.qualified for u in units)
-    lock = threading.Lock()
-    if resuming:
-        # a split table interrupted halfway is redone whole, in one snapshot
-        with connect(cfg.target, autocommit=True) as c:
-            for u in {u.table.qualified: u for u in units if u.parts > 1}.values():
-                c.execute(psycopg.sql.SQL("TRUNCATE ONLY {}").format(u.table.ident))
-    pool = Pool(cfg.jobs)
+    def blocks(pool: Pool, u: Unit) -> AbstractContextManager[Iterator[bytes]]:
+        return copy_out(pool, psql, cfg.source, snapshot, catalog.copy_out_sql(u).as_string(None))
 
-    def work(u: Unit) -> UnitStats:
-        t0 = time.monotonic()
-        rep.unit_start(u.key, u.est_bytes)
-        whole = u.parts == 1
-        item = f"table:{u.table.qualified}"
-        copy_sql = catalog.copy_out_sql(u).as_string(None)
-        with (
-            open_target(cfg.target, replica=cfg.data_only) as conn,
-            copy_out(pool, psql, cfg.source, snapshot, copy_sql) as blocks,
-        ):
-            rows, nbytes = load(
-                conn,
-                u.table,
-                blocks,
-                key=u.key,
-                reporter=rep,
-                truncate=whole and not cfg.data_only,
-                ledger_item=item if whole else None,
-            )
-        last = whole
-        if not whole:
-            with lock:
-                parts[u.table.qualified] -= 1
-                last = parts[u.table.qualified] == 0
-            if last:
-                ledger.mark(item)
-        if last and indexer is not None:
-            indexer.table_done(u.table.qualified, u.table.ident)
-        stats = UnitStats(u.key, u.table.qualified, rows, nbytes, time.monotonic() - t0)
-        rep.unit_done(u.key, rows, nbytes, stats.seconds)
-        return stats
+    def table_done(t: Table) -> None:
+        if indexer is not None:
+            indexer.table_done(t.qualified, t.ident)
 
     try:
-        stats = pool.run(units, work)
+        stats = load_units(
+            cfg.target,
+            units,
+            blocks,
+            jobs=cfg.jobs,
+            ledger=ledger,
+            reporter=rep,
+            resuming=resuming,
+            replica=cfg.data_only,
+            truncate=not cfg.data_only,
+            table_done=table_done,
+        )
     except BaseException:
         if indexer is not None:
             indexer.close()

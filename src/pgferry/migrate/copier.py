@@ -12,9 +12,10 @@ import os
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ from psycopg import sql
 
 from pgferry.migrate.catalog import Table, Unit, copy_in_sql
 from pgferry.migrate.errors import SnapshotLost, SourceError
-from pgferry.migrate.progress import Reporter, mark_in
+from pgferry.migrate.progress import Ledger, Reporter, mark_in
 from pgferry.migrate.tools import Tool, child_env, first_error, split_password, sqlstate_of
 from pgferry.target import connect
 
@@ -65,7 +66,13 @@ class Pool:
         def guarded(u: Unit) -> UnitStats:
             if self.cancel.is_set():
                 raise Cancelled(u.key)
-            return work(u)
+            try:
+                return work(u)
+            except BaseException:
+                # at once, in this thread: a worker that is free again must
+                # not start another unit before the caller has noticed
+                self.cancel.set()
+                raise
 
         results: list[UnitStats] = []
         with ThreadPoolExecutor(self.jobs, thread_name_prefix="pgferry-copy") as ex:
@@ -217,3 +224,63 @@ def load(
             mark_in(conn, ledger_item, rows, nbytes)
     reporter.unit_progress(key, pending_rows, pending_bytes)
     return rows, nbytes
+
+
+def load_units(
+    target: str,
+    units: list[Unit],
+    blocks: Callable[[Pool, Unit], AbstractContextManager[Iterator[bytes]]],
+    *,
+    jobs: int,
+    ledger: Ledger,
+    reporter: Reporter,
+    resuming: bool,
+    replica: bool = False,
+    truncate: bool = True,
+    check: Callable[[Unit, int], None] | None = None,
+    table_done: Callable[[Table], None] | None = None,
+) -> list[UnitStats]:
+    """The data phase of clone and snapshot restore: each unit's `blocks`
+    loaded by `load` on its own connection, `jobs` at a time.  A whole table
+    is recorded in the ledger with its rows; a split one once its last range
+    is in.  `table_done` runs when a table is complete (clone builds its
+    indexes then); `check(unit, rows)` may refuse a unit before it commits."""
+    parts = Counter(u.table.qualified for u in units)
+    lock = threading.Lock()
+    if resuming:
+        # a split table interrupted halfway is redone whole, in one snapshot
+        with connect(target, autocommit=True) as c:
+            for u in {u.table.qualified: u for u in units if u.parts > 1}.values():
+                c.execute(sql.SQL("TRUNCATE ONLY {}").format(u.table.ident))
+    pool = Pool(jobs)
+
+    def work(u: Unit) -> UnitStats:
+        t0 = time.monotonic()
+        reporter.unit_start(u.key, u.est_bytes)
+        whole = u.parts == 1
+        item = f"table:{u.table.qualified}"
+        with open_target(target, replica=replica) as conn, blocks(pool, u) as bs:
+            rows, nbytes = load(
+                conn,
+                u.table,
+                bs,
+                key=u.key,
+                reporter=reporter,
+                truncate=whole and truncate,
+                ledger_item=item if whole else None,
+                check=(lambda n: check(u, n)) if check else None,
+            )
+        last = whole
+        if not whole:
+            with lock:
+                parts[u.table.qualified] -= 1
+                last = parts[u.table.qualified] == 0
+            if last:
+                ledger.mark(item)
+        if last and table_done is not None:
+            table_done(u.table)
+        stats = UnitStats(u.key, u.table.qualified, rows, nbytes, time.monotonic() - t0)
+        reporter.unit_done(u.key, rows, nbytes, stats.seconds)
+        return stats
+
+    return pool.run(units, work)

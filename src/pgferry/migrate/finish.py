@@ -1,4 +1,4 @@
-"""After the rows: large objects, sequence values, VACUUM ANALYZE."""
+"""After the rows: sequence values, VACUUM ANALYZE (large objects: largeobjects.py)."""
 
 from __future__ import annotations
 
@@ -10,39 +10,13 @@ from psycopg import sql
 
 from pgferry.migrate.catalog import Table
 from pgferry.migrate.errors import MigrateError, SourceError
-from pgferry.migrate.progress import mark_in
 from pgferry.target import connect
-
-LO_CHUNK = 1 << 20
 
 
 def connect_source(conninfo: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
     """A connection to the source; failures say "source:" and name --source
     (SourceUnreachable when it is down, else the class of the refusal)."""
     return connect(conninfo, autocommit=autocommit, side="source")
-
-
-def copy_large_objects(src: psycopg.Connection[Any], target: str, item: str) -> int:
-    """Copy every large object, in `src`'s transaction (the snapshot), into
-    the target in one transaction that also records `item` in the ledger."""
-    oids = [r[0] for r in src.execute("SELECT oid FROM pg_largeobject_metadata ORDER BY oid")]
-    with connect(target) as t, t.transaction():
-        for oid in oids:
-            # pre-data already created it, with its owner and grants: keep it
-            if t.execute("SELECT 1 FROM pg_largeobject_metadata WHERE oid = %s", [oid]).fetchone():
-                t.execute("SELECT lo_truncate(lo_open(%s, 131072), 0)", [oid])
-            else:
-                t.execute("SELECT lo_create(%s)", [oid])
-            offset = 0
-            while True:
-                row = src.execute("SELECT lo_get(%s, %s, %s)", [oid, offset, LO_CHUNK]).fetchone()
-                data = bytes(row[0]) if row and row[0] is not None else b""
-                if not data:
-                    break
-                t.execute("SELECT lo_put(%s, %s, %s)", [oid, offset, data])
-                offset += len(data)
-        mark_in(t, item, len(oids))
-    return len(oids)
 
 
 def set_sequences(target: str, values: list[tuple[str, str, int, bool]]) -> None:

@@ -2,33 +2,37 @@
 
 Same phases and ledger as clone.  Each stream is loaded in one transaction
 that commits only after its sha256 and row count matched the manifest, so a
-corrupt or truncated object never leaves rows behind.
+corrupt or truncated object never leaves rows behind.  Like clone, restore
+refuses a target that already has tables or large objects; a fresh restore
+that fails before its schema is in drops its bookkeeping again, leaving the
+target as it found it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import tempfile
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from psycopg import sql
+import psycopg
 
 from pgferry.decode.compression import decompress
 from pgferry.errors import DecodeError, ObjectNotFound
-from pgferry.migrate import schema
+from pgferry.migrate import largeobjects, schema
 from pgferry.migrate.catalog import Table, Unit
-from pgferry.migrate.copier import Pool, UnitStats, load, open_target
+from pgferry.migrate.copier import Pool, UnitStats, load_units
 from pgferry.migrate.errors import ExtensionMissing, SnapshotCorrupt, TargetNotEmpty
+from pgferry.migrate.manifest import LargeObjectBatch, Manifest, Stream
 from pgferry.migrate.phases import MigrateResult, Phases, PostData, after_data
-from pgferry.migrate.progress import Ledger, NullReporter, Reporter, mark_in
-from pgferry.migrate.snapshot import parse_uri, read_manifest
-from pgferry.migrate.tools import find_tool
+from pgferry.migrate.progress import Ledger, NullReporter, Reporter
+from pgferry.migrate.snapstore import SnapshotStore, parse_uri
+from pgferry.migrate.tools import Tool, find_tool
 from pgferry.stores import ObjectRef
 from pgferry.stores.s3 import S3Config, S3Reader, make_client
 from pgferry.target import connect, mask_password
@@ -64,8 +68,7 @@ def restore_snapshot(cfg: RestoreConfig, reporter: Reporter | None = None) -> Mi
     rep = reporter or NullReporter()
     where = parse_uri(cfg.uri)
     started = time.monotonic()
-    client = make_client(cfg.s3)
-    m = read_manifest(client, where.bucket, where.base + "manifest.json")
+    m = SnapshotStore(make_client(cfg.s3), where).manifest()
     if m is None:
         raise ObjectNotFound(
             f"no complete snapshot at {where} (manifest.json is missing)",
@@ -74,85 +77,131 @@ def restore_snapshot(cfg: RestoreConfig, reporter: Reporter | None = None) -> Mi
             key=where.base + "manifest.json",
         )
     result = MigrateResult()
-    tools = {n: find_tool(n, int(m["source"]["pg_dump"])) for n in ("pg_restore",)}
+    tools = {n: find_tool(n, m.source.pg_dump) for n in ("pg_restore",)}
     result.tools = {n: f"{t.path} ({t.major})" for n, t in tools.items()}
     with (
         connect(cfg.target, autocommit=True) as tgt,
         tempfile.TemporaryDirectory(prefix="pgferry-restore-") as tmp,
     ):
         ledger = Ledger(tgt)
-        origin = f"snapshot {where} {m['created']}"
-        if ledger.exists() and not cfg.resume:
+        origin = f"snapshot {where} {m.created}"
+        fresh = not ledger.exists()
+        _preflight(cfg, m, tgt, ledger, origin)
+        done = ledger.done() if cfg.resume else set()
+        if fresh:
+            ledger.create(origin)
+        try:
+            _run(cfg, rep, m, where.bucket, tgt, ledger, done, result, Path(tmp), tools)
+        except BaseException:
+            # nothing of a fresh restore was kept before pre-data committed:
+            # leave no bookkeeping a later run would call an interrupted restore
+            with contextlib.suppress(psycopg.Error):  # the first error is the one to report
+                if fresh and "phase:pre-data" not in ledger.done():
+                    ledger.drop()
+            raise
+        ledger.drop()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _preflight(
+    cfg: RestoreConfig, m: Manifest, tgt: psycopg.Connection[Any], ledger: Ledger, origin: str
+) -> None:
+    if ledger.exists():
+        if not cfg.resume:
             raise TargetNotEmpty(
                 f"the target {mask_password(cfg.target)} holds an interrupted restore or clone",
                 hint="rerun with --resume to finish it, or DROP SCHEMA pgferry CASCADE",
             )
-        if cfg.resume and ledger.exists() and ledger.origin() != origin:
+        if ledger.origin() != origin:
             raise TargetNotEmpty(
                 "--resume: the interrupted work in the target came from elsewhere",
                 hint=f"it came from {ledger.origin()}; DROP SCHEMA pgferry CASCADE to start over",
             )
-        avail = {r[0] for r in tgt.execute("SELECT name FROM pg_available_extensions")}
-        missing = [e for e in m["extensions"] if e not in avail]
-        if missing:
-            raise ExtensionMissing(
-                f"the snapshot uses extension(s) {', '.join(missing)}, "
-                "which the target server cannot install",
-                hint="install them on the target server first",
+    else:
+        present = [f"table {t}" for t in target_tables(tgt)]
+        los = tgt.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()
+        if los and los[0]:
+            present.append(f"{los[0]} large object(s)")
+        if present:
+            raise TargetNotEmpty(
+                f"the target already has {present[0]}"
+                + (f" (and {len(present) - 1} more)" if len(present) > 1 else ""),
+                hint="restore into an empty database",
             )
-        done = ledger.done() if cfg.resume else set()
-        if not ledger.exists():
-            ledger.create(origin)
-        ph = Phases(ledger, done, result, rep)
-        dump = Path(tmp) / "schema.dump"
-        with dump.open("wb") as f:
-            for block in _stream_raw(
-                cfg.s3, where.bucket, m["schema"]["key"], m["schema"]["sha256"]
-            ):
-                f.write(block)
-        opts = schema.RestoreOptions(cfg.no_owner, cfg.no_acl)
-        ph.run(
-            "pre-data", lambda: schema.restore_pre_data(tools["pg_restore"], dump, cfg.target, opts)
+    avail = {r[0] for r in tgt.execute("SELECT name FROM pg_available_extensions")}
+    missing = [e for e in m.extensions if e not in avail]
+    if missing:
+        raise ExtensionMissing(
+            f"the snapshot uses extension(s) {', '.join(missing)}, "
+            "which the target server cannot install",
+            hint="install them on the target server first",
         )
-        tables = {
-            f"{t['schema']}.{t['name']}": Table(
-                0, t["schema"], t["name"], t["partitioned"], 0, t["columns"], None, None
-            )
-            for t in m["tables"]
-        }
-        streams = [s for s in m["streams"] if f"table:{s['table']}" not in done]
-        if "phase:data" not in done:
-            result.skipped += sorted(
-                {s["table"] for s in m["streams"]} - {s["table"] for s in streams}
-            )
 
-        def data() -> None:
-            result.tables = _load_all(cfg, rep, where.bucket, streams, tables, ledger, bool(done))
 
-        ph.run("data", data, sum(int(s["bytes"]) for s in streams))
-        if m["large_objects"]:
-            lo = m["large_objects"]
-            ph.run("large-objects", lambda: _load_large_objects(cfg, where.bucket, lo))
-        after_data(
-            ph,
-            PostData(
-                tools["pg_restore"],
-                dump,
-                opts,
-                Path(tmp),
-                cfg.resume,
-                {(a, b) for a, b in m.get("skip_foreign_keys", [])},
-            ),
-            tgt,
-            cfg.target,
-            cfg.jobs,
-            sequences=[tuple(s) for s in m["sequences"]],
-            leaves=[t for t in tables.values() if not t.partitioned],
-            parents=[t for t in tables.values() if t.partitioned],
+def target_tables(tgt: psycopg.Connection[Any]) -> list[str]:
+    """The user tables a target already has (what clone and restore refuse)."""
+    return [
+        f"{r[0]}.{r[1]}"
+        for r in tgt.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n"
+            " ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p')"
+            " AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry')"
+            " AND n.nspname !~ '^pg_' ORDER BY 1, 2"
         )
-        ledger.drop()
-    result.seconds = time.monotonic() - started
-    return result
+    ]
+
+
+def _run(
+    cfg: RestoreConfig,
+    rep: Reporter,
+    m: Manifest,
+    bucket: str,
+    tgt: psycopg.Connection[Any],
+    ledger: Ledger,
+    done: set[str],
+    result: MigrateResult,
+    tmp: Path,
+    tools: dict[str, Tool],
+) -> None:
+    ph = Phases(ledger, done, result, rep)
+    dump = tmp / "schema.dump"
+    with dump.open("wb") as f:
+        for block in _stream_raw(cfg.s3, bucket, m.schema.key, m.schema.sha256):
+            f.write(block)
+    opts = schema.RestoreOptions(cfg.no_owner, cfg.no_acl)
+    ph.run("pre-data", lambda: schema.restore_pre_data(tools["pg_restore"], dump, cfg.target, opts))
+    tables = {
+        f"{t.schema}.{t.name}": Table(0, t.schema, t.name, t.partitioned, 0, t.columns, None, None)
+        for t in m.tables
+    }
+    streams = [s for s in m.streams if f"table:{s.table}" not in done]
+    if "phase:data" not in done:
+        result.skipped += sorted({s.table for s in m.streams} - {s.table for s in streams})
+
+    def data() -> None:
+        result.tables = _load_all(cfg, rep, bucket, streams, tables, ledger, bool(done))
+
+    ph.run("data", data, sum(s.bytes for s in streams))
+    if m.large_objects:
+        ph.run("large-objects", lambda: _load_large_objects(cfg, bucket, m.large_objects, done))
+    after_data(
+        ph,
+        PostData(
+            tools["pg_restore"],
+            dump,
+            opts,
+            tmp,
+            cfg.resume,
+            set(m.skip_foreign_keys),
+        ),
+        tgt,
+        cfg.target,
+        cfg.jobs,
+        sequences=list(m.sequences),
+        leaves=[t for t in tables.values() if not t.partitioned],
+        parents=[t for t in tables.values() if t.partitioned],
+    )
 
 
 def _stream_raw(
@@ -182,87 +231,66 @@ def _load_all(
     cfg: RestoreConfig,
     rep: Reporter,
     bucket: str,
-    streams: list[dict[str, Any]],
+    streams: list[Stream],
     tables: dict[str, Table],
     ledger: Ledger,
     resuming: bool,
 ) -> list[UnitStats]:
-    streams = sorted(streams, key=lambda s: -int(s["bytes"]))
-    parts = Counter(s["table"] for s in streams)
-    if resuming:
-        with connect(cfg.target, autocommit=True) as c:
-            for name in {s["table"] for s in streams if s["parts"] > 1}:
-                c.execute(schema_sql_truncate(tables[name]))
-    units = [
-        Unit(tables[s["table"]], None, s["part"], s["parts"], int(s["bytes"])) for s in streams
-    ]
-    lock = threading.Lock()
+    streams = sorted(streams, key=lambda s: -s.bytes)
+    units = [Unit(tables[s.table], None, s.part, s.parts, s.bytes) for s in streams]
     by_key = {u.key: s for u, s in zip(units, streams, strict=True)}
-    pool = Pool(cfg.jobs)
 
-    def work(u: Unit) -> UnitStats:
+    def blocks(pool: Pool, u: Unit) -> AbstractContextManager[Iterator[bytes]]:
         s = by_key[u.key]
-        t0 = time.monotonic()
-        rep.unit_start(u.key, u.est_bytes)
-        whole = u.parts == 1
-        item = f"table:{u.table.qualified}"
+        return nullcontext(_stream(cfg.s3, bucket, s.key, s.sha256, u.key))
 
-        def check(rows: int) -> None:
-            if rows != s["rows"]:
-                raise SnapshotCorrupt(
-                    f"{u.key}: {rows} rows read, the manifest says {s['rows']}",
-                    hint="nothing of it was loaded; the snapshot is damaged",
-                    bucket=bucket,
-                    key=s["key"],
-                )
-
-        blocks = _stream(cfg.s3, bucket, s["key"], s["sha256"], u.key)
-        with open_target(cfg.target) as conn:
-            rows, nbytes = load(
-                conn,
-                u.table,
-                blocks,
-                key=u.key,
-                reporter=rep,
-                truncate=whole,
-                ledger_item=item if whole else None,
-                check=check,
+    def check(u: Unit, rows: int) -> None:
+        s = by_key[u.key]
+        if rows != s.rows:
+            raise SnapshotCorrupt(
+                f"{u.key}: {rows} rows read, the manifest says {s.rows}",
+                hint="nothing of it was loaded; the snapshot is damaged",
+                bucket=bucket,
+                key=s.key,
             )
-        if not whole:
-            with lock:
-                parts[u.table.qualified] -= 1
-                if parts[u.table.qualified] == 0:
-                    ledger.mark(item)
-        stats = UnitStats(u.key, u.table.qualified, rows, nbytes, time.monotonic() - t0)
-        rep.unit_done(u.key, rows, nbytes, stats.seconds)
-        return stats
 
-    return pool.run(units, work)
-
-
-def schema_sql_truncate(table: Table) -> sql.Composed:
-    return sql.SQL("TRUNCATE ONLY {}").format(table.ident)
+    return load_units(
+        cfg.target,
+        units,
+        blocks,
+        jobs=cfg.jobs,
+        ledger=ledger,
+        reporter=rep,
+        resuming=resuming,
+        check=check,
+    )
 
 
-def _load_large_objects(cfg: RestoreConfig, bucket: str, lo: dict[str, Any]) -> None:
-    with connect(cfg.target) as t, t.transaction():
-        pending = b""
-        for block in _stream(cfg.s3, bucket, lo["key"], lo["sha256"], "large objects"):
-            pending += block
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                oid_s, off_s, hexdata = line.split(b"\t")
-                oid, offset = int(oid_s), int(off_s)
-                if offset == 0:
-                    exists = t.execute(
-                        "SELECT 1 FROM pg_largeobject_metadata WHERE oid = %s", [oid]
-                    ).fetchone()
-                    if exists:
-                        t.execute("SELECT lo_truncate(lo_open(%s, 131072), 0)", [oid])
-                    else:
-                        t.execute("SELECT lo_create(%s)", [oid])
-                if hexdata:
-                    t.execute(
-                        "SELECT lo_put(%s, %s, %s)", [oid, offset, bytes.fromhex(hexdata.decode())]
-                    )
-        mark_in(t, "phase:large-objects", lo["count"])
+def _load_large_objects(
+    cfg: RestoreConfig, bucket: str, batches: list[LargeObjectBatch], done: set[str]
+) -> None:
+    """One transaction per batch, recorded with it: --resume skips those done."""
+    opts = schema.RestoreOptions(cfg.no_owner, cfg.no_acl)
+    with connect(cfg.target) as t:
+        for b in batches:
+            item = f"large-objects:{b.first_oid}-{b.last_oid}"
+            if item in done:
+                continue
+            what = f"large objects {b.first_oid}-{b.last_oid}"
+            blocks = _stream(cfg.s3, bucket, b.key, b.sha256, what)
+            try:
+                n = largeobjects.load(t, blocks, opts, item)
+            except ValueError as e:
+                raise SnapshotCorrupt(
+                    f"{what} (s3://{bucket}/{b.key}) is malformed: {e}",
+                    hint="nothing of it was loaded; the snapshot is damaged, take a new one",
+                    bucket=bucket,
+                    key=b.key,
+                ) from None
+            if n != b.count:
+                raise SnapshotCorrupt(
+                    f"{what}: {n} read, the manifest says {b.count}",
+                    hint="the snapshot is damaged; take a new one",
+                    bucket=bucket,
+                    key=b.key,
+                )

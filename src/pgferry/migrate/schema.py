@@ -67,8 +67,9 @@ class ItemFailure:
 def dump_schema(
     pg_dump: Tool, source: str, out: Path, *, snapshot: str | None, exclude: list[str]
 ) -> None:
-    """Both schema sections; `exclude` are exact pg_dump -T patterns."""
-    args = ["-Fc", "--section=pre-data", "--section=post-data", "-f", str(out)]
+    """Both schema sections; `exclude` are exact pg_dump -T patterns.  Large
+    objects are left out (-B): largeobjects.py copies them in batches."""
+    args = ["-Fc", "--section=pre-data", "--section=post-data", "-B", "-f", str(out)]
     if snapshot:
         args.append(f"--snapshot={snapshot}")
     for pattern in exclude:

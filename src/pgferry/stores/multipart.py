@@ -1,9 +1,11 @@
-"""Streaming uploads to S3: multipart, parts in parallel, bounded memory.
+"""Streaming uploads to S3: multipart, bounded memory, one writer for all.
 
-A writer buffers one part (8 MiB) at a time and hands full parts to a shared
-thread pool, with at most `inflight` parts of one stream in the air, so
-memory stays near jobs x (inflight + 1) x part size whatever the table size.
-Streams smaller than a part go up as one PutObject.
+Used by snapshots (many streams at once, parts in parallel on a shared pool)
+and by the extension's export (one object at a time, parts sent inline).
+A writer buffers one part (8 MiB) at a time; with a pool it hands full parts
+over with at most `inflight` of one stream in the air, so memory stays near
+streams x (inflight + 1) x part size whatever the object size.  An object
+smaller than a part goes up as one PutObject.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgferry.errors import UsageError
+from pgferry.errors import PgferryError, UsageError
 from pgferry.stores.s3 import map_error
 
-PART = 8 << 20
+PART = 8 << 20  # S3's minimum part is 5 MiB (except the last)
 
 
 @dataclass(frozen=True)
@@ -50,30 +52,55 @@ class Written:
     sha256: str
 
 
+class _Inline:
+    """Stand-in for a pool: runs each part upload at once, in the caller."""
+
+    def submit(self, fn: Any, *args: Any) -> Future[dict[str, Any]]:
+        fut: Future[dict[str, Any]] = Future()
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as e:
+            fut.set_exception(e)
+        return fut
+
+
 @dataclass
 class MultipartWriter:
+    """Write bytes with `write`, then `close` (or `abort` on failure).
+
+    `pool` None sends each part inline; errors come out as StoreError
+    subclasses naming the bucket and key."""
+
     client: Any
     bucket: str
     key: str
-    pool: ThreadPoolExecutor
+    pool: ThreadPoolExecutor | None = None
     enc: Encryption = field(default_factory=Encryption)
     inflight: int = 3
+    part_size: int = 0  # 0: the module's PART, read at creation (tests lower it)
 
     def __post_init__(self) -> None:
+        self._part = self.part_size or PART
         self._buf = bytearray()
         self._hash = hashlib.sha256()
         self._size = 0
         self._upload_id: str | None = None
         self._parts: list[Future[dict[str, Any]]] = []
         self._slots = threading.Semaphore(self.inflight)
+        self._runner: Any = self.pool if self.pool is not None else _Inline()
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+        return self._size
 
     def write(self, data: bytes) -> None:
         self._hash.update(data)
         self._size += len(data)
         self._buf += data
-        while len(self._buf) >= PART:
-            self._send(bytes(self._buf[:PART]))
-            del self._buf[:PART]
+        while len(self._buf) >= self._part:
+            self._send(bytes(self._buf[: self._part]))
+            del self._buf[: self._part]
 
     def _send(self, body: bytes) -> None:
         if self._upload_id is None:
@@ -86,7 +113,11 @@ class MultipartWriter:
             self._upload_id = str(resp["UploadId"])
         number = len(self._parts) + 1
         self._slots.acquire()
-        self._parts.append(self.pool.submit(self._upload, number, body))
+        fut = self._runner.submit(self._upload, number, body)
+        self._parts.append(fut)
+        err = fut.exception() if self.pool is None else None
+        if err is not None:
+            raise err
 
     def _upload(self, number: int, body: bytes) -> dict[str, Any]:
         try:
@@ -121,7 +152,7 @@ class MultipartWriter:
                 )
         except Exception as e:
             self.abort()
-            if isinstance(e, UsageError) or hasattr(e, "transient"):
+            if isinstance(e, PgferryError):
                 raise
             raise map_error(e, self.bucket, self.key) from None
         self._buf.clear()
@@ -131,7 +162,8 @@ class MultipartWriter:
         for f in self._parts:
             f.cancel()
         if self._upload_id is not None:
-            # best effort: a bucket lifecycle rule cleans up what this misses
+            # best effort: the original error is the one to report, and a
+            # bucket lifecycle rule cleans up what this misses
             with contextlib.suppress(Exception):
                 self.client.abort_multipart_upload(
                     Bucket=self.bucket, Key=self.key, UploadId=self._upload_id
