@@ -206,3 +206,13 @@ class SnapshotCorrupt(StoreError):
 
 
 # --- added by later work (keep new classes below, grouped by feature) -------
+
+
+# --- verify ---
+
+
+class VerifyIncomplete(MigrateError):
+    """verify could not finish (a server went away, a query failed): nothing
+    was decided, which exit code 2 keeps apart from 1, "differences found"."""
+
+    exit_code = 2
