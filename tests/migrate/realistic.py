@@ -23,7 +23,7 @@ from pgferry.migrate.tools import find_tool, run_tool
 ROLES = ("rl_reporting", "rl_writer", "rl Web User")
 OWNER = "rl Web User"
 S = '"Sales Ops"'
-U = '"Ünï ""q"" sch"'
+U = '"Ünï ""q"" s.ch"'
 
 SCHEMA = f"""
 CREATE EXTENSION citext;
@@ -200,11 +200,17 @@ def _dump(url: str, major: int) -> str:
     return run_tool(find_tool("pg_dump", major), ["--schema-only"], url, what="dumping")
 
 
+# PostgreSQL 18 names NOT NULL constraints (a partition takes its parent's
+# name when created as one, its own when restored from an older server)
+_NOT_NULL_NAME = re.compile(r'CONSTRAINT (?:"(?:[^"]|"")+"|\S+) NOT NULL')
+
+
 def _statements(text: str) -> list[str]:
     """The dump's statements, noise removed, one normalised string each, sorted
     (pg_dump orders ties by OID, which differs between two databases)."""
     lines = [ln for ln in text.splitlines() if not _NOISE.match(ln)]
     stmts = [" ".join(s.split()) for s in "\n".join(lines).split(";\n")]
+    stmts = [_NOT_NULL_NAME.sub("NOT NULL", s) for s in stmts]
     return sorted(s for s in stmts if s)
 
 
@@ -213,13 +219,48 @@ def _major(url: str) -> int:
         return int(c.info.server_version // 10000)
 
 
+_VIEW = re.compile(
+    r"^CREATE (?:MATERIALIZED )?VIEW .+? AS (?P<query>SELECT .*?)(?: WITH NO DATA)?$"
+)
+
+
+def _deparse_on(url: str, stmts: list[str]) -> list[str]:
+    """Each view statement with its query printed the way the server at `url`
+    prints it (a newer server qualifies columns differently, same query)."""
+    out = []
+    with psycopg.connect(url) as c:
+        c.execute("SET search_path = ''")  # as pg_dump: every name qualified
+        for stmt in stmts:
+            m = _VIEW.match(stmt)
+            if m:
+                create = sql.SQL("CREATE TEMP VIEW pgferry_dump_view AS {}")
+                try:
+                    with c.transaction(force_rollback=True):
+                        c.execute(create.format(sql.SQL(m["query"])))
+                        row = c.execute(
+                            "SELECT pg_get_viewdef('pg_temp.pgferry_dump_view'::regclass)"
+                        ).fetchone()
+                except psycopg.Error:
+                    row = None  # the target cannot parse it: leave the difference
+                if row:
+                    query = " ".join(row[0].split()).rstrip(";")
+                    stmt = stmt[: m.start("query")] + query + stmt[m.end("query") :]
+            out.append(stmt)
+    return out
+
+
 def schema_dump_diff(src_url: str, dst_url: str) -> list[str]:
     """Lines that differ between the two schema dumps (empty: identical).
 
     One pg_dump, new enough for both servers, dumps both sides, so only the
-    servers' own differences remain; those are normalised: the owner's MAINTAIN
-    privilege (PostgreSQL 17+)."""
+    servers' own differences remain; the one seen between 15 and 18, view
+    deparsing, is undone by having the target deparse the source's views."""
     major = max(_major(src_url), _major(dst_url))
     a, b = (_statements(_dump(u, major)) for u in (src_url, dst_url))
+    only_a = set(a) - set(b)
+    if only_a:
+        a = sorted(
+            _deparse_on(dst_url, [s for s in a if s in only_a]) + [s for s in a if s not in only_a]
+        )
     diff = difflib.unified_diff(a, b, "source", "target", lineterm="", n=0)
     return [ln for ln in diff if not ln.startswith(("---", "+++", "@@"))]

@@ -349,10 +349,20 @@ def _same(kind: str, attr: str, src: Any, tgt: Any) -> bool:
     return False
 
 
-def _show(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value)
-    text = " ".join(text.split())
+def _short(text: str) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _show(src: Any, tgt: Any) -> str:
+    """'source -> target', long texts cut to where they start to differ."""
+    a, b = (v if isinstance(v, str) else json.dumps(v) for v in (src, tgt))
+    a, b = " ".join(a.split()), " ".join(b.split())
+    common = next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
+    if common > 20:
+        a, b = "..." + a[common - 10 :], "..." + b[common - 10 :]
+    return f"{_short(a)} -> {_short(b)}"
 
 
 def _show_acl(src: Any, tgt: Any) -> str:
@@ -372,7 +382,7 @@ def differing(kind: str, src: Attrs, tgt: Attrs) -> list[str]:
         if attr == "acl":
             out.append(f"acl: {_show_acl(a, b)}")
         else:
-            out.append(f"{attr}: {_show(a)} -> {_show(b)}")
+            out.append(f"{attr}: {_show(a, b)}")
     return out
 
 
