@@ -5,9 +5,11 @@ database (tests/migrate/realistic.py), also against `pg_dump --schema-only`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 
+import psycopg
 import pytest
 from click.testing import Result
 
@@ -231,6 +233,19 @@ def test_unfinished_run_exits_2(pgserver: LocalServer, run_cli: Run) -> None:
         assert res.stdout == ""
         assert res.stderr.startswith("error: verify could not finish: cannot connect to ")
         assert len(res.stderr.splitlines()) == 1
+        # a query failing half-way: a table this role may not read
+        rows(src, "CREATE TABLE secret (x int)")
+        with contextlib.suppress(psycopg.errors.DuplicateObject):  # an earlier run made it
+            rows(pgserver.conninfo(), "CREATE ROLE rl_nosy LOGIN")
+        dbname = psycopg.conninfo.conninfo_to_dict(src)["dbname"]
+        nosy = pgserver.conninfo(str(dbname), user="rl_nosy")
+        res = run_cli("verify", "--source", nosy, "--target", src)
+        assert res.exit_code == 2
+        assert res.stderr == (
+            "error: verify could not finish: source: permission denied for table secret;"
+            " run verify as a role that can read every compared table and large object"
+            " (the owner, or a superuser), or leave the table out with --exclude\n"
+        )
     finally:
         drop_database(pgserver, src)
 

@@ -57,6 +57,10 @@ POPULATED = (
 )
 NOT_POPULATED = "(not populated)"
 _HINT = "check that both servers are up and reachable, then run verify again"
+_PRIVILEGE_HINT = (
+    "run verify as a role that can read every compared table and large object"
+    " (the owner, or a superuser), or leave the table out with --exclude"
+)
 
 
 @dataclass(frozen=True)
@@ -214,17 +218,23 @@ def verify(cfg: VerifyConfig) -> VerifyResult:
         raise UsageError("--data-only and --schema-only exclude each other", hint="pick one")
     try:
         return _verify(cfg)
-    except UsageError:
+    except (UsageError, VerifyIncomplete):
         raise
     except PgferryError as e:
         raise VerifyIncomplete(
             f"verify could not finish: {e.what}", hint=e.hint or _HINT, sqlstate=e.sqlstate
         ) from e
     except psycopg.Error as e:
-        what = e.diag.message_primary or str(e)
-        raise VerifyIncomplete(
-            f"verify could not finish: {what}", hint=_HINT, sqlstate=e.sqlstate
-        ) from e
+        raise _incomplete(e, None) from e
+
+
+def _incomplete(e: psycopg.Error, side: str | None) -> VerifyIncomplete:
+    where = f"{side}: " if side else ""
+    hint = _PRIVILEGE_HINT if e.sqlstate == "42501" else _HINT
+    what = e.diag.message_primary or str(e)
+    return VerifyIncomplete(
+        f"verify could not finish: {where}{what}", hint=hint, sqlstate=e.sqlstate
+    )
 
 
 def _verify(cfg: VerifyConfig) -> VerifyResult:
@@ -245,9 +255,15 @@ def _verify(cfg: VerifyConfig) -> VerifyResult:
             setattr(local, attr, c)
         return c
 
+    def plan(side: str) -> tuple[dict[DataKey, Target], Scope]:
+        try:
+            return _plan(conn_for(side), cfg)
+        except psycopg.Error as e:
+            raise _incomplete(e, side) from e
+
     try:
-        src_objs, src_scope = _plan(conn_for("source"), cfg)
-        tgt_objs, tgt_scope = _plan(conn_for("target"), cfg)
+        src_objs, src_scope = plan("source")
+        tgt_objs, tgt_scope = plan("target")
         checks: dict[DataKey, Check] = {}
         if cfg.data:
             keys = sorted(set(src_objs) | set(tgt_objs))
@@ -257,7 +273,12 @@ def _verify(cfg: VerifyConfig) -> VerifyResult:
         schema_conns: dict[str, psycopg.Connection[Any]] = {}
 
         def one(job: tuple[str, DataKey | None]) -> None:
-            side, key = job
+            try:
+                compare(*job)
+            except psycopg.Error as e:
+                raise _incomplete(e, job[0]) from e
+
+        def compare(side: str, key: DataKey | None) -> None:
             if key is None:
                 conn = schema_conns[side] = conn_for(side, SCHEMA_SESSION)
                 schema[side] = read_schema(conn, src_scope if side == "source" else tgt_scope)
