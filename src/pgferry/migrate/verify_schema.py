@@ -125,7 +125,10 @@ SELECT 'constraint', n.nspname, coalesce(c.relname, ''),
        jsonb_build_object(
          'definition', pg_get_constraintdef(co.oid), 'validated', co.convalidated,
          'deferrable', co.condeferrable, 'deferred', co.condeferred,
-         'comment', obj_description(co.oid, 'pg_constraint'))
+         'comment', obj_description(co.oid, 'pg_constraint'),
+         '_references', (SELECT jsonb_build_array(fn.nspname, f.relname) FROM pg_class f
+                           JOIN pg_namespace fn ON fn.oid = f.relnamespace
+                          WHERE f.oid = co.confrelid))
   FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace
   LEFT JOIN pg_class c ON c.oid = co.conrelid
  WHERE co.contype <> 'n' AND {_SKIP_NS}
@@ -314,8 +317,14 @@ def read_schema(conn: psycopg.Connection[Any], scope: Scope) -> dict[Key, Attrs]
     out: dict[Key, Attrs] = {}
     for query in queries:
         for kind, schema, rel, name, attrs in conn.execute(query):
-            if scope.relations is not None and rel and (schema, rel) not in scope.relations:
-                continue
+            refs = attrs.pop("_references", None)
+            if scope.relations is not None:
+                keep = (schema, rel) in scope.relations if rel else scope.database_wide
+                if not keep:
+                    continue
+                # a foreign key to a table left out cannot be carried (clone skips it)
+                if refs and tuple(refs) not in scope.relations:
+                    continue
             if kind == "default privileges" and not scope.acl:
                 continue
             if not scope.owners:
