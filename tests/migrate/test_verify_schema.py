@@ -308,18 +308,26 @@ def test_major_version_differences_are_not_differences(
         drop_database(new, dst)
 
 
-CLONE_DEFECTS = (
-    "clone drops the rows of zero-column tables (issue 8.8): "
-    "'table Sales Ops.nothing' row count 3 vs 0"
+# Defects of clone/snapshot (issue 8) these tests still find; the other
+# helpers' fixes make them pass, and strict xfail then says to drop the mark.
+ZERO_COLUMNS = "zero-column tables lose their rows (8.8): table Sales Ops.nothing 3 rows vs 0"
+LO_METADATA_18 = (
+    "on 18, large object 77001 loses its owner, grant and comment: pg_dump 17+ puts"
+    " BLOB METADATA outside pre-data, and clone/restore do not carry it"
+)
+POST_DATA_18 = (
+    'on 18, --table/--exclude fails in post-data: relation "Sales Ops.bookings" does not'
+    ' exist (TOC lines of the table owned by "rl Web User" misparsed, 8.3)'
 )
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=CLONE_DEFECTS)
+@pytest.mark.xfail(strict=True, reason=ZERO_COLUMNS)
 @pytest.mark.parametrize("to", ["15", "18"])
 def test_clone_of_realistic_is_identical(
     cross_servers: tuple[LocalServer, LocalServer], run_cli: Run, to: str
 ) -> None:
+    """15 -> 15 and 15 -> 18 with the clone command: verify and pg_dump agree."""
     old, new = cross_servers
     create_roles(old)
     target_server = old if to == "15" else new
@@ -335,3 +343,52 @@ def test_clone_of_realistic_is_identical(
     finally:
         drop_database(old, src)
         drop_database(target_server, dst)
+
+
+KNOWN = {
+    ("15", "clone"): [ZERO_COLUMNS],
+    ("18", "clone"): [ZERO_COLUMNS, LO_METADATA_18],
+    ("15", "snapshot"): [ZERO_COLUMNS],
+    ("18", "snapshot"): [ZERO_COLUMNS, LO_METADATA_18],
+    ("18", "table"): [POST_DATA_18],
+    ("15", "exclude"): [ZERO_COLUMNS],
+    ("18", "exclude"): [POST_DATA_18, ZERO_COLUMNS],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["clone", "snapshot", "table", "exclude"])
+def test_other_paths_of_realistic(
+    pgserver: LocalServer, run_cli: Run, path: str, request: pytest.FixtureRequest
+) -> None:
+    """Same-version clone, snapshot round trip and selections, on each server."""
+    known = KNOWN.get((version_of(pgserver), path))
+    if known:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="; ".join(known)))
+    create_roles(pgserver)
+    src, dst = new_database(pgserver, "p"), new_database(pgserver, "p")
+    pick = {
+        "clone": [],
+        "snapshot": [],
+        "table": ["--table", "Sales Ops.Cust.omers", "--table", "Sales Ops.measurements"],
+        "exclude": ["--exclude", "Sales Ops.cache", "--exclude", "Sales Ops.bookings"],
+    }[path]
+    try:
+        build_realistic(src)
+        if path == "snapshot":
+            bucket = request.getfixturevalue("bucket")
+            request.getfixturevalue("s3env")
+            uri = f"s3://{bucket}/realistic"
+            res = run_cli("snapshot", "create", "--source", src, uri, "-q")
+            assert res.exit_code == 0, res.output
+            res = run_cli("snapshot", "restore", uri, "--target", dst, "-q")
+        else:
+            res = run_cli("clone", "--source", src, "--target", dst, "-q", *pick)
+        assert res.exit_code == 0, res.output
+        res = run_cli("verify", "--source", src, "--target", dst, *pick)
+        assert res.exit_code == 0, res.output
+        if not pick:
+            assert schema_dump_diff(src, dst) == []
+    finally:
+        drop_database(pgserver, src)
+        drop_database(pgserver, dst)

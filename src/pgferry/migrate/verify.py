@@ -46,11 +46,20 @@ SUMMARY = (
     "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text"
     " FROM ONLY {} AS t"
 )
-VIEWS = (
-    "SELECT n.nspname, c.relname, c.relkind FROM pg_class c"
-    " JOIN pg_namespace n ON n.oid = c.relnamespace"
-    " WHERE c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
-)
+# views and materialized views, with the relations their queries read
+VIEWS = """
+SELECT n.nspname, c.relname, c.relkind,
+       ARRAY(SELECT DISTINCT jsonb_build_array(rn.nspname, rc.relname)
+               FROM pg_rewrite r
+               JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> c.oid
+               JOIN pg_class rc ON rc.oid = d.refobjid
+               JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+              WHERE r.ev_class = c.oid
+                AND rn.nspname NOT IN ('pg_catalog', 'information_schema'))
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+"""
 POPULATED = (
     "SELECT c.relispopulated FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
     " WHERE n.nspname = %s AND c.relname = %s"
@@ -149,11 +158,19 @@ def _plan(conn: psycopg.Connection[Any], cfg: VerifyConfig) -> tuple[dict[DataKe
     sel = catalog.select_tables(conn, list(cfg.tables), list(cfg.exclude))
     data = {("table", t.qualified): (t.schema, t.name) for t in sel.leaves}
     relations = {(t.schema, t.name) for t in sel.tables}
-    for schema, name, relkind in conn.execute(VIEWS):
-        if _matches(schema, name, cfg):
-            relations.add((schema, name))
-            if relkind == "m":
-                data[("materialized view", f"{schema}.{name}")] = (schema, name)
+    views = {
+        (schema, name): (relkind, {tuple(d) for d in deps})
+        for schema, name, relkind, deps in conn.execute(VIEWS)
+        if _matches(schema, name, cfg)
+    }
+    # a view over a table left out cannot be carried: neither can views over it
+    while drop := [v for v, (_, deps) in views.items() if not deps <= relations | set(views)]:
+        for v in drop:
+            del views[v]
+    for (schema, name), (relkind, _deps) in views.items():
+        relations.add((schema, name))
+        if relkind == "m":
+            data[("materialized view", f"{schema}.{name}")] = (schema, name)
     tables = None if sel.everything else sel.tables
     for schema, name, _last, _called in catalog.sequences(conn, tables, not sel.picked):
         data[("sequence", f"{schema}.{name}")] = (schema, name)

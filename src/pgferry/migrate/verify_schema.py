@@ -254,10 +254,13 @@ SELECT 'publication', '', '', p.pubname,
          'owner', pg_get_userbyid(p.pubowner), 'all tables', p.puballtables,
          'insert', p.pubinsert, 'update', p.pubupdate, 'delete', p.pubdelete,
          'truncate', p.pubtruncate, 'via root', p.pubviaroot,
-         'tables', (SELECT string_agg(r.prrelid::regclass::text
-                      || coalesce(' WHERE ' || pg_get_expr(r.prqual, r.prrelid), '')
-                      || coalesce(' (' || r.prattrs::text || ')', ''), ', ' ORDER BY 1)
-                      FROM pg_publication_rel r WHERE r.prpubid = p.oid),
+         '_tables', (SELECT jsonb_agg(jsonb_build_array(n.nspname, c.relname,
+                        r.prrelid::regclass::text
+                        || coalesce(' WHERE ' || pg_get_expr(r.prqual, r.prrelid), '')
+                        || coalesce(' (' || r.prattrs::text || ')', '')))
+                       FROM pg_publication_rel r JOIN pg_class c ON c.oid = r.prrelid
+                       JOIN pg_namespace n ON n.oid = c.relnamespace
+                      WHERE r.prpubid = p.oid),
          'schemas', (SELECT string_agg(s.pnnspid::regnamespace::text, ', ' ORDER BY 1)
                        FROM pg_publication_namespace s WHERE s.pnpubid = p.oid),
          'comment', obj_description(p.oid, 'pg_publication'))
@@ -318,6 +321,19 @@ def read_schema(conn: psycopg.Connection[Any], scope: Scope) -> dict[Key, Attrs]
     for query in queries:
         for kind, schema, rel, name, attrs in conn.execute(query):
             refs = attrs.pop("_references", None)
+            if "_tables" in attrs:
+                # a publication's tables left out of the selection are not carried
+                members = attrs.pop("_tables") or []
+                attrs["tables"] = (
+                    ", ".join(
+                        sorted(
+                            text
+                            for schema_, rel_, text in members
+                            if scope.relations is None or (schema_, rel_) in scope.relations
+                        )
+                    )
+                    or None
+                )
             if scope.relations is not None:
                 keep = (schema, rel) in scope.relations if rel else scope.database_wide
                 if not keep:
