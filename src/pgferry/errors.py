@@ -287,3 +287,13 @@ class NotASnapshot(StoreError):
 
 class SelectionNotRestorable(UsageError):
     """A --table/--exclude selection keeps objects that need ones left out."""
+
+
+# --- verify ---
+
+
+class VerifyIncomplete(MigrateError):
+    """verify could not finish (a server went away, a query failed): nothing
+    was decided, which exit code 2 keeps apart from 1, "differences found"."""
+
+    exit_code = 2

@@ -209,6 +209,10 @@ def print_verify(result: VerifyResult, as_json: bool) -> None:
 @click.option("--table", "tables", multiple=True, metavar="PATTERN", help="Only these tables.")
 @click.option("--exclude", multiple=True, metavar="PATTERN", help="Skip these tables.")
 @click.option("--jobs", "-j", default=4, show_default=True, help="Parallel connections.")
+@click.option("--data-only", is_flag=True, help="Compare rows only, not the schema.")
+@click.option("--schema-only", is_flag=True, help="Compare the schema only, not rows.")
+@click.option("--no-owner", is_flag=True, help="Do not compare owners.")
+@click.option("--no-acl", is_flag=True, help="Do not compare grants and default privileges.")
 @json_option
 def verify_cmd(
     source: str,
@@ -216,10 +220,25 @@ def verify_cmd(
     tables: tuple[str, ...],
     exclude: tuple[str, ...],
     jobs: int,
+    data_only: bool,
+    schema_only: bool,
+    no_owner: bool,
+    no_acl: bool,
     as_json: bool,
 ) -> None:
-    """Compare row counts and content checksums; exit 1 when anything differs."""
-    cfg = VerifyConfig(source, resolve_target(target).conninfo, tables, exclude, jobs)
+    """Compare rows and schema objects; exit 1 when anything differs, 2 when
+    the comparison could not finish."""
+    cfg = VerifyConfig(
+        source,
+        resolve_target(target).conninfo,
+        tables,
+        exclude,
+        jobs,
+        data=not schema_only,
+        schema=not data_only,
+        owners=not no_owner,
+        acl=not no_acl,
+    )
     result = verify(cfg)
     print_verify(result, as_json)
     if not result.ok:

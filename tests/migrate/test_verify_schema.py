@@ -1,0 +1,394 @@
+"""verify compares the schema object by object: every kind of difference is
+reported, differences between major versions that change nothing are not,
+and a comparison that cannot finish exits 2.  Checked on the realistic
+database (tests/migrate/realistic.py), also against `pg_dump --schema-only`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+from click.testing import Result
+
+from pgferry.embedded import LocalServer
+from tests.migrate.conftest import drop_database, new_database, rows, version_of
+from tests.migrate.realistic import build_realistic, create_roles, schema_dump_diff
+
+Run = Callable[..., Result]
+Pair = tuple[str, str]
+OBJECTS = 143  # what verify counts in the realistic database
+
+# one of each kind of change, all on the target
+CHANGES = """
+ALTER TABLE "Sales Ops".cache DISABLE TRIGGER t_origin;
+DROP INDEX "Sales Ops".cust_doc;
+ALTER TABLE "Sales Ops".bookings DROP CONSTRAINT bookings_customer_fkey;
+ALTER TABLE "Sales Ops".cache DROP CONSTRAINT cache_pkey;
+DROP POLICY writers ON "Sales Ops"."Cust.omers";
+REVOKE SELECT ON "Sales Ops"."Cust.omers" FROM rl_reporting;
+REVOKE UPDATE ("Full Name") ON "Sales Ops"."Cust.omers" FROM "rl Web User";
+ALTER DEFAULT PRIVILEGES IN SCHEMA "Sales Ops" REVOKE SELECT ON TABLES FROM rl_reporting;
+UPDATE pg_index SET indisvalid = false WHERE indexrelid = '"Sales Ops"."name trgm"'::regclass;
+ALTER LARGE OBJECT 77002 OWNER TO rl_writer;
+COMMENT ON LARGE OBJECT 77001 IS 'changed';
+DROP MATERIALIZED VIEW "Sales Ops".pending;
+CREATE MATERIALIZED VIEW "Sales Ops".pending AS
+    SELECT city, min(temp) AS hottest FROM "Sales Ops".measurements GROUP BY city WITH NO DATA;
+SELECT setval('"Sales Ops".ticket_no', 4243, false);
+REFRESH MATERIALIZED VIEW "Sales Ops".rooms WITH NO DATA;
+ALTER TABLE "Sales Ops"."Cust.omers" NO FORCE ROW LEVEL SECURITY;
+DROP RULE "no negative" ON "Sales Ops".vehicle;
+ALTER TABLE "Sales Ops".bookings OWNER TO rl_writer;
+ALTER TABLE "Sales Ops"."Cust.omers" ALTER CONSTRAINT "Cust.omers_referrer_fkey" NOT DEFERRABLE;
+ALTER PUBLICATION "sales pub" DROP TABLE "Sales Ops".bookings;
+ALTER TABLE "Ünï ""q"" s.ch"."Tâble ""x"".y" ALTER COLUMN "Çol" TYPE bigint;
+ALTER TABLE "Sales Ops"."Cust.omers" ALTER COLUMN mood SET DEFAULT 'happy';
+COMMENT ON COLUMN "Sales Ops"."Cust.omers"."Full Name" IS NULL;
+ALTER EVENT TRIGGER "ddl note" ENABLE;
+"""
+
+
+def expected(version: str) -> list[tuple[tuple[str, str], str]]:
+    # PostgreSQL 18 deparses a one-table view without column qualification
+    pending = (
+        "...ts.city, max(measurements.temp) AS... -> ...ts.city, min(measurements.temp) AS..."
+        if version == "15"
+        else "SELECT city, max(temp) AS hottest FRO... -> SELECT city, min(temp) AS hottest FRO..."
+    )
+    return [
+        (("materialized view", "Sales Ops.rooms"), "not populated on target"),
+        (("sequence", "Sales Ops.ticket_no"), "content differs"),
+        (
+            ("column", "Sales Ops.Cust.omers.Full Name"),
+            "differs: acl: -rl Web User=UPDATE by (owner); comment: as typed -> null",
+        ),
+        (
+            ("column", "Sales Ops.Cust.omers.mood"),
+            "differs: default: 'ok'::\"Sales Ops\".mood -> 'happy'::\"Sales Ops\".mood",
+        ),
+        (("column", 'Ünï "q" s.ch.Tâble "x".y.Çol'), "differs: type: integer -> bigint"),
+        (
+            ("constraint", "Sales Ops.Cust.omers.Cust.omers_referrer_fkey"),
+            "differs: deferrable: true -> false; deferred: true -> false;"
+            ' definition: ...omers"(id) DEFERRABLE INITIALLY DE... -> ...omers"(id)',
+        ),
+        (("constraint", "Sales Ops.bookings.bookings_customer_fkey"), "missing on target"),
+        (("constraint", "Sales Ops.cache.cache_pkey"), "missing on target"),
+        (("default privileges", "Sales Ops.for postgres on tables"), "missing on target"),
+        (("event trigger", "ddl note"), "differs: enabled: D -> O"),
+        (("index", "Sales Ops.cust_doc"), "missing on target"),
+        (("index", "Sales Ops.name trgm"), "differs: valid: true -> false"),
+        (("index", "Sales Ops.cache_pkey"), "missing on target"),
+        (("large object", "77001"), "differs: comment: blob comment -> changed"),
+        (("large object", "77002"), "differs: owner: postgres -> rl_writer"),
+        (
+            ("materialized view", "Sales Ops.pending"),
+            f"differs: acl: -rl_reporting=SELECT by (owner); definition: {pending}",
+        ),
+        (("materialized view", "Sales Ops.rooms"), "differs: populated: true -> false"),
+        (("policy", "Sales Ops.Cust.omers.writers"), "missing on target"),
+        (
+            ("publication", "sales pub"),
+            'differs: tables: ...ust.omers", "Sales Ops".bookings -> ...ust.omers"',
+        ),
+        (("rule", "Sales Ops.vehicle.no negative"), "missing on target"),
+        (
+            ("sequence definition", "Sales Ops.bookings_id_seq"),
+            "differs: owner: rl Web User -> rl_writer",
+        ),
+        (
+            ("table", "Sales Ops.Cust.omers"),
+            "differs: acl: -rl_reporting=SELECT by (owner); force row security: true -> false",
+        ),
+        (("table", "Sales Ops.bookings"), "differs: owner: rl Web User -> rl_writer"),
+        (("trigger", "Sales Ops.cache.t_origin"), "differs: enabled: O -> D"),
+    ]
+
+
+def differences(res: Result) -> dict[tuple[str, str], list[str]]:
+    """(kind, name) -> statuses of what differs (a materialized view has a data
+    check and a schema check under one name)."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for c in json.loads(res.stdout)["checks"]:
+        if c["status"] != "ok":
+            out.setdefault((c["kind"], c["name"]), []).append(c["status"])
+    return out
+
+
+def flat(exp: list[tuple[tuple[str, str], str]]) -> dict[tuple[str, str], list[str]]:
+    out: dict[tuple[str, str], list[str]] = {}
+    for k, v in exp:
+        out.setdefault(k, []).append(v)
+    return out
+
+
+@pytest.fixture(scope="module")
+def changed_pair(pgserver: LocalServer) -> Iterator[Pair]:
+    """The realistic database twice on one server, the second one with CHANGES."""
+    create_roles(pgserver)
+    src, dst = new_database(pgserver, "vs"), new_database(pgserver, "vt")
+    build_realistic(src)
+    build_realistic(dst)
+    rows(dst, CHANGES)
+    yield src, dst
+    drop_database(pgserver, src)
+    drop_database(pgserver, dst)
+
+
+def test_same_database_twice_is_identical(pgserver: LocalServer, run_cli: Run) -> None:
+    create_roles(pgserver)
+    src, dst = new_database(pgserver, "vs"), new_database(pgserver, "vt")
+    try:
+        build_realistic(src)
+        build_realistic(dst)
+        res = run_cli("verify", "--source", src, "--target", dst)
+        # a materialized view WITH NO DATA on both sides: compared, no crash
+        assert (res.exit_code, res.stdout) == (0, f"ok: {OBJECTS} objects identical\n")
+        assert schema_dump_diff(src, dst) == []
+    finally:
+        drop_database(pgserver, src)
+        drop_database(pgserver, dst)
+
+
+def test_every_kind_of_difference_is_detected(
+    changed_pair: Pair, pgserver: LocalServer, run_cli: Run
+) -> None:
+    src, dst = changed_pair
+    res = run_cli("verify", "--source", src, "--target", dst, "--json")
+    assert res.exit_code == 1
+    exp = expected(version_of(pgserver))
+    assert differences(res) == flat(exp)
+    # the table shows the same, one line per object
+    res = run_cli("verify", "--source", src, "--target", dst)
+    assert res.exit_code == 1
+    lines = res.stdout.splitlines()
+    assert lines[-1] == f"{len(exp)} of {OBJECTS} objects differ"
+    assert lines[4] == "column Sales Ops.Cust.omers.mood".ljust(44) + "-".rjust(12) * 2 + (
+        "  differs: default: 'ok'::\"Sales Ops\".mood -> 'happy'::\"Sales Ops\".mood"
+    )
+    # the independent check sees the schema changes too
+    diff = schema_dump_diff(src, dst)
+    assert '+ALTER TABLE "Sales Ops".cache DISABLE TRIGGER t_origin' in diff
+    assert '-ALTER EVENT TRIGGER "ddl note" DISABLE' in diff
+
+
+def test_options_restrict_what_is_compared(changed_pair: Pair, run_cli: Run) -> None:
+    src, dst = changed_pair
+    base = ["verify", "--source", src, "--target", dst, "--json"]
+    data = differences(run_cli(*base, "--data-only"))
+    assert data == {
+        ("materialized view", "Sales Ops.rooms"): ["not populated on target"],
+        ("sequence", "Sales Ops.ticket_no"): ["content differs"],
+    }
+    schema = differences(run_cli(*base, "--schema-only"))
+    assert ("sequence", "Sales Ops.ticket_no") not in schema
+    assert schema[("materialized view", "Sales Ops.rooms")] == ["differs: populated: true -> false"]
+    # as after a clone with --no-owner --no-acl: owners and grants are not compared
+    loose = differences(run_cli(*base, "--schema-only", "--no-owner", "--no-acl"))
+    assert set(schema) - set(loose) == {
+        ("default privileges", "Sales Ops.for postgres on tables"),
+        ("large object", "77002"),
+        ("sequence definition", "Sales Ops.bookings_id_seq"),
+        ("table", "Sales Ops.bookings"),
+    }
+    assert loose[("table", "Sales Ops.Cust.omers")] == [
+        "differs: force row security: true -> false"
+    ]
+    assert loose[("column", "Sales Ops.Cust.omers.Full Name")] == [
+        "differs: comment: as typed -> null"
+    ]
+    # --table: that table's objects only, nothing database-wide
+    one = differences(run_cli(*base, "--table", "Sales Ops.cache"))
+    assert one == {
+        ("constraint", "Sales Ops.cache.cache_pkey"): ["missing on target"],
+        ("index", "Sales Ops.cache_pkey"): ["missing on target"],
+        ("trigger", "Sales Ops.cache.t_origin"): ["differs: enabled: O -> D"],
+    }
+    # its foreign key to a table left out is not compared: clone cannot carry it
+    one = differences(run_cli(*base, "--table", "Sales Ops.bookings"))
+    assert one == {
+        ("table", "Sales Ops.bookings"): ["differs: owner: rl Web User -> rl_writer"],
+        ("sequence definition", "Sales Ops.bookings_id_seq"): [
+            "differs: owner: rl Web User -> rl_writer"
+        ],
+    }
+    res = run_cli("verify", "--source", src, "--target", dst, "--data-only", "--schema-only")
+    assert res.exit_code == 2
+    assert res.stderr == "error: --data-only and --schema-only exclude each other; pick one\n"
+
+
+def test_unpopulated_materialized_view_is_compared(pgserver: LocalServer, run_cli: Run) -> None:
+    """Stock pagila has a materialized view WITH NO DATA: verify used to crash."""
+    src, dst = new_database(pgserver, "vs"), new_database(pgserver, "vt")
+    try:
+        for url in (src, dst):
+            rows(url, "CREATE MATERIALIZED VIEW mv AS SELECT 1 AS one WITH NO DATA")
+        res = run_cli("verify", "--source", src, "--target", dst)
+        assert (res.exit_code, res.stdout) == (0, "ok: 6 objects identical\n")
+        rows(dst, "REFRESH MATERIALIZED VIEW mv")
+        res = run_cli("verify", "--source", src, "--target", dst)
+        assert res.exit_code == 1
+        assert res.stdout.splitlines()[1:] == [
+            "materialized view public.mv".ljust(44) + f"{0:>12}{1:>12}  not populated on source",
+            "materialized view public.mv".ljust(44)
+            + "-".rjust(12) * 2
+            + "  differs: populated: false -> true",
+            "2 of 6 objects differ",
+        ]
+    finally:
+        drop_database(pgserver, src)
+        drop_database(pgserver, dst)
+
+
+def test_unfinished_run_exits_2(pgserver: LocalServer, run_cli: Run) -> None:
+    src = new_database(pgserver, "vs")
+    gone = new_database(pgserver, "vt")
+    drop_database(pgserver, gone)
+    try:
+        res = run_cli("verify", "--source", src, "--target", gone)
+        assert res.exit_code == 2
+        assert res.stdout == ""
+        assert res.stderr.startswith("error: verify could not finish: cannot connect to ")
+        assert len(res.stderr.splitlines()) == 1
+        # a query failing half-way: a table this role may not read
+        rows(src, "CREATE TABLE secret (x int)")
+        with contextlib.suppress(psycopg.errors.DuplicateObject):  # an earlier run made it
+            rows(pgserver.conninfo(), "CREATE ROLE rl_nosy LOGIN")
+        dbname = psycopg.conninfo.conninfo_to_dict(src)["dbname"]
+        nosy = pgserver.conninfo(str(dbname), user="rl_nosy")
+        res = run_cli("verify", "--source", nosy, "--target", src)
+        assert res.exit_code == 2
+        assert res.stderr == (
+            "error: verify could not finish: source: permission denied for table secret;"
+            " run verify as a role that can read every compared table and large object"
+            " (the owner, or a superuser), or leave the table out with --exclude\n"
+        )
+    finally:
+        drop_database(pgserver, src)
+
+
+@pytest.mark.slow
+def test_major_version_differences_are_not_differences(
+    cross_servers: tuple[LocalServer, LocalServer], run_cli: Run
+) -> None:
+    """The same database built on 15 and on 18 (views deparse differently,
+    owners have MAINTAIN on 18, extensions are newer there): identical."""
+    old, new = cross_servers
+    create_roles(old)
+    create_roles(new)
+    src, dst = new_database(old, "v"), new_database(new, "v")
+    try:
+        build_realistic(src)
+        build_realistic(dst)
+        assert rows(dst, "SELECT extversion FROM pg_extension WHERE extname = 'citext'") != rows(
+            src, "SELECT extversion FROM pg_extension WHERE extname = 'citext'"
+        )
+        res = run_cli("verify", "--source", src, "--target", dst)
+        assert (res.exit_code, res.stdout) == (0, f"ok: {OBJECTS} objects identical\n")
+        assert schema_dump_diff(src, dst) == []
+        # a real difference still shows through the normalisation
+        rows(
+            dst,
+            'CREATE OR REPLACE VIEW "Sales Ops".booking_view AS'
+            " SELECT b.id, c.email, b.room, upper(b.during) AS until"
+            ' FROM "Sales Ops".bookings b JOIN "Sales Ops"."Cust.omers" c ON c.id = b.customer'
+            " WHERE b.room > 1",
+        )
+        res = run_cli("verify", "--source", src, "--target", dst, "--schema-only")
+        assert res.exit_code == 1
+        assert res.stdout.splitlines()[1].startswith(
+            "view Sales Ops.booking_view".ljust(44) + "-".rjust(12) * 2 + "  differs: definition: "
+        )
+        assert len(schema_dump_diff(src, dst)) == 2
+    finally:
+        drop_database(old, src)
+        drop_database(new, dst)
+
+
+# Defects of clone/snapshot (issue 8) these tests still find; the other
+# helpers' fixes make them pass, and strict xfail then says to drop the mark.
+ZERO_COLUMNS = "zero-column tables lose their rows (8.8): table Sales Ops.nothing 3 rows vs 0"
+LO_METADATA_18 = (
+    "on 18, large object 77001 loses its owner, grant and comment: pg_dump 17+ puts"
+    " BLOB METADATA outside pre-data, and clone/restore do not carry it"
+)
+POST_DATA_18 = (
+    'on 18, --table/--exclude fails in post-data: relation "Sales Ops.bookings" does not'
+    ' exist (TOC lines of the table owned by "rl Web User" misparsed, 8.3)'
+)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=ZERO_COLUMNS)
+@pytest.mark.parametrize("to", ["15", "18"])
+def test_clone_of_realistic_is_identical(
+    cross_servers: tuple[LocalServer, LocalServer], run_cli: Run, to: str
+) -> None:
+    """15 -> 15 and 15 -> 18 with the clone command: verify and pg_dump agree."""
+    old, new = cross_servers
+    create_roles(old)
+    target_server = old if to == "15" else new
+    create_roles(target_server)
+    src, dst = new_database(old, "c"), new_database(target_server, "c")
+    try:
+        build_realistic(src)
+        res = run_cli("clone", "--source", src, "--target", dst, "-q", "--jobs", "2")
+        assert res.exit_code == 0, res.output
+        assert schema_dump_diff(src, dst) == []
+        res = run_cli("verify", "--source", src, "--target", dst)
+        assert (res.exit_code, res.stdout) == (0, f"ok: {OBJECTS} objects identical\n")
+    finally:
+        drop_database(old, src)
+        drop_database(target_server, dst)
+
+
+KNOWN = {
+    ("15", "clone"): [ZERO_COLUMNS],
+    ("18", "clone"): [ZERO_COLUMNS, LO_METADATA_18],
+    ("15", "snapshot"): [ZERO_COLUMNS],
+    ("18", "snapshot"): [ZERO_COLUMNS, LO_METADATA_18],
+    ("18", "table"): [POST_DATA_18],
+    ("15", "exclude"): [ZERO_COLUMNS],
+    ("18", "exclude"): [POST_DATA_18, ZERO_COLUMNS],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["clone", "snapshot", "table", "exclude"])
+def test_other_paths_of_realistic(
+    pgserver: LocalServer, run_cli: Run, path: str, request: pytest.FixtureRequest
+) -> None:
+    """Same-version clone, snapshot round trip and selections, on each server."""
+    known = KNOWN.get((version_of(pgserver), path))
+    if known:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="; ".join(known)))
+    create_roles(pgserver)
+    src, dst = new_database(pgserver, "p"), new_database(pgserver, "p")
+    pick = {
+        "clone": [],
+        "snapshot": [],
+        "table": ["--table", "Sales Ops.Cust.omers", "--table", "Sales Ops.measurements"],
+        "exclude": ["--exclude", "Sales Ops.cache", "--exclude", "Sales Ops.bookings"],
+    }[path]
+    try:
+        build_realistic(src)
+        if path == "snapshot":
+            bucket = request.getfixturevalue("bucket")
+            request.getfixturevalue("s3env")
+            uri = f"s3://{bucket}/realistic"
+            res = run_cli("snapshot", "create", "--source", src, uri, "-q")
+            assert res.exit_code == 0, res.output
+            res = run_cli("snapshot", "restore", uri, "--target", dst, "-q")
+        else:
+            res = run_cli("clone", "--source", src, "--target", dst, "-q", *pick)
+        assert res.exit_code == 0, res.output
+        res = run_cli("verify", "--source", src, "--target", dst, *pick)
+        assert res.exit_code == 0, res.output
+        if not pick:
+            assert schema_dump_diff(src, dst) == []
+    finally:
+        drop_database(pgserver, src)
+        drop_database(pgserver, dst)
