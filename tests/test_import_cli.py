@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.test_cli import PGFERRY, cli_env, run
+PGFERRY = str(Path(sys.executable).parent / "pgferry")
 
-__all__ = ["cli_env"]  # the fixture, used by name below
+
+def run(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PGFERRY, *args], capture_output=True, text=True, env=env, input=stdin, timeout=120
+    )
+
+
+@pytest.fixture()
+def cli_env(s3: Any) -> dict[str, str]:
+    """The test S3 and nothing else from the AWS or libpq environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PG", "DATABASE_URL"))}
+    env.update(
+        s3.env(),
+        AWS_CONFIG_FILE="/nonexistent",
+        AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    return env
+
 
 BODY = b"id,name\n1,ann\n2,bo\n"
 
@@ -175,4 +198,27 @@ def test_mode_sample_rows_and_column_type_flags(conn, db, tmp_path: Path, cli_en
     assert (p.returncode, p.stderr) == (
         2,
         "error: --column-type 'code' is not NAME=TYPE; e.g. --column-type zip=text\n",
+    )
+
+
+def test_stdin_dash_on_a_terminal_is_refused(cli_env) -> None:
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        p = subprocess.run(
+            [PGFERRY, "import", "-", "--table", "t", "--target", "postgresql://127.0.0.1:1/x"],
+            stdin=follower,
+            capture_output=True,
+            text=True,
+            env=cli_env,
+            timeout=120,
+        )
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert p.returncode == 2
+    assert p.stderr.rstrip().endswith(
+        "Error: SOURCE - reads the data from stdin, which is a terminal here; "
+        "pipe the data in (... | pgferry import - --table T) or name a file"
     )

@@ -446,3 +446,27 @@ def test_inference_reads_fields_longer_than_the_csv_module_default(conn, db, tmp
     )
     assert r.created_table == 'CREATE TABLE "wide" ("id" bigint, "doc" text)'
     assert rows(conn, "SELECT length(doc) FROM wide") == [(200_000,)]
+
+
+def test_csv_name_into_an_existing_table_never_drops_a_data_row(
+    conn, db, tmp_path: Path, caplog
+) -> None:
+    """For an existing table the first line is a header only when it names
+    the table's columns: a line of plain words is data."""
+    conn.execute("CREATE TABLE people (name text, city text)")
+    f = tmp_path / "people.csv"
+    f.write_bytes(b"ann,paris\nbo,lyon\n")
+    r = imports.import_from_s3("people", str(f), target=db)
+    assert (r.rows, r.options) == (2, "(FORMAT csv)")
+    assert f"read {f} as CSV without a header line" in caplog.text
+    f.write_bytes(b"Name, City\nann,paris\n")
+    r = imports.import_from_s3("people", str(f), target=db)
+    assert (r.rows, r.options) == (1, "(FORMAT csv, HEADER true)")
+    f.write_bytes(b"city\nrome\n")
+    assert imports.import_from_s3("people", str(f), columns="city", target=db).rows == 1
+    assert rows(conn, "SELECT name, city FROM people ORDER BY city") == [
+        ("bo", "lyon"),
+        ("ann", "paris"),
+        ("ann", "paris"),
+        (None, "rome"),
+    ]

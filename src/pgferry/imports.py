@@ -247,7 +247,8 @@ def run_import(
                 # Excel's "CSV UTF-8" starts with one; COPY would keep it in the first value
                 head, stream = head[len(UTF8_BOM) :], _skip(stream, len(UTF8_BOM))
             if not spec.options.strip():
-                plan.options, note = _options_from_name(ref, head, plan.options)
+                known = None if plan.mode == "replace" else _column_names(conn, plan)
+                plan.options, note = _options_from_name(ref, head, plan.options, known)
             if not own and not conn.autocommit:
                 _join_implicit_transaction(conn)
             rows, skipped, ddl = _load(conn, stream, plan)
@@ -288,13 +289,30 @@ def _skip(stream: Iterator[bytes], n: int) -> Iterator[bytes]:
             yield chunk
 
 
+def _column_names(conn: psycopg.Connection[Any], plan: _Plan) -> list[str] | None:
+    """The columns the file fills (--columns, else the table's), None when the
+    table does not exist yet."""
+    if plan.columns:
+        return list(plan.columns)
+    name = table_ident(plan.table).as_string(conn)
+    with conn.transaction():  # ends here: the load's own transaction comes next
+        found = conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+            "AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            [name],
+        ).fetchall()
+    return [str(r[0]) for r in found] or None
+
+
 def _options_from_name(
-    ref: ObjectRef, head: bytes, options: CopyOptions
+    ref: ObjectRef, head: bytes, options: CopyOptions, known: list[str] | None
 ) -> tuple[CopyOptions, str | None]:
     """No --options: a `.csv` or `.tsv` name (compressed or not) means CSV
     (tab-delimited for .tsv), with a header when the first line looks like
-    one. Returns the options and, when they read the file differently from
-    COPY's default (text, tab-delimited), a note saying so."""
+    one: for an existing table, when it names the table's columns (a data
+    row is never dropped on a guess); for a table to create, when it holds
+    distinct non-empty names. Returns the options and, when they read the
+    file differently from COPY's default (text, tab-delimited), a note."""
     name = ref.key.lower()
     for suffix in _COMPRESSED_SUFFIXES:
         name = name.removesuffix(suffix)
@@ -306,7 +324,7 @@ def _options_from_name(
         kind, sep = "tab-separated CSV", b"\t"
     else:
         return options, None
-    header = infer.looks_like_header(head, CopyOptions(dict(values)))
+    header = infer.looks_like_header(head, CopyOptions(dict(values)), known)
     if header:
         values["header"] = True
     note = None

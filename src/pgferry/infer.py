@@ -288,15 +288,21 @@ def create_table_sql(table: tuple[str, ...], columns: Sequence[Column]) -> sql.C
     return sql.SQL("CREATE TABLE {} ({})").format(table_ident(table), body)
 
 
-def looks_like_header(sample: bytes, options: CopyOptions) -> bool:
-    """True when the first record reads as column names: every field
-    non-empty, distinct, and none a number, boolean or date."""
+def looks_like_header(
+    sample: bytes, options: CopyOptions, columns: Sequence[str] | None = None
+) -> bool:
+    """True when the first record reads as column names: with `columns`,
+    when every field is one of them (ignoring case and blanks); without,
+    when every field is non-empty, distinct, and no number, boolean or date."""
     rows = read_rows(decode_text(sample, options), options, complete=False)
     if not rows:
         rows = read_rows(decode_text(sample, options), options, complete=True)
     if not rows:
         return False
     first = [f.strip() for f in rows[0]]
+    if columns is not None:
+        names = {c.lower() for c in columns}
+        return bool(first) and all(f.lower() in names for f in first)
     if not all(first) or len(set(first)) != len(first):
         return False
     return all(type_of([f], "") == "text" for f in first)

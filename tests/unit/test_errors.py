@@ -166,3 +166,19 @@ def test_public_api() -> None:
     assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     for name in ("endpoint_url", "profile", "access_key", "secret_key", "session_token", "s3"):
         assert params[name].kind is inspect.Parameter.KEYWORD_ONLY, name
+
+
+def test_endpoint_without_scheme_in_the_aws_config(
+    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    config = tmp_path / "config"
+    config.write_text("[default]\nendpoint_url = 127.0.0.1:9\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    with pytest.raises(errors.UsageError) as err:
+        imports.import_from_s3("t", "s3://bkt/k.csv", target=db)
+    assert str(err.value) == (
+        "invalid S3 client settings: Invalid endpoint: 127.0.0.1:9; "
+        "check endpoint_url and region in the AWS config and environment"
+    )

@@ -106,12 +106,18 @@ def make_client(config: S3Config, region: str | None = None, *, pool: int = 16) 
         # custom endpoints (SeaweedFS, MinIO, R2) rarely do virtual hosts
         s3={"addressing_style": "path"} if endpoint or _env_endpoint(session) else {},
     )
-    return session.client(
-        "s3",
-        region_name=region or config.region or session.region_name or "us-east-1",
-        endpoint_url=endpoint,
-        config=botocfg,
-    )
+    try:
+        return session.client(
+            "s3",
+            region_name=region or config.region or session.region_name or "us-east-1",
+            endpoint_url=endpoint,
+            config=botocfg,
+        )
+    except ValueError as e:  # e.g. an endpoint_url in ~/.aws/config without a scheme
+        raise UsageError(
+            f"invalid S3 client settings: {e}",
+            hint="check endpoint_url and region in the AWS config and environment",
+        ) from None
 
 
 def check_config(config: S3Config) -> None:
