@@ -56,7 +56,12 @@ IMPORT_CASES: list[Any] = [
     ("bad content encoding", ["--content-encoding", "lz4"], {}),
     ("gzip flag on plain bytes", ["--content-encoding", "gzip"], {}),
     ("keys half given", ["--access-key", "AKIAX"], {}),
-    pytest.param("session token without keys", ["--session-token", "tok"], {}, id="token"),
+    pytest.param(
+        "session token without keys",
+        ["--session-token", "tok", "--source", "s3://{bucket}/k.csv"],
+        {"_exit": "2"},  # a usage mistake
+        id="token",
+    ),
     pytest.param(
         "endpoint without scheme",
         ["--endpoint-url", "127.0.0.1:9", "--source", "s3://{bucket}/k.csv"],
@@ -206,8 +211,12 @@ def _import_argv(args: list[str]) -> list[str]:
 def test_import(name: str, args: list[str], env: dict[str, str], ctx: dict[str, Any]) -> None:
     with psycopg.connect(ctx["db"], autocommit=True) as c:
         c.execute("CREATE TABLE t (id int, v text); INSERT INTO t VALUES (0, 'kept')")
+    env = dict(env)
+    expected = env.pop("_exit", None)
     p = run(_import_argv(args), ctx, env)
     assert_one_line_failure(p)
+    if expected:
+        assert p.returncode == int(expected), p.stderr
     with psycopg.connect(ctx["db"]) as c:
         assert c.execute("SELECT id, v FROM t").fetchall() == [(0, "kept")]
 

@@ -261,3 +261,14 @@ def test_login_refused(pgserver: LocalServer) -> None:
     assert not err.value.transient
     assert str(err.value).startswith(f"the server at {url} refused the login: ")
     assert 'role "nologin" is not permitted to log in' in str(err.value)
+
+
+def test_tls_required_by_client_only(pgserver: LocalServer) -> None:
+    url = pgserver.conninfo().replace("sslmode=disable", "sslmode=require")
+    with pytest.raises(errors.LoginRejected) as err:
+        connect(url)
+    assert not err.value.transient
+    assert str(err.value).endswith(
+        "server does not support SSL, but SSL was required; make sslmode in --target match "
+        "the server (require TLS only where the server offers it)"
+    )

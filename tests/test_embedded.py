@@ -150,3 +150,18 @@ def test_cli_lifecycle(tmp_path: Path) -> None:
         assert run("embedded", "start", env=env).stdout == url  # same port, same URL
     finally:
         run("embedded", "stop", env=env)
+
+
+def test_hand_edits_kept_unless_they_trust(server: LocalServer) -> None:
+    server.start()
+    hba = server.datadir / "pg_hba.conf"
+    extra = "host all all 127.0.0.2/32 scram-sha-256\n"
+    hba.write_text(hba.read_text() + extra)
+    server.stop()
+    server.start()
+    assert hba.read_text().endswith(extra)  # kept: it trusts no one
+    server.stop()
+    hba.write_text("host all all 127.0.0.1/32 trust\n" + hba.read_text())
+    server.start()
+    p = psql_as_nobody(server, _tcp(server))
+    assert p.returncode == 2 and "no password supplied" in p.stderr, p.stderr

@@ -209,9 +209,8 @@ _LOGIN = (
     "is not permitted to log in",
     "Peer authentication failed",
     "Ident authentication failed",
-    "server does not support SSL",
-    "SSL is not enabled",
 )
+_NO_SSL = ("server does not support SSL", "SSL is not enabled", "SSL off")
 
 
 def classify(e: psycopg.Error, where: str, *, option: str, side: str = "target") -> PgferryError:
@@ -244,6 +243,13 @@ def classify(e: psycopg.Error, where: str, *, option: str, side: str = "target")
         return DatabaseNotFound(
             f'{prefix}database "{name}" does not exist on the server at {where}',
             hint=f"create it first, or point {option} at an existing database",
+            sqlstate=state or None,
+        )
+    if any(s in text for s in _NO_SSL):
+        return LoginRejected(
+            f"{prefix}the server at {where} refused the connection: {reason}",
+            hint=f"make sslmode in {option} match the server "
+            "(require TLS only where the server offers it)",
             sqlstate=state or None,
         )
     if state.startswith("28") or any(s in text for s in _LOGIN):
