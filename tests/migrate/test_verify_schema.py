@@ -19,7 +19,7 @@ from tests.migrate.realistic import build_realistic, create_roles, schema_dump_d
 
 Run = Callable[..., Result]
 Pair = tuple[str, str]
-OBJECTS = 143  # what verify counts in the realistic database
+OBJECTS = 144  # what verify counts in the realistic database
 
 # one of each kind of change, all on the target
 CHANGES = """
@@ -47,6 +47,7 @@ ALTER PUBLICATION "sales pub" DROP TABLE "Sales Ops".bookings;
 ALTER TABLE "Ünï ""q"" s.ch"."Tâble ""x"".y" ALTER COLUMN "Çol" TYPE bigint;
 ALTER TABLE "Sales Ops"."Cust.omers" ALTER COLUMN mood SET DEFAULT 'happy';
 COMMENT ON COLUMN "Sales Ops"."Cust.omers"."Full Name" IS NULL;
+ALTER TABLE "Sales Ops".cache ALTER COLUMN v SET STATISTICS 100;
 ALTER EVENT TRIGGER "ddl note" ENABLE;
 """
 
@@ -70,6 +71,7 @@ def expected(version: str) -> list[tuple[tuple[str, str], str]]:
             "differs: default: 'ok'::\"Sales Ops\".mood -> 'happy'::\"Sales Ops\".mood",
         ),
         (("column", 'Ünï "q" s.ch.Tâble "x".y.Çol'), "differs: type: integer -> bigint"),
+        (("column", "Sales Ops.cache.v"), "differs: statistics target: 500 -> 100"),
         (
             ("constraint", "Sales Ops.Cust.omers.Cust.omers_referrer_fkey"),
             "differs: deferrable: true -> false; deferred: true -> false;"
@@ -203,6 +205,7 @@ def test_options_restrict_what_is_compared(changed_pair: Pair, run_cli: Run) -> 
     # --table: that table's objects only, nothing database-wide
     one = differences(run_cli(*base, "--table", "Sales Ops.cache"))
     assert one == {
+        ("column", "Sales Ops.cache.v"): ["differs: statistics target: 500 -> 100"],
         ("constraint", "Sales Ops.cache.cache_pkey"): ["missing on target"],
         ("index", "Sales Ops.cache_pkey"): ["missing on target"],
         ("trigger", "Sales Ops.cache.t_origin"): ["differs: enabled: O -> D"],
