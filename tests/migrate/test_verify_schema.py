@@ -395,3 +395,28 @@ def test_other_paths_of_realistic(
     finally:
         drop_database(pgserver, src)
         drop_database(pgserver, dst)
+
+
+def test_names_that_print_alike_are_kept_apart(pgserver: LocalServer, run_cli: Run) -> None:
+    """ "a.b"."c" and "a"."b.c" both print as a.b.c: each is still compared with itself."""
+    src, dst = new_database(pgserver, "vs"), new_database(pgserver, "vt")
+    ddl = (
+        'CREATE SCHEMA "a.b"; CREATE SCHEMA a; CREATE TABLE "a.b".c (x int);'
+        ' CREATE TABLE a."b.c" (x int); INSERT INTO "a.b".c VALUES (1), (2);'
+        ' INSERT INTO a."b.c" VALUES (3)'
+    )
+    try:
+        rows(src, ddl)
+        rows(dst, ddl)
+        res = run_cli("verify", "--source", src, "--target", dst, "--data-only")
+        assert (res.exit_code, res.stdout) == (0, "ok: 3 objects identical\n")
+        rows(dst, 'DELETE FROM a."b.c"')
+        res = run_cli("verify", "--source", src, "--target", dst, "--data-only")
+        assert res.exit_code == 1
+        assert res.stdout.splitlines()[1:] == [
+            "table a.b.c".ljust(44) + f"{1:>12}{0:>12}  row count differs",
+            "1 of 3 objects differ",
+        ]
+    finally:
+        drop_database(pgserver, src)
+        drop_database(pgserver, dst)
