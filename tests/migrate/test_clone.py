@@ -122,7 +122,7 @@ def test_verify_reports_changed_and_missing_rows(
     assert lines[1:] == [
         'table Mixed Case.Odd "Table"'.ljust(44) + f"{3:>12}{2:>12}  row count differs",
         "table app.users".ljust(44) + f"{10000:>12}{10000:>12}  content differs",
-        "2 of 19 objects differ",  # 3 tables' rows, 16 schema objects
+        "2 of 18 objects differ",  # 3 tables' rows, 15 schema objects
     ]
 
 

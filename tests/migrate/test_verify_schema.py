@@ -19,7 +19,7 @@ from tests.migrate.realistic import build_realistic, create_roles, schema_dump_d
 
 Run = Callable[..., Result]
 Pair = tuple[str, str]
-OBJECTS = 143  # what verify counts in the realistic database
+OBJECTS = 144  # what verify counts in the realistic database
 
 # one of each kind of change, all on the target
 CHANGES = """
@@ -47,6 +47,7 @@ ALTER PUBLICATION "sales pub" DROP TABLE "Sales Ops".bookings;
 ALTER TABLE "Ünï ""q"" s.ch"."Tâble ""x"".y" ALTER COLUMN "Çol" TYPE bigint;
 ALTER TABLE "Sales Ops"."Cust.omers" ALTER COLUMN mood SET DEFAULT 'happy';
 COMMENT ON COLUMN "Sales Ops"."Cust.omers"."Full Name" IS NULL;
+ALTER TABLE "Sales Ops".cache ALTER COLUMN v SET STATISTICS 100;
 ALTER EVENT TRIGGER "ddl note" ENABLE;
 """
 
@@ -70,6 +71,7 @@ def expected(version: str) -> list[tuple[tuple[str, str], str]]:
             "differs: default: 'ok'::\"Sales Ops\".mood -> 'happy'::\"Sales Ops\".mood",
         ),
         (("column", 'Ünï "q" s.ch.Tâble "x".y.Çol'), "differs: type: integer -> bigint"),
+        (("column", "Sales Ops.cache.v"), "differs: statistics target: 500 -> 100"),
         (
             ("constraint", "Sales Ops.Cust.omers.Cust.omers_referrer_fkey"),
             "differs: deferrable: true -> false; deferred: true -> false;"
@@ -203,6 +205,7 @@ def test_options_restrict_what_is_compared(changed_pair: Pair, run_cli: Run) -> 
     # --table: that table's objects only, nothing database-wide
     one = differences(run_cli(*base, "--table", "Sales Ops.cache"))
     assert one == {
+        ("column", "Sales Ops.cache.v"): ["differs: statistics target: 500 -> 100"],
         ("constraint", "Sales Ops.cache.cache_pkey"): ["missing on target"],
         ("index", "Sales Ops.cache_pkey"): ["missing on target"],
         ("trigger", "Sales Ops.cache.t_origin"): ["differs: enabled: O -> D"],
@@ -389,6 +392,31 @@ def test_other_paths_of_realistic(
         assert res.exit_code == 0, res.output
         if not pick:
             assert schema_dump_diff(src, dst) == []
+    finally:
+        drop_database(pgserver, src)
+        drop_database(pgserver, dst)
+
+
+def test_names_that_print_alike_are_kept_apart(pgserver: LocalServer, run_cli: Run) -> None:
+    """ "a.b"."c" and "a"."b.c" both print as a.b.c: each is still compared with itself."""
+    src, dst = new_database(pgserver, "vs"), new_database(pgserver, "vt")
+    ddl = (
+        'CREATE SCHEMA "a.b"; CREATE SCHEMA a; CREATE TABLE "a.b".c (x int);'
+        ' CREATE TABLE a."b.c" (x int); INSERT INTO "a.b".c VALUES (1), (2);'
+        ' INSERT INTO a."b.c" VALUES (3)'
+    )
+    try:
+        rows(src, ddl)
+        rows(dst, ddl)
+        res = run_cli("verify", "--source", src, "--target", dst, "--data-only")
+        assert (res.exit_code, res.stdout) == (0, "ok: 3 objects identical\n")
+        rows(dst, 'DELETE FROM a."b.c"')
+        res = run_cli("verify", "--source", src, "--target", dst, "--data-only")
+        assert res.exit_code == 1
+        assert res.stdout.splitlines()[1:] == [
+            "table a.b.c".ljust(44) + f"{1:>12}{0:>12}  row count differs",
+            "1 of 3 objects differ",
+        ]
     finally:
         drop_database(pgserver, src)
         drop_database(pgserver, dst)

@@ -141,7 +141,8 @@ class VerifyResult:
         return not self.differences
 
 
-DataKey = tuple[str, str]  # kind, display name
+# kind, display name, then schema and relation: "a.b"."c" and "a"."b.c" display alike
+DataKey = tuple[str, str, str, str]
 Target = tuple[str, str]  # schema, relation
 
 
@@ -156,7 +157,7 @@ def _plan(conn: psycopg.Connection[Any], cfg: VerifyConfig) -> tuple[dict[DataKe
     """The data checks of one side (display key -> schema and relation), and
     the scope of its schema checks."""
     sel = catalog.select_tables(conn, list(cfg.tables), list(cfg.exclude))
-    data = {("table", t.qualified): (t.schema, t.name) for t in sel.leaves}
+    data = {("table", t.qualified, t.schema, t.name): (t.schema, t.name) for t in sel.leaves}
     relations = {(t.schema, t.name) for t in sel.tables}
     views = {
         (schema, name): (relkind, {tuple(d) for d in deps})
@@ -170,13 +171,13 @@ def _plan(conn: psycopg.Connection[Any], cfg: VerifyConfig) -> tuple[dict[DataKe
     for (schema, name), (relkind, _deps) in views.items():
         relations.add((schema, name))
         if relkind == "m":
-            data[("materialized view", f"{schema}.{name}")] = (schema, name)
+            data[("materialized view", f"{schema}.{name}", schema, name)] = (schema, name)
     tables = None if sel.everything else sel.tables
     for schema, name, _last, _called in catalog.sequences(conn, tables, not sel.picked):
-        data[("sequence", f"{schema}.{name}")] = (schema, name)
+        data[("sequence", f"{schema}.{name}", schema, name)] = (schema, name)
         relations.add((schema, name))
     if not sel.picked:
-        data[("large objects", "(all)")] = ("", "")
+        data[("large objects", "(all)", "", "")] = ("", "")
     conn.rollback()
     scope = Scope(
         relations=None if sel.everything else frozenset(relations),
