@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 
 from pgferry.errors import TableNotFound, UsageError
-from pgferry.migrate import catalog, finish, postdata, schema, session
+from pgferry.migrate import catalog, finish, schema, session
 from pgferry.migrate.catalog import Selection, Unit
 from pgferry.migrate.copier import Pool, UnitStats, copy_out, load, open_target
 from pgferry.migrate.errors import ExtensionMissing, TargetNotEmpty
@@ -299,12 +299,20 @@ def _left_out(
             post.add(e.dump_id)
         elif e.desc == "PUBLICATION TABLE" and e.oid in pubs:
             post.add(e.dump_id)
-    # what needs a skipped function (its ACL, comment, a trigger) goes too
+    # what needs a skipped function (its ACL, comment, a trigger) goes too;
+    # never a table: pre-data then fails loudly rather than lose its rows
     pre_ids = {e.dump_id for e in schema.toc(dump, Section.PRE_DATA)}
-    gone = {e.dump_id for e in entries} - {
-        e.dump_id for e in postdata.without(entries, pre | post, [])
-    }
-    return pre | (gone & pre_ids), post | (gone - pre_ids)
+    gone = pre | post
+    changed = True
+    while changed:
+        changed = False
+        for e in entries:
+            if e.dump_id not in gone and e.desc != "TABLE" and gone.intersection(e.deps):
+                gone.add(e.dump_id)
+                changed = True
+                if e.desc not in ("ACL", "COMMENT", "SECURITY LABEL"):
+                    ph.note(f"{e.describe()} skipped: it needs something skipped above")
+    return gone & pre_ids, gone - pre_ids
 
 
 def _copy(
