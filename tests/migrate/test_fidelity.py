@@ -422,3 +422,57 @@ def test_resume_in_index_phase_with_odd_names(
     fks = "SELECT conname FROM pg_constraint WHERE contype = 'f' ORDER BY 1"
     assert rows(target_db, fks) == [("Tëst.dot_user id_fkey",), ("meas v_user id_fkey",)]
     assert rows(target_db, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == [(0,)]
+
+
+def test_database_settings_only_with_the_flag(
+    pgserver: LocalServer, target_db: str, run_cli: Run
+) -> None:
+    src = new_database(pgserver, "ds")
+    try:
+        make_roles(src)
+        name = psycopg.conninfo.conninfo_to_dict(src)["dbname"]
+        db = psycopg.sql.Identifier(str(name))
+        with psycopg.connect(src, autocommit=True) as c:
+            c.execute("CREATE TABLE t (a int)")
+            for stmt in (
+                "COMMENT ON DATABASE {} IS 'the odd one'",
+                "ALTER DATABASE {} SET search_path = '$user', \"Sales Ops\", public",
+                "ALTER DATABASE {} SET app.flag = 'x y'",
+                "REVOKE ALL ON DATABASE {} FROM PUBLIC",
+            ):
+                c.execute(psycopg.sql.SQL(stmt).format(db))  # type: ignore[arg-type]
+            c.execute(
+                psycopg.sql.SQL("ALTER ROLE {} IN DATABASE {} SET work_mem = '8MB'").format(
+                    psycopg.sql.Identifier(OWNER), db
+                )
+            )
+            c.execute(
+                psycopg.sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                    db, psycopg.sql.Identifier(READER)
+                )
+            )
+        settings = (
+            "SELECT coalesce(r.rolname, '-'), s.setconfig FROM pg_db_role_setting s"
+            " LEFT JOIN pg_roles r ON r.oid = s.setrole JOIN pg_database d"
+            " ON d.oid = s.setdatabase AND d.datname = current_database() ORDER BY 1"
+        )
+        comment = "SELECT shobj_description(oid, 'pg_database') FROM pg_database"
+        comment += " WHERE datname = current_database()"
+        grants = (
+            "SELECT has_database_privilege('public', current_database(), 'CONNECT'),"
+            " has_database_privilege(%s, current_database(), 'CONNECT')"
+        )
+        assert _clone(run_cli, src, target_db).exit_code == 0
+        assert rows(target_db, settings) == []
+        assert rows(target_db, comment) == [(None,)]
+        rows(target_db, "DROP TABLE t")
+        res = _clone(run_cli, src, target_db, "--database-settings")
+        assert res.exit_code == 0, res.output
+        assert rows(target_db, settings) == [
+            ("-", ['search_path="$user", "Sales Ops", public', "app.flag=x y"]),
+            (OWNER, ["work_mem=8MB"]),
+        ]
+        assert rows(target_db, comment) == [("the odd one",)]
+        assert rows(target_db, grants, READER) == [(False, True)]
+    finally:
+        drop_database(pgserver, src)

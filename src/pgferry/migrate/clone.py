@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 
 from pgferry.errors import TableNotFound, UsageError
-from pgferry.migrate import catalog, finish, schema, selection, session
+from pgferry.migrate import catalog, dbsettings, finish, schema, selection, session
 from pgferry.migrate.catalog import Selection, Unit
 from pgferry.migrate.copier import Pool, UnitStats, copy_out, load, open_target
 from pgferry.migrate.errors import ExtensionMissing, TargetNotEmpty
@@ -45,6 +45,8 @@ class CloneConfig:
     no_owner: bool = False
     no_acl: bool = False
     resume: bool = False
+    #: carry the database's comment, grants and ALTER DATABASE/ROLE ... SET
+    database_settings: bool = False
 
 
 CloneResult = MigrateResult
@@ -267,6 +269,14 @@ def _run(
         vacuumed=indexer.finished if indexer else None,
         refresh=refresh,
     )
+    if cfg.database_settings:
+        found = dbsettings.read(src)
+
+        def settings() -> None:
+            for message in dbsettings.apply(tgt, found, acl=not cfg.no_acl):
+                ph.note(message)
+
+        ph.run(Phase.DATABASE_SETTINGS, settings)
     ledger.drop()
 
 
