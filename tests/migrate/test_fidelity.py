@@ -476,3 +476,22 @@ def test_database_settings_only_with_the_flag(
         assert rows(target_db, grants, READER) == [(False, True)]
     finally:
         drop_database(pgserver, src)
+
+
+def test_attachments_deepest_first(target_db: str) -> None:
+    from pgferry.migrate.schema import deepest_first
+    from pgferry.migrate.toc import Section, TocEntry
+
+    rows(target_db, 'CREATE TABLE "P" (k int, g int) PARTITION BY LIST (g)')
+    rows(target_db, 'CREATE TABLE "P 1" PARTITION OF "P" FOR VALUES IN (1) PARTITION BY LIST (k)')
+    rows(target_db, 'CREATE TABLE "P 1 a" PARTITION OF "P 1" FOR VALUES IN (1)')
+    rows(target_db, 'CREATE TABLE "P 2" PARTITION OF "P" FOR VALUES IN (2)')
+    for table in ("P 1", "P 1 a", "P 2"):
+        rows(target_db, f'CREATE INDEX "{table} k" ON ONLY "{table}" (k)')
+
+    def attach(tag: str) -> TocEntry:
+        return TocEntry(0, 0, 0, "INDEX ATTACH", Section.POST_DATA, "public", tag, "", "", ())
+
+    with psycopg.connect(target_db) as c:
+        order = deepest_first(c, [attach("P 2 k"), attach("P 1 k"), attach("P 1 a k")])
+    assert [e.tag for e in order] == ["P 1 a k", "P 2 k", "P 1 k"]
