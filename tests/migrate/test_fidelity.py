@@ -422,3 +422,76 @@ def test_resume_in_index_phase_with_odd_names(
     fks = "SELECT conname FROM pg_constraint WHERE contype = 'f' ORDER BY 1"
     assert rows(target_db, fks) == [("Tëst.dot_user id_fkey",), ("meas v_user id_fkey",)]
     assert rows(target_db, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == [(0,)]
+
+
+def test_database_settings_only_with_the_flag(
+    pgserver: LocalServer, target_db: str, run_cli: Run
+) -> None:
+    src = new_database(pgserver, "ds")
+    try:
+        make_roles(src)
+        name = psycopg.conninfo.conninfo_to_dict(src)["dbname"]
+        db = psycopg.sql.Identifier(str(name))
+        with psycopg.connect(src, autocommit=True) as c:
+            c.execute("CREATE TABLE t (a int)")
+            for stmt in (
+                "COMMENT ON DATABASE {} IS 'the odd one'",
+                "ALTER DATABASE {} SET search_path = '$user', \"Sales Ops\", public",
+                "ALTER DATABASE {} SET app.flag = 'x y'",
+                "REVOKE ALL ON DATABASE {} FROM PUBLIC",
+            ):
+                c.execute(psycopg.sql.SQL(stmt).format(db))  # type: ignore[arg-type]
+            c.execute(
+                psycopg.sql.SQL("ALTER ROLE {} IN DATABASE {} SET work_mem = '8MB'").format(
+                    psycopg.sql.Identifier(OWNER), db
+                )
+            )
+            c.execute(
+                psycopg.sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                    db, psycopg.sql.Identifier(READER)
+                )
+            )
+        settings = (
+            "SELECT coalesce(r.rolname, '-'), s.setconfig FROM pg_db_role_setting s"
+            " LEFT JOIN pg_roles r ON r.oid = s.setrole JOIN pg_database d"
+            " ON d.oid = s.setdatabase AND d.datname = current_database() ORDER BY 1"
+        )
+        comment = "SELECT shobj_description(oid, 'pg_database') FROM pg_database"
+        comment += " WHERE datname = current_database()"
+        grants = (
+            "SELECT has_database_privilege('public', current_database(), 'CONNECT'),"
+            " has_database_privilege(%s, current_database(), 'CONNECT')"
+        )
+        assert _clone(run_cli, src, target_db).exit_code == 0
+        assert rows(target_db, settings) == []
+        assert rows(target_db, comment) == [(None,)]
+        rows(target_db, "DROP TABLE t")
+        res = _clone(run_cli, src, target_db, "--database-settings")
+        assert res.exit_code == 0, res.output
+        assert rows(target_db, settings) == [
+            ("-", ['search_path="$user", "Sales Ops", public', "app.flag=x y"]),
+            (OWNER, ["work_mem=8MB"]),
+        ]
+        assert rows(target_db, comment) == [("the odd one",)]
+        assert rows(target_db, grants, READER) == [(False, True)]
+    finally:
+        drop_database(pgserver, src)
+
+
+def test_attachments_deepest_first(target_db: str) -> None:
+    from pgferry.migrate.schema import deepest_first
+    from pgferry.migrate.toc import Section, TocEntry
+
+    rows(target_db, 'CREATE TABLE "P" (k int, g int) PARTITION BY LIST (g)')
+    rows(target_db, 'CREATE TABLE "P 1" PARTITION OF "P" FOR VALUES IN (1) PARTITION BY LIST (k)')
+    rows(target_db, 'CREATE TABLE "P 1 a" PARTITION OF "P 1" FOR VALUES IN (1)')
+    rows(target_db, 'CREATE TABLE "P 2" PARTITION OF "P" FOR VALUES IN (2)')
+    for table in ("P 1", "P 1 a", "P 2"):
+        rows(target_db, f'CREATE INDEX "{table} k" ON ONLY "{table}" (k)')
+
+    def attach(tag: str) -> TocEntry:
+        return TocEntry(0, 0, 0, "INDEX ATTACH", Section.POST_DATA, "public", tag, "", "", ())
+
+    with psycopg.connect(target_db) as c:
+        order = deepest_first(c, [attach("P 2 k"), attach("P 1 k"), attach("P 1 a k")])
+    assert [e.tag for e in order] == ["P 1 a k", "P 2 k", "P 1 k"]

@@ -125,6 +125,11 @@ def _source_options(f: Any) -> Any:
 @click.option("--schema-only", is_flag=True, help="Copy the schema, no rows.")
 @click.option("--data-only", is_flag=True, help="Copy rows into an existing schema.")
 @click.option("--resume", is_flag=True, help="Finish an interrupted clone into this target.")
+@click.option(
+    "--database-settings",
+    is_flag=True,
+    help="Also carry the database's comment, grants and ALTER DATABASE/ROLE ... SET.",
+)
 def clone_cmd(
     source: str,
     jobs: int,
@@ -139,6 +144,7 @@ def clone_cmd(
     schema_only: bool,
     data_only: bool,
     resume: bool,
+    database_settings: bool,
 ) -> None:
     """Copy a whole database from --source into --target, in parallel."""
     cfg = CloneConfig(
@@ -153,6 +159,7 @@ def clone_cmd(
         no_owner=no_owner,
         no_acl=no_acl,
         resume=resume,
+        database_settings=database_settings,
     )
     with _reporting(quiet or as_json, "clone") as reporter:
         try:

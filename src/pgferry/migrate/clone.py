@@ -18,7 +18,15 @@ from typing import Any
 import psycopg
 
 from pgferry.errors import TableNotFound, UsageError
-from pgferry.migrate import catalog, finish, largeobjects, postdata, schema, session
+from pgferry.migrate import (
+    catalog,
+    dbsettings,
+    finish,
+    largeobjects,
+    schema,
+    selection,
+    session,
+)
 from pgferry.migrate.catalog import Selection, Table, Unit
 from pgferry.migrate.copier import Pool, UnitStats, copy_out, load_units
 from pgferry.migrate.errors import ExtensionMissing, TargetNotEmpty
@@ -45,6 +53,8 @@ class CloneConfig:
     no_owner: bool = False
     no_acl: bool = False
     resume: bool = False
+    #: carry the database's comment, grants and ALTER DATABASE/ROLE ... SET
+    database_settings: bool = False
 
 
 CloneResult = MigrateResult
@@ -196,7 +206,10 @@ def _run(
             schema.dump_schema(
                 tools["pg_dump"], cfg.source, dump, snapshot=snapshot, exclude=excluded
             )
-            pre_skip, post_skip = _left_out(src, ph, dump, keep, kept)
+            out = selection.left_out(src, dump, keep, kept)
+            for message in out.notes:
+                ph.note(message)
+            pre_skip, post_skip = out.pre, out.post
         else:
             schema.dump_schema(tools["pg_dump"], cfg.source, dump, snapshot=snapshot, exclude=[])
         ph.run(
@@ -264,6 +277,14 @@ def _run(
         vacuumed=indexer.finished if indexer else None,
         refresh=refresh,
     )
+    if cfg.database_settings:
+        found = dbsettings.read(src)
+
+        def settings() -> None:
+            for message in dbsettings.apply(tgt, found, acl=not cfg.no_acl):
+                ph.note(message)
+
+        ph.run(Phase.DATABASE_SETTINGS, settings)
     ledger.drop()
 
 
@@ -274,37 +295,6 @@ def _finished(cfg: CloneConfig, tgt: psycopg.Connection[Any], sel: catalog.Selec
     t = sel.tables[0]
     row = tgt.execute("SELECT to_regclass(%s) IS NOT NULL", [t.ident.as_string(tgt)]).fetchone()
     return bool(row and row[0])
-
-
-def _left_out(
-    src: psycopg.Connection[Any], ph: Phases, dump: Path, keep: set[int], kept: set[int]
-) -> tuple[set[int], set[int]]:
-    """Dump ids (pre-data, post-data) a selection cannot restore, each with a
-    note: functions using a left-out relation's row type, foreign keys to
-    left-out tables, publication entries of left-out tables."""
-    entries = schema.toc(dump, Section.PRE_DATA) + schema.toc(dump, Section.POST_DATA)
-    funcs = catalog.rowtype_users(src, kept)
-    fks = catalog.foreign_key_oids(src, keep)
-    pubs = catalog.publication_tables_left_out(src, kept)
-    for name in catalog.left_out_views(src, keep, kept):
-        ph.note(f"view {name} skipped: it reads a table left out")
-    pre: set[int] = set()
-    post: set[int] = set()
-    for e in entries:
-        if e.desc in ("FUNCTION", "PROCEDURE", "AGGREGATE") and e.oid in funcs:
-            ph.note(funcs[e.oid])
-            pre.add(e.dump_id)
-        elif e.desc == "FK CONSTRAINT" and e.oid in fks:
-            ph.note(f"{e.describe()} skipped: it references a table left out")
-            post.add(e.dump_id)
-        elif e.desc == "PUBLICATION TABLE" and e.oid in pubs:
-            post.add(e.dump_id)
-    # what needs a skipped function (its ACL, comment, a trigger) goes too
-    pre_ids = {e.dump_id for e in schema.toc(dump, Section.PRE_DATA)}
-    gone = {e.dump_id for e in entries} - {
-        e.dump_id for e in postdata.without(entries, pre | post, [])
-    }
-    return pre | (gone & pre_ids), post | (gone - pre_ids)
 
 
 def _copy(

@@ -33,6 +33,7 @@ class Phase(StrEnum):
     VACUUM_ANALYZE = "vacuum-analyze"
     MATERIALIZED_VIEWS = "materialized-views"
     POST_DATA = "post-data"
+    DATABASE_SETTINGS = "database-settings"
 
     @property
     def item(self) -> str:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pgferry.migrate.phases import Phases, PostData
 
 UNDEFINED_OBJECT = "42704"
+UNDEFINED_TABLE = "42P01"
 
 
 def without(
@@ -75,6 +76,11 @@ def restore(
     schema.diagnose(tgt, failures)
     missing = []
     for f in failures:
+        if f.entry.desc == "PUBLICATION TABLE" and f.sqlstate == UNDEFINED_TABLE:
+            # a table left out of a selection (pg_dump 18 still writes it)
+            ph.note(f"{f.entry.describe()} skipped: {f.error}")
+            ph.ledger.mark(item(f.entry))
+            continue
         if f.entry.desc == "POLICY" and post.opts.no_acl and f.sqlstate == UNDEFINED_OBJECT:
             # --no-acl: roles are not carried, so a policy naming a role the
             # target lacks applies to nobody there; never widened to others

@@ -25,6 +25,7 @@ from pgferry.migrate.toc import Section, TocEntry, read_toc
 from pgferry.migrate.tools import Tool, first_error, run_tool, tool_output
 
 BUILD_FIRST = ("INDEX", "CONSTRAINT", "FK CONSTRAINT", "INDEX ATTACH")
+ACTIVE_SQL_TRANSACTION = "25001"
 _FROM_ENTRY = re.compile(r"^pg_restore: from TOC entry (\d+);", re.MULTILINE)
 
 __all__ = ["BUILD_FIRST", "RestoreOptions", "Section", "TocEntry", "toc"]
@@ -193,6 +194,8 @@ def diagnose(conn: psycopg.Connection[Any], failures: list[ItemFailure]) -> None
                 conn.execute("SELECT pg_catalog.set_config('search_path', '', true)")
                 conn.execute(f.entry.defn.encode())
         except psycopg.Error as err:
+            if err.sqlstate == ACTIVE_SQL_TRANSACTION:
+                continue  # cannot be tried this way: keep pg_restore's words
             d = err.diag
             f.error = d.message_primary or f.error
             f.hint = d.message_hint or f.hint
