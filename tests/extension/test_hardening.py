@@ -526,3 +526,51 @@ def test_export_with_kms_key(ext: ExtServer, edb: str, s3client: Any, bucket: st
         check=False,
     )
     assert first_error(proc) == f"ERROR:  invalid kms_key '{long_key}'"
+
+
+@pytest.mark.slow
+def test_cancelled_export_uploads_nothing(
+    ext: ExtServer, edb: str, s3client: Any, bucket: str
+) -> None:
+    """A cancel while the program uploads: the program is not left to take
+    the cut-off output for the whole of it (no object), and the server log
+    gets one line from it, no traceback."""
+    ext.psql(
+        "CREATE TABLE wide AS SELECT g, repeat('y', 200) AS pad "
+        "FROM generate_series(1, 1500000) g;"
+        f"GRANT SELECT ON wide TO {APP};",
+        edb,
+    )
+    log_start = len(ext.log())
+    with psycopg.connect(ext.conninfo(edb, APP), autocommit=True) as c:
+        pid = c.info.backend_pid
+
+        def cancel() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                for proc in Path("/proc").iterdir():
+                    try:
+                        argv = (proc / "cmdline").read_bytes()
+                    except OSError:
+                        continue
+                    if b"pgferry.extension.fetcher\0export" in argv:
+                        time.sleep(0.3)  # some parts on their way
+                        with psycopg.connect(ext.conninfo(edb), autocommit=True) as w:
+                            w.execute("SELECT pg_cancel_backend(%s)", [pid])
+                        return
+                time.sleep(0.01)
+
+        thread = threading.Thread(target=cancel)
+        thread.start()
+        with pytest.raises(psycopg.errors.QueryCanceled, match="user request"):
+            c.execute(
+                "SELECT * FROM aws_s3.query_export_to_s3('select * from wide', %s, 'cut.txt')",
+                [bucket],
+            )
+        thread.join()
+    with pytest.raises(s3client.exceptions.ClientError, match=r"404|Not Found"):
+        s3client.head_object(Bucket=bucket, Key="cut.txt")
+    time.sleep(0.3)
+    log = ext.log()[log_start:]
+    assert "canceling statement due to user request" in log
+    assert "Traceback" not in log, log

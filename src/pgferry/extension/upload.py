@@ -167,6 +167,9 @@ def upload_parts(
             files -= 1  # the output ended exactly at a part boundary
         else:
             part.close()
+    except KeyboardInterrupt:  # the statement was cancelled: upload nothing more
+        part.abort()
+        raise
     except Exception as e:
         part.abort()
         raise map_error(e, bucket, key) from None
