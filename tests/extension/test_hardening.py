@@ -409,6 +409,17 @@ def test_program_checks_credentials_and_keeps_library_text_out() -> None:
             raise StoreError(f"S3 error on s3://b/k: {inner}") from None
     except StoreError as e:
         assert safe_message(e, []) == "S3 error on s3://b/k: ValueError"
+    # a chain, as botocore wraps the HTTP library's error and pgferry wraps botocore's
+    try:
+        try:
+            try:
+                raise ValueError("Invalid header value b'tok'")
+            except ValueError as low:
+                raise RuntimeError(f"An HTTP Client raised an unhandled exception: {low}") from low
+        except RuntimeError as mid:
+            raise StoreError(f"reading s3://b/k failed: {mid}") from None
+    except StoreError as e:
+        assert safe_message(e, []) == "reading s3://b/k failed: RuntimeError"
     assert safe_message(AccessDenied("denied for key AKIAX"), ["AKIAX"]) == (
         "denied for key [redacted]"
     )

@@ -164,8 +164,18 @@ def safe_message(err: BaseException, secrets: list[str]) -> str:
     call's keys blanked."""
     if isinstance(err, PgferryError):
         msg = err.message
-        for inner in (err.__cause__, err.__context__):
-            if inner is not None and not isinstance(inner, PgferryError) and str(inner):
+        # every exception behind it (botocore's wraps urllib3's, and so on),
+        # longest text first since outer texts quote inner ones
+        chain: list[BaseException] = []
+        todo = [err.__cause__, err.__context__]
+        while todo:
+            inner = todo.pop()
+            if inner is None or inner in chain or len(chain) > 20:
+                continue
+            chain.append(inner)
+            todo += [inner.__cause__, inner.__context__]
+        for inner in sorted(chain, key=lambda e: -len(str(e))):
+            if not isinstance(inner, PgferryError) and str(inner):
                 msg = msg.replace(str(inner), type(inner).__name__)
     else:
         msg = f"failed: {type(err).__name__}"
