@@ -585,3 +585,17 @@ def test_cancelled_export_uploads_nothing(
     log = ext.log()[log_start:]
     assert "canceling statement due to user request" in log
     assert "Traceback" not in log, log
+
+
+def test_export_step_cannot_be_called_on_its_own(ext: ExtServer, edb: str, bucket: str) -> None:
+    """The export's definer step, given the caller's own staging table, still
+    runs only from aws_s3.query_export_to_s3."""
+    proc = app(
+        ext,
+        edb,
+        "CREATE TEMP TABLE mine AS SELECT 1 AS a;"
+        f"SELECT aws_s3._upload_stage('mine', '', '{bucket}', 'o', '', NULL);",
+    )
+    assert first_error(proc) == (
+        "ERROR:  aws_s3: _upload_stage is an internal step of aws_s3.query_export_to_s3"
+    )
