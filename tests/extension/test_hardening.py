@@ -255,6 +255,29 @@ def test_no_secret_on_disk_when_a_trigger_fails_before_the_gate(
     assert files_containing(ext.server.datadir, secret) == []
 
 
+def test_no_secret_on_disk_after_the_program_ran(
+    ext: ExtServer, edb: str, s3client: Any, bucket: str
+) -> None:
+    """Past the gate the program has the request and has deleted it: on
+    success, on a missing object, and on a row rejected mid-stream."""
+    s3client.put_object(Bucket=bucket, Key="rows.csv", Body=b"1,x\n2,y\n")
+    s3client.put_object(Bucket=bucket, Key="bad.csv", Body=b"1,x\nzz,y\n")
+    ext.psql(f"CREATE TABLE t (a int, b text); GRANT INSERT ON t TO {APP};", edb)
+    call = (
+        "SELECT aws_s3.table_import_from_s3('t', '', '(format csv)', '{b}', '{k}', '', "
+        f"'{ACCESS_KEY}', '{SECRET_KEY}', '');"
+    )
+    assert (
+        '2 rows imported into relation "t"'
+        in app(ext, edb, call.format(b=bucket, k="rows.csv")).stdout
+    )
+    proc = app(ext, edb, call.format(b=bucket, k="missing.csv"))
+    assert first_error(proc).startswith(f"ERROR:  object s3://{bucket}/missing.csv does not exist")
+    proc = app(ext, edb, call.format(b=bucket, k="bad.csv"))
+    assert first_error(proc) == 'ERROR:  invalid input syntax for type integer: "zz"'
+    assert files_containing(ext.server.datadir, SECRET_KEY) == []
+
+
 @pytest.fixture()
 def standby(ext: ExtServer, edb: str) -> Iterator[LocalServer]:
     """A hot standby of the test server (pg_basebackup -R), as a REPLICATION
