@@ -17,10 +17,15 @@
 --   write is the caller's. Export: COPY ... TO PROGRAM from a temp table of
 --   the caller's session that the caller filled with its query. Options are
 --   re-rendered from a whitelist; nothing the caller passes reaches a shell.
+-- * The definer steps run only when called from aws_s3._import /
+--   aws_s3._export (aws_s3._assert_caller checks the call stack), so what
+--   they create lives and dies inside the caller's own call.
 -- * Requests (bucket, key, region, options, keys) go to the program in a
 --   file of a 0700 spool directory inside the data directory, written from a
 --   variable (never a literal in statement text); the program deletes it on
---   read. Results come back in a status file read with pg_read_file.
+--   read. An import's request, the one with keys, stays in a transaction-
+--   local setting until the program is running and waiting for it (see
+--   aws_s3._gate). Results come back in a status file read with pg_read_file.
 \echo Use "CREATE EXTENSION aws_s3 CASCADE" to load this file. \quit
 
 -- ---------------------------------------------------------------------------
