@@ -47,17 +47,19 @@ def private_tables(ext: ExtServer, db: str) -> list[tuple[Any, ...]]:
 
 
 def files_containing(root: Path, secret: str) -> list[str]:
-    """Every file under `root` (data directory, spool, log) holding `secret`."""
-    needle = secret.encode()
+    """Every file under `root` (data directory, spool, log) holding `secret`,
+    as text or hex-encoded (as the spool's requests were written)."""
+    needles = (secret.encode(), secret.encode().hex().encode())
     found = []
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
             path = Path(dirpath) / name
             try:
-                if needle in path.read_bytes():
-                    found.append(str(path))
+                data = path.read_bytes()
             except OSError:
                 continue
+            if any(n in data for n in needles):
+                found.append(str(path))
     return found
 
 
@@ -200,7 +202,11 @@ def inline_call(bucket: str, options: str, secret: str, table: str = "t") -> str
 REJECTED = {
     "tab": ("(format csv, delimiter '\\t')", "ERROR:  COPY delimiter must be a single one-byte"),
     "utf16": ("(format csv, encoding 'UTF16')", 'ERROR:  argument to option "encoding" must be'),
-    "reject_limit": ("(format csv, reject_limit 3)", "ERROR:  "),
+    "reject_limit": ("(format csv, reject_limit 3)", ""),
+}
+REJECT_LIMIT = {
+    "15": 'ERROR:  invalid option "reject_limit"',
+    "18": "ERROR:  COPY REJECT_LIMIT requires ON_ERROR to be set to IGNORE",
 }
 
 
@@ -212,6 +218,8 @@ def test_no_secret_on_disk_when_file_fdw_rejects_options(
     ext.psql(f"CREATE TABLE t (a int, b text); GRANT INSERT ON t TO {APP};", edb)
     secret = f"Secret{uuid.uuid4().hex}"
     proc = app(ext, edb, inline_call(rows, options, secret))
+    if case == "reject_limit":
+        error = REJECT_LIMIT[ext.version]
     assert first_error(proc).startswith(error), first_error(proc)
     assert files_containing(ext.server.datadir, secret) == []
 
@@ -245,6 +253,29 @@ def test_no_secret_on_disk_when_a_trigger_fails_before_the_gate(
         "ERROR:  not now"
     )
     assert files_containing(ext.server.datadir, secret) == []
+
+
+def test_no_secret_on_disk_after_the_program_ran(
+    ext: ExtServer, edb: str, s3client: Any, bucket: str
+) -> None:
+    """Past the gate the program has the request and has deleted it: on
+    success, on a missing object, and on a row rejected mid-stream."""
+    s3client.put_object(Bucket=bucket, Key="rows.csv", Body=b"1,x\n2,y\n")
+    s3client.put_object(Bucket=bucket, Key="bad.csv", Body=b"1,x\nzz,y\n")
+    ext.psql(f"CREATE TABLE t (a int, b text); GRANT INSERT ON t TO {APP};", edb)
+    call = (
+        "SELECT aws_s3.table_import_from_s3('t', '', '(format csv)', '{b}', '{k}', '', "
+        f"'{ACCESS_KEY}', '{SECRET_KEY}', '');"
+    )
+    assert (
+        '2 rows imported into relation "t"'
+        in app(ext, edb, call.format(b=bucket, k="rows.csv")).stdout
+    )
+    proc = app(ext, edb, call.format(b=bucket, k="missing.csv"))
+    assert first_error(proc).startswith(f"ERROR:  object s3://{bucket}/missing.csv does not exist")
+    proc = app(ext, edb, call.format(b=bucket, k="bad.csv"))
+    assert first_error(proc) == 'ERROR:  invalid input syntax for type integer: "zz"'
+    assert files_containing(ext.server.datadir, SECRET_KEY) == []
 
 
 @pytest.fixture()
@@ -401,6 +432,17 @@ def test_program_checks_credentials_and_keeps_library_text_out() -> None:
             raise StoreError(f"S3 error on s3://b/k: {inner}") from None
     except StoreError as e:
         assert safe_message(e, []) == "S3 error on s3://b/k: ValueError"
+    # a chain, as botocore wraps the HTTP library's error and pgferry wraps botocore's
+    try:
+        try:
+            try:
+                raise ValueError("Invalid header value b'tok'")
+            except ValueError as low:
+                raise RuntimeError(f"An HTTP Client raised an unhandled exception: {low}") from low
+        except RuntimeError as mid:
+            raise StoreError(f"reading s3://b/k failed: {mid}") from None
+    except StoreError as e:
+        assert safe_message(e, []) == "reading s3://b/k failed: RuntimeError"
     assert safe_message(AccessDenied("denied for key AKIAX"), ["AKIAX"]) == (
         "denied for key [redacted]"
     )
@@ -518,3 +560,65 @@ def test_export_with_kms_key(ext: ExtServer, edb: str, s3client: Any, bucket: st
         check=False,
     )
     assert first_error(proc) == f"ERROR:  invalid kms_key '{long_key}'"
+
+
+@pytest.mark.slow
+def test_cancelled_export_uploads_nothing(
+    ext: ExtServer, edb: str, s3client: Any, bucket: str
+) -> None:
+    """A cancel while the program uploads: the program is not left to take
+    the cut-off output for the whole of it (no object), and the server log
+    gets one line from it, no traceback."""
+    ext.psql(
+        "CREATE TABLE wide AS SELECT g, repeat('y', 200) AS pad "
+        "FROM generate_series(1, 1500000) g;"
+        f"GRANT SELECT ON wide TO {APP};",
+        edb,
+    )
+    log_start = len(ext.log())
+    with psycopg.connect(ext.conninfo(edb, APP), autocommit=True) as c:
+        pid = c.info.backend_pid
+
+        def cancel() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                for proc in Path("/proc").iterdir():
+                    try:
+                        argv = (proc / "cmdline").read_bytes()
+                    except OSError:
+                        continue
+                    if b"pgferry.extension.fetcher\0export" in argv:
+                        time.sleep(0.3)  # some parts on their way
+                        with psycopg.connect(ext.conninfo(edb), autocommit=True) as w:
+                            w.execute("SELECT pg_cancel_backend(%s)", [pid])
+                        return
+                time.sleep(0.01)
+
+        thread = threading.Thread(target=cancel)
+        thread.start()
+        with pytest.raises(psycopg.errors.QueryCanceled, match="user request"):
+            c.execute(
+                "SELECT * FROM aws_s3.query_export_to_s3('select * from wide', %s, 'cut.txt')",
+                [bucket],
+            )
+        thread.join()
+    with pytest.raises(s3client.exceptions.ClientError, match=r"404|Not Found"):
+        s3client.head_object(Bucket=bucket, Key="cut.txt")
+    time.sleep(0.3)
+    log = ext.log()[log_start:]
+    assert "canceling statement due to user request" in log
+    assert "Traceback" not in log, log
+
+
+def test_export_step_cannot_be_called_on_its_own(ext: ExtServer, edb: str, bucket: str) -> None:
+    """The export's definer step, given the caller's own staging table, still
+    runs only from aws_s3.query_export_to_s3."""
+    proc = app(
+        ext,
+        edb,
+        "CREATE TEMP TABLE mine AS SELECT 1 AS a;"
+        f"SELECT aws_s3._upload_stage('mine', '', '{bucket}', 'o', '', NULL);",
+    )
+    assert first_error(proc) == (
+        "ERROR:  aws_s3: _upload_stage is an internal step of aws_s3.query_export_to_s3"
+    )

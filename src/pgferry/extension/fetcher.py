@@ -164,8 +164,18 @@ def safe_message(err: BaseException, secrets: list[str]) -> str:
     call's keys blanked."""
     if isinstance(err, PgferryError):
         msg = err.message
-        for inner in (err.__cause__, err.__context__):
-            if inner is not None and not isinstance(inner, PgferryError) and str(inner):
+        # every exception behind it (botocore's wraps urllib3's, and so on),
+        # longest text first since outer texts quote inner ones
+        chain: list[BaseException] = []
+        todo = [err.__cause__, err.__context__]
+        while todo:
+            inner = todo.pop()
+            if inner is None or inner in chain or len(chain) > 20:
+                continue
+            chain.append(inner)
+            todo += [inner.__cause__, inner.__context__]
+        for inner in sorted(chain, key=lambda e: -len(str(e))):
+            if not isinstance(inner, PgferryError) and str(inner):
                 msg = msg.replace(str(inner), type(inner).__name__)
     else:
         msg = f"failed: {type(err).__name__}"
@@ -271,12 +281,14 @@ def main(argv: list[str]) -> int:
         return 2
     mode = argv[0]
     # statement_timeout and pg_cancel_backend signal the backend's whole
-    # process group, us included: let the backend handle the cancel (it
-    # stops reading and closes our pipe) rather than dying mid-row, which
-    # would make the scan fail first and the cancel arrive outside the
-    # import's error handler. SIGTERM (pg_terminate_backend) still ends us,
-    # through the clean-up in `finally` blocks.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # process group, us included. An import lets the backend handle the
+    # cancel (it stops reading and closes our pipe) rather than dying
+    # mid-row, which would make the scan fail first and the cancel arrive
+    # outside the import's error handler. An export must die: after a cancel
+    # its input simply ends, and it would upload the partial output.
+    # SIGTERM (pg_terminate_backend) ends us through the `finally` clean-ups.
+    if mode != "export":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_term)
     if mode == "prepare":
         SPOOL.mkdir(mode=0o700, exist_ok=True)
@@ -299,6 +311,9 @@ def main(argv: list[str]) -> int:
             status = do_import(req, sys.stdout.buffer)
         else:
             status = do_export(req, sys.stdin.buffer)
+    except KeyboardInterrupt:
+        log.warning("aws_s3 %s cancelled", mode)
+        return 1
     except PipeClosed:
         log.warning("import %s ended before it was sent its request", req_id)
         return 1

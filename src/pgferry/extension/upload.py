@@ -111,7 +111,7 @@ def upload_parts(
             files -= 1  # the output ended exactly at a part boundary
         else:
             part.close()
-    except PgferryError:
+    except (PgferryError, KeyboardInterrupt):  # cancelled: upload nothing more
         part.abort()
         raise
     except Exception as e:

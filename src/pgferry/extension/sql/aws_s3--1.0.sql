@@ -17,10 +17,15 @@
 --   write is the caller's. Export: COPY ... TO PROGRAM from a temp table of
 --   the caller's session that the caller filled with its query. Options are
 --   re-rendered from a whitelist; nothing the caller passes reaches a shell.
+-- * The definer steps run only when called from aws_s3._import /
+--   aws_s3._export (aws_s3._assert_caller checks the call stack), so what
+--   they create lives and dies inside the caller's own call.
 -- * Requests (bucket, key, region, options, keys) go to the program in a
 --   file of a 0700 spool directory inside the data directory, written from a
 --   variable (never a literal in statement text); the program deletes it on
---   read. Results come back in a status file read with pg_read_file.
+--   read. An import's request, the one with keys, stays in a transaction-
+--   local setting until the program is running and waiting for it (see
+--   aws_s3._gate). Results come back in a status file read with pg_read_file.
 \echo Use "CREATE EXTENSION aws_s3 CASCADE" to load this file. \quit
 
 -- ---------------------------------------------------------------------------
@@ -275,16 +280,18 @@ $$;
 -- is always printed schema-qualified: no caller-made function or statement
 -- can put that text at the start of line 4. (Identifiers with line breaks can
 -- add lines further down, which is why only line 4 is looked at.) Call this
--- only as "PERFORM aws_s3._assert_caller('<literal>', '<literal>')".
-CREATE FUNCTION aws_s3._assert_caller(p_step text, p_caller text) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- only as "PERFORM aws_s3._assert_caller('<literal>', ...)", literals only, on
+-- one line (that statement's text is line 2).
+CREATE FUNCTION aws_s3._assert_caller(
+    p_step text, p_caller text, p_public text DEFAULT 'aws_s3.table_import_from_s3')
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_stack text;
 BEGIN
     GET DIAGNOSTICS v_stack = PG_CONTEXT;
     IF coalesce(split_part(v_stack, E'\n', 4), '') !~ p_caller THEN
-        RAISE EXCEPTION 'aws_s3: % is an internal step of aws_s3.table_import_from_s3', p_step
-            USING ERRCODE = '42501', HINT = 'call aws_s3.table_import_from_s3';
+        RAISE EXCEPTION 'aws_s3: % is an internal step of %', p_step, p_public
+            USING ERRCODE = '42501', HINT = 'call ' || p_public;
     END IF;
 END $$;
 
@@ -310,7 +317,7 @@ BEGIN
 END $$;
 
 REVOKE ALL ON FUNCTION aws_s3._command(text, text), aws_s3._new_id(), aws_s3._spool(text, text),
-    aws_s3._assert_caller(text, text), aws_s3._check_credentials(text, text, text),
+    aws_s3._assert_caller(text, text, text), aws_s3._check_credentials(text, text, text),
     aws_s3._write_request(text, jsonb), aws_s3._read_status(text), aws_s3._raise_status(jsonb),
     aws_s3._parse_options(text, text), aws_s3._options(text, text), aws_s3._copy_options(jsonb),
     aws_s3._fdw_options(jsonb, text[]),

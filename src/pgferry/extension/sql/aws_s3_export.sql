@@ -31,6 +31,8 @@ BEGIN
     IF v_relname IS NULL THEN
         RAISE EXCEPTION 'aws_s3: internal error: bad export staging table';
     END IF;
+    -- (one line: see aws_s3._assert_caller)
+    PERFORM aws_s3._assert_caller('_upload_stage', '^PL/pgSQL function aws_s3\._export\(', 'aws_s3.query_export_to_s3');
     -- (a {1,2048} bound would exceed the regex engine's repeat limit, 255)
     IF p_kms_key IS NOT NULL
        AND (p_kms_key !~ '^[A-Za-z0-9:/_.-]+$' OR octet_length(p_kms_key) > 2048) THEN
