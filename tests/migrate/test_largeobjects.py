@@ -125,3 +125,33 @@ def test_no_owner_no_acl(lo_source: str, target_db: str, run_cli: Run) -> None:
     assert rows(target_db, "SELECT obj_description(5002, 'pg_largeobject')") == [
         ("a comment, with 'quotes'",)
     ]
+
+
+def test_missing_owner_role_is_one_line(
+    pgserver: LocalServer, target_db: str, run_cli: Run, bucket: str, s3env: dict[str, str]
+) -> None:
+    src = new_database(pgserver, "lo")
+    try:
+        with psycopg.connect(src, autocommit=True) as c:
+            c.execute('DROP ROLE IF EXISTS "lo gone"')
+            c.execute('CREATE ROLE "lo gone"')
+            c.execute("SELECT lo_from_bytea(6001, 'owned by a role the target lacks')")
+            c.execute('ALTER LARGE OBJECT 6001 OWNER TO "lo gone"')
+        uri = f"s3://{bucket}/gone"
+        res = run_cli("snapshot", "create", "--source", src, uri, "-q")
+        assert res.exit_code == 0, res.output
+        with psycopg.connect(src, autocommit=True) as c:
+            c.execute("SELECT lo_unlink(6001)")
+            c.execute('DROP ROLE "lo gone"')
+        res = run_cli("snapshot", "restore", uri, "--target", target_db, "-q")
+        assert res.exit_code == 1
+        assert res.stderr.strip() == (
+            'error: restoring large objects 6001-6001 failed: role "lo gone" does not exist;'
+            " create the role on the target, or pass --no-owner --no-acl"
+        )
+        assert rows(target_db, "SELECT count(*) FROM pg_largeobject_metadata") == [(0,)]
+        res = run_cli("snapshot", "restore", uri, "--target", target_db, "--resume", "--no-owner")
+        assert res.exit_code == 0, res.output
+        assert rows(target_db, "SELECT lo_get(6001)") == [(b"owned by a role the target lacks",)]
+    finally:
+        drop_database(pgserver, src)

@@ -280,7 +280,7 @@ def _load_large_objects(
             blocks = _stream(cfg.s3, bucket, b.key, b.sha256, what)
             try:
                 n = largeobjects.load(t, blocks, opts, item)
-            except ValueError as e:
+            except (ValueError, KeyError, TypeError) as e:
                 raise SnapshotCorrupt(
                     f"{what} (s3://{bucket}/{b.key}) is malformed: {e}",
                     hint="nothing of it was loaded; the snapshot is damaged, take a new one",
