@@ -3,7 +3,9 @@ each, with owners, grants and comments; a batch recorded done is skipped."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -155,3 +157,38 @@ def test_missing_owner_role_is_one_line(
         assert rows(target_db, "SELECT lo_get(6001)") == [(b"owned by a role the target lacks",)]
     finally:
         drop_database(pgserver, src)
+
+
+def test_snapshot_restore_resumes_per_batch(
+    lo_source: str,
+    target_db: str,
+    run_cli: Run,
+    bucket: str,
+    s3env: dict[str, str],
+    s3client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(largeobjects, "BATCH", 100)
+    uri = f"s3://{bucket}/lob"
+    res = run_cli("snapshot", "create", "--source", lo_source, uri, "-q")
+    assert res.exit_code == 0, res.output
+    manifest = json.loads(
+        s3client.get_object(Bucket=bucket, Key="lob/manifest.json")["Body"].read()
+    )
+    second = manifest["large_objects"][1]["key"]
+    good = s3client.get_object(Bucket=bucket, Key=second)["Body"].read()
+    s3client.put_object(Bucket=bucket, Key=second, Body=good[:-10])
+
+    res = run_cli("snapshot", "restore", uri, "--target", target_db, "-q")
+    assert res.exit_code == 1
+    assert res.stderr.startswith(f"error: large objects 5101-5200 (s3://{bucket}/{second})")
+    first = "SELECT min(xmin::text), count(*) FROM pg_largeobject_metadata"
+    kept = rows(target_db, first)
+    assert kept[0][1] == 100  # the first batch is in, nothing of the second
+
+    s3client.put_object(Bucket=bucket, Key=second, Body=good)
+    res = run_cli("snapshot", "restore", uri, "--target", target_db, "--resume", "-q")
+    assert res.exit_code == 0, res.output
+    assert rows(target_db, CATALOG) == rows(lo_source, CATALOG)
+    again = "SELECT xmin::text, count(*) FROM pg_largeobject_metadata WHERE oid <= 5100 GROUP BY 1"
+    assert rows(target_db, again) == [(kept[0][0], 100)]
