@@ -192,3 +192,46 @@ def test_snapshot_restore_resumes_per_batch(
     assert rows(target_db, CATALOG) == rows(lo_source, CATALOG)
     again = "SELECT xmin::text, count(*) FROM pg_largeobject_metadata WHERE oid <= 5100 GROUP BY 1"
     assert rows(target_db, again) == [(kept[0][0], 100)]
+
+
+def test_snapshot_create_resumes_per_batch(
+    pgserver: LocalServer,
+    lo_source: str,
+    target_db: str,
+    run_cli: Run,
+    bucket: str,
+    s3env: dict[str, str],
+    s3client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(largeobjects, "BATCH", 100)
+    with psycopg.connect(lo_source, autocommit=True) as c:
+        if not c.execute("SELECT 1 FROM pg_roles WHERE rolname = 'lo_snap'").fetchone():
+            c.execute("CREATE ROLE lo_snap LOGIN")
+        c.execute("GRANT SELECT ON docs TO lo_snap")
+        for (oid,) in c.execute("SELECT oid FROM pg_largeobject_metadata WHERE oid <> 5150"):
+            c.execute(psycopg.sql.SQL("GRANT SELECT ON LARGE OBJECT {} TO lo_snap").format(oid))
+    dbname = psycopg.conninfo.conninfo_to_dict(lo_source)["dbname"]
+    reader = pgserver.conninfo(str(dbname), user="lo_snap")
+    uri = f"s3://{bucket}/lor"
+
+    # the second batch cannot be read: the first one is stored by then
+    res = run_cli("snapshot", "create", "--source", reader, uri, "-q")
+    assert res.exit_code == 1
+    assert res.stderr.strip() == (
+        "error: reading large objects from the source failed: permission denied for large"
+        " object 5150; the role reading the source needs SELECT on every large object"
+    )
+    first = "lor/large-objects/5001-5100.zst"
+    before = s3client.head_object(Bucket=bucket, Key=first)["LastModified"]
+
+    with psycopg.connect(lo_source, autocommit=True) as c:
+        c.execute("GRANT SELECT ON LARGE OBJECT 5150 TO lo_snap")
+    res = run_cli("snapshot", "create", "--source", reader, uri, "--resume", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["reused"] == ["public.docs", "large-objects:5001-5100"]
+    assert s3client.head_object(Bucket=bucket, Key=first)["LastModified"] == before
+
+    res = run_cli("snapshot", "restore", uri, "--target", target_db, "-q")
+    assert res.exit_code == 0, res.output
+    assert rows(target_db, CATALOG) == rows(lo_source, CATALOG)
