@@ -172,7 +172,7 @@ def _run(
     opts = schema.RestoreOptions(cfg.no_owner, cfg.no_acl)
     ph.run("pre-data", lambda: schema.restore_pre_data(tools["pg_restore"], dump, cfg.target, opts))
     tables = {
-        f"{t.schema}.{t.name}": Table(0, t.schema, t.name, t.partitioned, 0, t.columns, None, None)
+        (t.schema, t.name): Table(0, t.schema, t.name, t.partitioned, 0, t.columns, None, None)
         for t in m.tables
     }
     streams = [s for s in m.streams if f"table:{s.table}" not in done]
@@ -232,12 +232,12 @@ def _load_all(
     rep: Reporter,
     bucket: str,
     streams: list[Stream],
-    tables: dict[str, Table],
+    tables: dict[tuple[str, str], Table],
     ledger: Ledger,
     resuming: bool,
 ) -> list[UnitStats]:
     streams = sorted(streams, key=lambda s: -s.bytes)
-    units = [Unit(tables[s.table], None, s.part, s.parts, s.bytes) for s in streams]
+    units = [Unit(tables[s.schema, s.name], None, s.part, s.parts, s.bytes) for s in streams]
     by_key = {u.key: s for u, s in zip(units, streams, strict=True)}
 
     def blocks(pool: Pool, u: Unit) -> AbstractContextManager[Iterator[bytes]]:
