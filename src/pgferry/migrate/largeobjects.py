@@ -48,7 +48,7 @@ SELECT m.oid, r.rolname, m.lomacl IS NOT NULL,
 
 @dataclass
 class LargeObject:
-    """One large object's metadata.  `acl` None: default privileges;
+    """One large object's metadata.  `acl` False: default privileges;
     `grants` are (grantee, privilege, grantable), grantee '' for PUBLIC,
     the owner's own included (it may have revoked some of them)."""
 
