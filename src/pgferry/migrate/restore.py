@@ -124,9 +124,16 @@ def _preflight(
         if los and los[0]:
             present.append(f"{los[0]} large object(s)")
         if present:
+            more = f" (and {len(present) - 1} more)" if len(present) > 1 else ""
+            if cfg.resume:
+                raise TargetNotEmpty(
+                    f"--resume: the target holds no interrupted restore, and already has"
+                    f" {present[0]}{more}",
+                    hint="there is nothing to resume (a restore that finished leaves no"
+                    " schema pgferry); restore into an empty database",
+                )
             raise TargetNotEmpty(
-                f"the target already has {present[0]}"
-                + (f" (and {len(present) - 1} more)" if len(present) > 1 else ""),
+                f"the target already has {present[0]}{more}",
                 hint="restore into an empty database",
             )
     avail = {r[0] for r in tgt.execute("SELECT name FROM pg_available_extensions")}
