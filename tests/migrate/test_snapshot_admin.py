@@ -263,3 +263,12 @@ def test_failed_fresh_restore_leaves_no_bookkeeping(
     res = run_cli("snapshot", "restore", small_snapshot, "--target", target_db, "-q")
     assert res.exit_code == 0, res.output
     assert rows(target_db, "SELECT count(*) > 0 FROM app.users") == [(True,)]
+
+    # finished: nothing to resume, and nothing is run again
+    res = run_cli("snapshot", "restore", small_snapshot, "--target", target_db, "--resume")
+    assert res.exit_code == 1
+    assert res.stderr.strip() == (
+        "error: --resume: the target holds no interrupted restore, and already has table"
+        " app.users; there is nothing to resume (a restore that finished leaves no schema"
+        " pgferry); restore into an empty database"
+    )

@@ -24,6 +24,8 @@ INSERT INTO rental VALUES (1, 1, 1);
 -- like pagila's rewards_report: a kept function returning a left-out row type
 CREATE FUNCTION rewards_report(min_id int) RETURNS SETOF customer
     LANGUAGE sql AS $$ SELECT * FROM customer WHERE id >= min_id $$;
+-- a kept table with a column of a left-out table's row type
+CREATE TABLE watchlist (id int, fav film);
 """
 
 
@@ -53,6 +55,19 @@ def test_unrestorable_selection_is_refused(
     res = run_cli("snapshot", "create", "--source", rental_db, uri, "--exclude", "customer")
     assert res.exit_code == 2
     assert "function public.rewards_report(integer) needs public.customer" in res.stderr
+
+    res = run_cli("snapshot", "create", "--source", rental_db, uri, "--table", "watchlist")
+    assert res.exit_code == 2
+    assert res.stderr.strip().startswith(
+        "error: this selection could not be restored: function public.rewards_report(integer)"
+        " needs public.customer, which the selection leaves out (and 1 more);"
+    )
+    res = run_cli(
+        "snapshot", "create", "--source", rental_db, uri,
+        "--table", "watchlist", "--table", "customer",
+    )  # fmt: skip
+    assert res.exit_code == 2
+    assert "table column public.watchlist.fav needs public.film," in res.stderr
 
 
 def test_restorable_selections_pass(

@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgferry.errors import SourceError, TargetError
 from pgferry.migrate.progress import mark_in
 from pgferry.migrate.schema import RestoreOptions
 from pgferry.target import connect
@@ -47,7 +48,7 @@ SELECT m.oid, r.rolname, m.lomacl IS NOT NULL,
 
 @dataclass
 class LargeObject:
-    """One large object's metadata.  `acl` None: default privileges;
+    """One large object's metadata.  `acl` False: default privileges;
     `grants` are (grantee, privilege, grantable), grantee '' for PUBLIC,
     the owner's own included (it may have revoked some of them)."""
 
@@ -82,8 +83,33 @@ class LargeObject:
 
 def batches(src: psycopg.Connection[Any]) -> list[list[int]]:
     """Every large object's oid, in batches of BATCH, in oid order."""
-    oids = [int(r[0]) for r in src.execute("SELECT oid FROM pg_largeobject_metadata ORDER BY 1")]
+    oids = [int(r[0]) for r in _read(src, "SELECT oid FROM pg_largeobject_metadata ORDER BY 1")]
     return [oids[i : i + BATCH] for i in range(0, len(oids), BATCH)]
+
+
+def _read(
+    src: psycopg.Connection[Any], query: str, params: list[Any] | None = None
+) -> list[tuple[Any, ...]]:
+    try:
+        return src.execute(query, params).fetchall()
+    except psycopg.Error as e:
+        raise SourceError(
+            f"reading large objects from the source failed: {e.diag.message_primary or e}",
+            hint="the role reading the source needs SELECT on every large object",
+            sqlstate=e.sqlstate,
+        ) from None
+
+
+def _target_error(e: psycopg.Error, what: str) -> TargetError:
+    # 42704: a role named as owner or grantee does not exist on the target
+    hint = (
+        "create the role on the target, or pass --no-owner --no-acl"
+        if e.sqlstate == "42704"
+        else "nothing of this batch was kept; fix the cause and rerun with --resume"
+    )
+    return TargetError(
+        f"restoring {what} failed: {e.diag.message_primary or e}", hint=hint, sqlstate=e.sqlstate
+    )
 
 
 def item(batch: list[int]) -> str:
@@ -100,7 +126,7 @@ def metadata(src: psycopg.Connection[Any], oids: list[int]) -> list[LargeObject]
             [(g, p, w == "t") for g, p, w in r[3]],
             r[4],
         )
-        for r in src.execute(META_SQL, [oids])
+        for r in _read(src, META_SQL, [oids])
     ]
 
 
@@ -116,7 +142,8 @@ def objects(
         group = meta[i : i + GROUP]
         heads = {
             int(r[0]): bytes(r[1] or b"")
-            for r in src.execute(
+            for r in _read(
+                src,
                 "SELECT o, lo_get(o, 0, %s) FROM unnest(%s::oid[]) o",
                 [HEAD, [lo.oid for lo in group]],
             )
@@ -132,8 +159,8 @@ def _pieces(src: psycopg.Connection[Any], oid: int, head: bytes) -> Iterator[byt
         return  # the whole object
     offset = len(head)
     while True:
-        row = src.execute("SELECT lo_get(%s::oid, %s, %s)", [oid, offset, CHUNK]).fetchone()
-        data = bytes(row[0]) if row and row[0] is not None else b""
+        found = _read(src, "SELECT lo_get(%s::oid, %s, %s)", [oid, offset, CHUNK])
+        data = bytes(found[0][0]) if found and found[0][0] is not None else b""
         if not data:
             return
         yield data
@@ -193,10 +220,13 @@ def copy(src: psycopg.Connection[Any], target: str, done: set[str], opts: Restor
             count += len(batch)
             if item(batch) in done:
                 continue
-            with t.transaction(), t.pipeline():
-                for lo, pieces in objects(src, batch):
-                    put(t, lo, pieces, opts)
-                mark_in(t, item(batch), len(batch))
+            try:
+                with t.transaction(), t.pipeline():
+                    for lo, pieces in objects(src, batch):
+                        put(t, lo, pieces, opts)
+                    mark_in(t, item(batch), len(batch))
+            except psycopg.Error as e:
+                raise _target_error(e, f"large objects {batch[0]}-{batch[-1]}") from None
     return count
 
 
@@ -273,9 +303,12 @@ def load(
 ) -> int:
     """Restore: one batch stream in one transaction; returns its count."""
     n = 0
-    with t.transaction(), t.pipeline():
-        for lo, chunks in decode(blocks):
-            put(t, lo, chunks, opts)
-            n += 1
-        mark_in(t, ledger_item, n)
+    try:
+        with t.transaction(), t.pipeline():
+            for lo, chunks in decode(blocks):
+                put(t, lo, chunks, opts)
+                n += 1
+            mark_in(t, ledger_item, n)
+    except psycopg.Error as e:
+        raise _target_error(e, ledger_item.replace("large-objects:", "large objects ")) from None
     return n

@@ -124,9 +124,16 @@ def _preflight(
         if los and los[0]:
             present.append(f"{los[0]} large object(s)")
         if present:
+            more = f" (and {len(present) - 1} more)" if len(present) > 1 else ""
+            if cfg.resume:
+                raise TargetNotEmpty(
+                    f"--resume: the target holds no interrupted restore, and already has"
+                    f" {present[0]}{more}",
+                    hint="there is nothing to resume (a restore that finished leaves no"
+                    " schema pgferry); restore into an empty database",
+                )
             raise TargetNotEmpty(
-                f"the target already has {present[0]}"
-                + (f" (and {len(present) - 1} more)" if len(present) > 1 else ""),
+                f"the target already has {present[0]}{more}",
                 hint="restore into an empty database",
             )
     avail = {r[0] for r in tgt.execute("SELECT name FROM pg_available_extensions")}
@@ -172,7 +179,7 @@ def _run(
     opts = schema.RestoreOptions(cfg.no_owner, cfg.no_acl)
     ph.run("pre-data", lambda: schema.restore_pre_data(tools["pg_restore"], dump, cfg.target, opts))
     tables = {
-        f"{t.schema}.{t.name}": Table(0, t.schema, t.name, t.partitioned, 0, t.columns, None, None)
+        (t.schema, t.name): Table(0, t.schema, t.name, t.partitioned, 0, t.columns, None, None)
         for t in m.tables
     }
     streams = [s for s in m.streams if f"table:{s.table}" not in done]
@@ -232,12 +239,12 @@ def _load_all(
     rep: Reporter,
     bucket: str,
     streams: list[Stream],
-    tables: dict[str, Table],
+    tables: dict[tuple[str, str], Table],
     ledger: Ledger,
     resuming: bool,
 ) -> list[UnitStats]:
     streams = sorted(streams, key=lambda s: -s.bytes)
-    units = [Unit(tables[s.table], None, s.part, s.parts, s.bytes) for s in streams]
+    units = [Unit(tables[s.schema, s.name], None, s.part, s.parts, s.bytes) for s in streams]
     by_key = {u.key: s for u, s in zip(units, streams, strict=True)}
 
     def blocks(pool: Pool, u: Unit) -> AbstractContextManager[Iterator[bytes]]:
@@ -280,7 +287,7 @@ def _load_large_objects(
             blocks = _stream(cfg.s3, bucket, b.key, b.sha256, what)
             try:
                 n = largeobjects.load(t, blocks, opts, item)
-            except ValueError as e:
+            except (ValueError, KeyError, TypeError) as e:
                 raise SnapshotCorrupt(
                     f"{what} (s3://{bucket}/{b.key}) is malformed: {e}",
                     hint="nothing of it was loaded; the snapshot is damaged, take a new one",

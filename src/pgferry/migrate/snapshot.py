@@ -93,7 +93,9 @@ class SnapshotResult:
     uri: str
     streams: int
     rows: int
+    #: the tables' COPY text
     raw_bytes: int
+    #: everything stored: schema, table streams, large objects
     stored_bytes: int
     seconds: float
     tables: list[UnitStats] = field(default_factory=list)
@@ -130,6 +132,7 @@ def create_snapshot(cfg: SnapshotConfig, reporter: Reporter | None = None) -> Sn
         resumed, done = _start(store, cfg, marker, identity)
 
         dump = Path(tmp) / "schema.dump"
+        t0 = time.monotonic()
         rep.phase_start("schema")
         schema.dump_schema(tools["pg_dump"], cfg.source, dump, snapshot=snapshot, exclude=excluded)
         w = store.writer(SCHEMA, uploads, cfg.encryption)
@@ -137,7 +140,7 @@ def create_snapshot(cfg: SnapshotConfig, reporter: Reporter | None = None) -> Sn
             while block := f.read(1 << 20):
                 w.write(block)
         schema_obj = w.close()
-        rep.phase_done("schema", 0)
+        rep.phase_done("schema", time.monotonic() - t0)
 
         reused: list[str] = []
         streams: list[Stream] = []
@@ -150,14 +153,18 @@ def create_snapshot(cfg: SnapshotConfig, reporter: Reporter | None = None) -> Sn
             else:
                 todo.append(t)
         units = catalog.plan_units(src, todo, cfg.split_bytes, cfg.jobs)
+        t0 = time.monotonic()
         rep.phase_start("data", sum(u.est_bytes for u in units))
         stats = _copy_units(cfg, rep, store, tools["psql"], snapshot, units, uploads, streams)
-        rep.phase_done("data", time.monotonic() - started)
+        rep.phase_done("data", time.monotonic() - t0)
 
         lobs: list[LargeObjectBatch] = []
         if not sel.picked:
+            t0 = time.monotonic()
+            rep.phase_start("large-objects")
             for batch in largeobjects.batches(src):
                 lobs.append(_lo_batch(cfg, store, src, batch, uploads, done, reused))
+            rep.phase_done("large-objects", time.monotonic() - t0)
 
         manifest = Manifest(
             name=where.name,
@@ -184,7 +191,7 @@ def create_snapshot(cfg: SnapshotConfig, reporter: Reporter | None = None) -> Sn
         len(manifest.streams),
         manifest.rows,
         sum(s.bytes for s in manifest.streams),
-        sum(s.stored_bytes for s in manifest.streams),
+        manifest.stored_bytes,
         time.monotonic() - started,
         stats,
         reused,
