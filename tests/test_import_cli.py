@@ -152,9 +152,10 @@ def test_session_token_without_keys(cli_env) -> None:
     )
     assert p.returncode == 2
     assert "Traceback" not in p.stderr
-    assert p.stderr.rstrip().endswith(
-        "Error: --session-token goes with --access-key and --secret-key (temporary credentials "
-        "are all three); pass them too, or set all three in the AWS environment variables"
+    assert p.stderr.splitlines()[-1] == (
+        "error: --session-token goes with --access-key and --secret-key (temporary credentials "
+        "are all three); pass them too, or set all three in the AWS environment variables; "
+        "see 'pgferry import --help'"
     )
     assert "s3cr3t-t0ken" not in p.stderr
 
@@ -218,7 +219,8 @@ def test_stdin_dash_on_a_terminal_is_refused(cli_env) -> None:
         os.close(follower)
         os.close(leader)
     assert p.returncode == 2
-    assert p.stderr.rstrip().endswith(
-        "Error: SOURCE - reads the data from stdin, which is a terminal here; "
-        "pipe the data in (... | pgferry import - --table T) or name a file"
-    )
+    assert p.stderr.splitlines() == [
+        "error: SOURCE - reads the data from stdin, which is a terminal here; "
+        "pipe the data in (... | pgferry import - --table T) or name a file; "
+        "see 'pgferry import --help'"
+    ]

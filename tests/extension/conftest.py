@@ -135,7 +135,9 @@ def private_pg15(root: Path) -> Path:
 def _start(version: str, s3: SeaweedS3, private: Path) -> ExtServer:
     if version == "15":
         bindir = private_pg15(private)
-        server = LocalServer(bindir=bindir, datadir=private / "data", os_user=binaries("15")[1])
+        server = LocalServer(
+            bindir=bindir, datadir=private / "data", os_user=binaries("15")[1], auth="trust"
+        )
     else:
         # the wheel's tree lives in this checkout's own virtualenv
         server = postgres(version, start=False)

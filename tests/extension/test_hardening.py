@@ -200,7 +200,10 @@ def inline_call(bucket: str, options: str, secret: str, table: str = "t") -> str
 
 # PostgreSQL 15's file_fdw does not know reject_limit; 18 wants on_error ignore
 REJECTED = {
-    "tab": ("(format csv, delimiter '\\t')", "ERROR:  COPY delimiter must be a single one-byte"),
+    "tab": (
+        "(format csv, delimiter '\\t')",
+        "ERROR:  COPY delimiter must be one single-byte character",
+    ),
     "utf16": ("(format csv, encoding 'UTF16')", 'ERROR:  argument to option "encoding" must be'),
     "reject_limit": ("(format csv, reject_limit 3)", ""),
 }
@@ -309,7 +312,7 @@ def standby(ext: ExtServer, edb: str) -> Iterator[LocalServer]:
         extra_groups=[],
         cwd="/",
     )
-    server = LocalServer(bindir=ext.server.bindir, datadir=datadir, os_user=user)
+    server = LocalServer(bindir=ext.server.bindir, datadir=datadir, os_user=user, auth="trust")
     server.start()
     try:
         yield server
