@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgferry.embedded import LocalServer
+from pgferry.embedded import LocalServer, free_port
 from pgferry.errors import AccessDenied, PgferryError, StoreError, UsageError
 from pgferry.extension.fetcher import check_credentials, safe_message
 from tests.extension.conftest import APP, ExtServer
@@ -312,9 +312,12 @@ def standby(ext: ExtServer, edb: str) -> Iterator[LocalServer]:
         extra_groups=[],
         cwd="/",
     )
-    server = LocalServer(bindir=ext.server.bindir, datadir=datadir, os_user=user, auth="trust")
-    server.start()
+    # the copy records the primary's port: the standby needs its own
+    server = LocalServer(
+        bindir=ext.server.bindir, datadir=datadir, os_user=user, auth="trust", port=free_port()
+    )
     try:
+        server.start()
         yield server
     finally:
         server.destroy()
