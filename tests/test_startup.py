@@ -1,0 +1,76 @@
+"""Start-up cost: help loads no command's heavy libraries (checked by module
+lists, not by timing, so it holds on a loaded machine)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import click
+import pytest
+
+from pgferry.cli import _COMMANDS, SHORT_HELP, cli
+
+HEAVY = ("psycopg", "boto3", "botocore", "rich", "zstandard", "isal")
+
+# runs the CLI like the console script does, then prints the heavy modules loaded
+_PROBE = """
+import json, sys
+from pgferry.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+heavy = {m.split(".")[0] for m in sys.modules} & set(json.loads(sys.stdin.read()))
+print("LOADED=" + json.dumps(sorted(heavy)), file=sys.stderr)
+"""
+
+
+def loaded_by(*args: str) -> tuple[str, list[str]]:
+    p = subprocess.run(
+        [sys.executable, "-c", _PROBE, *args],
+        input=json.dumps(HEAVY),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    line = next(x for x in p.stderr.splitlines() if x.startswith("LOADED="))
+    return p.stdout, json.loads(line.removeprefix("LOADED="))
+
+
+def test_top_level_help_loads_no_command_module() -> None:
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom pgferry.cli import main\ntry: main(['--help'])\n"
+            "except SystemExit: pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('pgferry.cli.')), "
+            "file=sys.stderr)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.stderr.strip() == "[]"
+    assert "import     Import SOURCE (s3://bucket/key" in p.stdout
+
+
+@pytest.mark.parametrize("args", [["--help"], *([c, "--help"] for c in sorted(set(_COMMANDS)))])
+def test_help_loads_no_heavy_library(args: list[str]) -> None:
+    out, heavy = loaded_by(*args)
+    assert "Usage: pgferry" in out
+    assert heavy == []
+
+
+def test_short_help_table_matches_the_commands() -> None:
+    """The static table `pgferry --help` prints must say what each command's
+    own docstring says (a new command needs its line in SHORT_HELP)."""
+    ctx = click.Context(cli)
+    assert set(SHORT_HELP) == set(_COMMANDS)
+    for name in _COMMANDS:
+        command = cli.get_command(ctx, name)
+        assert command is not None
+        table = click.Command(name, help=SHORT_HELP[name])
+        assert table.get_short_help_str(1000) == command.get_short_help_str(1000), name
