@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
 import botocore.exceptions
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 
 from pgferry.errors import (
@@ -82,16 +83,16 @@ class S3Config:
 
 
 def make_client(config: S3Config, region: str | None = None, *, pool: int = 16) -> Any:
-    """A boto3 S3 client. `region` overrides the configured one (used when
-    following a bucket that lives elsewhere)."""
+    """An S3 client (botocore's: boto3 adds only import time on top).
+    `region` overrides the configured one (used when following a bucket
+    that lives elsewhere)."""
     check_config(config)
+    # a session per client: credentials and settings come from the
+    # environment as it is now; the parsed models are shared (_data_loader)
+    session = botocore.session.Session(profile=config.profile or None)
     try:
-        session = boto3.session.Session(
-            aws_access_key_id=config.access_key or None,
-            aws_secret_access_key=config.secret_key or None,
-            aws_session_token=config.session_token or None,
-            profile_name=config.profile or None,
-        )
+        session.register_component("data_loader", _data_loader(session))
+        configured_region = session.get_config_variable("region")
     except botocore.exceptions.ProfileNotFound as e:
         raise CredentialsError(
             f"AWS profile {config.profile!r} not found",
@@ -107,17 +108,64 @@ def make_client(config: S3Config, region: str | None = None, *, pool: int = 16) 
         s3={"addressing_style": "path"} if endpoint or _env_endpoint(session) else {},
     )
     try:
-        return session.client(
-            "s3",
-            region_name=region or config.region or session.region_name or "us-east-1",
-            endpoint_url=endpoint,
-            config=botocfg,
-        )
+        with _CLIENT_LOCK:  # the shared loader's caches are not thread-safe
+            return session.create_client(
+                "s3",
+                region_name=region or config.region or configured_region or "us-east-1",
+                endpoint_url=endpoint,
+                config=botocfg,
+                aws_access_key_id=config.access_key or None,
+                aws_secret_access_key=config.secret_key or None,
+                aws_session_token=config.session_token or None,
+            )
     except ValueError as e:  # e.g. an endpoint_url in ~/.aws/config without a scheme
         raise UsageError(
             f"invalid S3 client settings: {e}",
             hint="check endpoint_url and region in the AWS config and environment",
         ) from None
+
+
+_CLIENT_LOCK = threading.Lock()
+_LOADERS: dict[str | None, botocore.loaders.Loader] = {}
+
+
+class _LeanLoader(botocore.loaders.Loader):
+    """botocore's loader, minus a scan: to check that "s3" is a known service
+    it lists every service's directory (about 900 listdir calls, tens of ms
+    of a one-row import); checking the one directory asked for suffices."""
+
+    def list_available_services(self, type_name: str) -> Any:
+        return _KnownServices(self, type_name)
+
+
+class _KnownServices:
+    def __init__(self, loader: _LeanLoader, type_name: str) -> None:
+        self.loader, self.type_name = loader, type_name
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        try:
+            return bool(self.loader.list_api_versions(name, self.type_name))
+        except botocore.exceptions.DataNotFoundError:
+            return False
+
+    def __iter__(self) -> Iterator[str]:  # only for botocore's "unknown service" message
+        return iter(botocore.loaders.Loader.list_available_services(self.loader, self.type_name))
+
+
+def _data_loader(session: Any) -> botocore.loaders.Loader:
+    """One loader per process (per AWS_DATA_PATH): it caches the parsed models."""
+    data_path = session.get_config_variable("data_path")
+    with _CLIENT_LOCK:
+        if data_path not in _LOADERS:
+            extra = (
+                [os.path.expanduser(os.path.expandvars(p)) for p in data_path.split(os.pathsep)]
+                if data_path
+                else None
+            )
+            _LOADERS[data_path] = _LeanLoader(extra_search_paths=extra)
+        return _LOADERS[data_path]
 
 
 def check_config(config: S3Config) -> None:
