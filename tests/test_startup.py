@@ -74,3 +74,16 @@ def test_short_help_table_matches_the_commands() -> None:
         assert command is not None
         table = click.Command(name, help=SHORT_HELP[name])
         assert table.get_short_help_str(1000) == command.get_short_help_str(1000), name
+
+
+def test_local_file_import_loads_no_s3_library(conn, db, tmp_path) -> None:
+    """A local file imports without botocore (S3 code loads only for s3://)."""
+    conn.execute("CREATE TABLE t (a int, b text)")
+    path = tmp_path / "one.csv"
+    path.write_text("1,x\n")
+    out, heavy = loaded_by(
+        "import", str(path), "--table", "t", "--options", "(format csv)", "--target", db
+    )
+    assert out.startswith('1 rows imported into relation "t" from file')
+    assert conn.execute("SELECT a, b FROM t").fetchall() == [(1, "x")]
+    assert [m for m in heavy if m in ("boto3", "botocore")] == []

@@ -27,7 +27,7 @@ from pgferry.sink.copyin import copy_in, map_db_error
 from pgferry.sink.names import display_table, parse_table_name, split_identifiers, table_ident
 from pgferry.sink.options import CopyOptions, check_copy_from, parse_copy_options
 from pgferry.stores import ObjectRef, parse_source
-from pgferry.stores.s3 import S3Config, check_config
+from pgferry.stores.s3config import S3Config, check_config
 from pgferry.target import connect, resolve_target
 
 log = logging.getLogger("pgferry.import")

@@ -143,6 +143,7 @@ def clone(cfg: CloneConfig, reporter: Reporter | None = None) -> CloneResult:
                 _run(cfg, rep, result, src, tgt, Path(tmp), run_id)
         finally:
             src.close()
+            session.unlock(tgt)
             tgt.close()
     result.seconds = time.monotonic() - started
     return result

@@ -13,9 +13,8 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import urlsplit
 
 import botocore.exceptions
 import botocore.loaders
@@ -34,6 +33,10 @@ from pgferry.errors import (
     UsageError,
 )
 from pgferry.stores import ObjectRef
+
+# re-exported: S3Config lives apart so that its users need not import botocore
+from pgferry.stores.s3config import S3Config as S3Config
+from pgferry.stores.s3config import check_config as check_config
 
 log = logging.getLogger("pgferry.s3")
 
@@ -62,24 +65,6 @@ _TRANSIENT = {
     "500",
     "RequestTimeTooSkewed",
 }
-
-
-@dataclass(frozen=True)
-class S3Config:
-    """How to reach S3. Every field is optional: None means the SDK default."""
-
-    region: str | None = None
-    endpoint_url: str | None = None
-    access_key: str | None = None
-    secret_key: str | None = None
-    session_token: str | None = None
-    profile: str | None = None
-
-    def __repr__(self) -> str:  # never show secrets
-        return (
-            f"S3Config(region={self.region!r}, endpoint_url={self.endpoint_url!r}, "
-            f"profile={self.profile!r}, explicit_keys={self.access_key is not None})"
-        )
 
 
 def make_client(config: S3Config, region: str | None = None, *, pool: int = 16) -> Any:
@@ -166,30 +151,6 @@ def _data_loader(session: Any) -> botocore.loaders.Loader:
             )
             _LOADERS[data_path] = _LeanLoader(extra_search_paths=extra)
         return _LOADERS[data_path]
-
-
-def check_config(config: S3Config) -> None:
-    """Mistakes boto3 would report as a bare ValueError or TypeError."""
-    if config.session_token and not (config.access_key and config.secret_key):
-        raise UsageError(
-            "a session token was given without its access key and secret key",
-            hint="pass --access-key and --secret-key with --session-token, "
-            "or set all three in the AWS environment variables",
-        )
-    for origin, url in (
-        ("--endpoint-url", config.endpoint_url),
-        ("AWS_ENDPOINT_URL_S3", os.environ.get("AWS_ENDPOINT_URL_S3")),
-        ("AWS_ENDPOINT_URL", os.environ.get("AWS_ENDPOINT_URL")),
-    ):
-        if url:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise UsageError(
-                    f"{origin} {url!r} is not an http:// or https:// URL",
-                    hint=f"write it with its scheme, e.g. http://{parts.netloc or url}",
-                )
-            # the explicit flag wins: the environment is not consulted then
-            return
 
 
 def _env_endpoint(session: Any) -> bool:
@@ -321,9 +282,22 @@ class S3Reader:
         self.config = config
         self.depth = depth
         self.client = make_client(config, ref.region)
-        self._follow_region()
+        # the object's HEAD goes out with the bucket's: one round trip, not two
+        # (the region check decides first, as if they ran one after the other)
+        first = self.client
+        with ThreadPoolExecutor(1, thread_name_prefix="pgferry-head") as pool:
+            early = pool.submit(first.head_object, Bucket=ref.bucket, Key=ref.key)
+            try:
+                self._follow_region()
+            finally:
+                early_error = early.exception()
         try:
-            head = self.client.head_object(Bucket=ref.bucket, Key=ref.key)
+            if self.client is not first:  # another region: ask there
+                head = self.client.head_object(Bucket=ref.bucket, Key=ref.key)
+            elif early_error is not None:
+                raise early_error
+            else:
+                head = early.result()
         except Exception as e:  # botocore raises several unrelated classes
             raise self._explain(e) from None
         self.size: int = int(head["ContentLength"])
