@@ -7,6 +7,7 @@ AWS_ENDPOINT_URL / endpoint_url point at S3-compatible stores.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -123,6 +124,18 @@ class _LeanLoader(botocore.loaders.Loader):
         return _KnownServices(self, type_name)
 
 
+class _JSONFiles(botocore.loaders.JSONFileLoader):
+    """botocore's model files, parsed into plain dicts: its OrderedDict hook
+    doubles the parse time of the S3 model and the endpoints (about 10 ms
+    of CPU per client), and dicts keep the order it wanted."""
+
+    def _load_file(self, full_path: str, open_method: Any) -> Any:
+        if not os.path.isfile(full_path):
+            return None
+        with open_method(full_path, "rb") as fp:
+            return json.loads(fp.read().decode("utf-8"))
+
+
 class _KnownServices:
     def __init__(self, loader: _LeanLoader, type_name: str) -> None:
         self.loader, self.type_name = loader, type_name
@@ -149,7 +162,7 @@ def _data_loader(session: Any) -> botocore.loaders.Loader:
                 if data_path
                 else None
             )
-            _LOADERS[data_path] = _LeanLoader(extra_search_paths=extra)
+            _LOADERS[data_path] = _LeanLoader(extra_search_paths=extra, file_loader=_JSONFiles())
         return _LOADERS[data_path]
 
 
