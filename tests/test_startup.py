@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
 
 from pgferry.cli import _COMMANDS, SHORT_HELP, cli
 
+PGFERRY = str(Path(sys.executable).parent / "pgferry")
 HEAVY = ("psycopg", "boto3", "botocore", "rich", "zstandard", "isal")
 
 # runs the CLI like the console script does, then prints the heavy modules loaded
@@ -87,3 +89,46 @@ def test_local_file_import_loads_no_s3_library(conn, db, tmp_path) -> None:
     assert out.startswith('1 rows imported into relation "t" from file')
     assert conn.execute("SELECT a, b FROM t").fetchall() == [(1, "x")]
     assert [m for m in heavy if m in ("boto3", "botocore")] == []
+
+
+def test_failed_connect_exits_at_once_while_the_store_hangs(tmp_path) -> None:
+    """The object opens on another thread while the target connects: when
+    the connect fails, the error comes out and the process ends without
+    waiting for the store (here one that accepts and never answers)."""
+    import os
+    import socket
+    import time
+
+    hang = socket.socket()
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(8)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PG"))}
+    env.update(
+        AWS_ACCESS_KEY_ID="k",
+        AWS_SECRET_ACCESS_KEY="s",
+        AWS_CONFIG_FILE="/nonexistent",
+        AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{hang.getsockname()[1]}",
+    )
+    started = time.monotonic()
+    try:
+        p = subprocess.run(
+            [
+                PGFERRY,
+                "import",
+                "s3://b/k.csv",
+                "-t",
+                "t",
+                "--target",
+                "postgresql://127.0.0.1:1/x",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    finally:
+        hang.close()
+    assert p.returncode == 1
+    assert p.stderr.startswith("error: cannot connect to postgresql://127.0.0.1:1/x")
+    assert time.monotonic() - started < 20  # the store's read timeout is 60 s

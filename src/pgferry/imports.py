@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
 
-from pgferry import infer
+from pgferry import background, infer
 from pgferry.decode.formats import UTF8_BOM, check_head
 from pgferry.errors import DataError, TargetError, UsageError
 from pgferry.fetch import Decoded, open_decoded
@@ -283,11 +283,14 @@ def _connect_and_open(
     client, HEAD, first GET): the two round trips overlap, which is most of a
     small import's wait. A connection failure is reported first, as when
     the two ran one after the other."""
-    pool = ThreadPoolExecutor(1, thread_name_prefix="pgferry-open")
-    opening = pool.submit(
-        open_decoded, ref, spec.s3, content_encoding=spec.content_encoding, on_bytes=on_bytes
+    opening = background.start(
+        open_decoded,
+        ref,
+        spec.s3,
+        name="pgferry-open",
+        content_encoding=spec.content_encoding,
+        on_bytes=on_bytes,
     )
-    pool.shutdown(wait=False)
     try:
         conn = connect(resolve_target(spec.target))
     except BaseException:

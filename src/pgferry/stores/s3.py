@@ -14,7 +14,6 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import botocore.exceptions
@@ -22,6 +21,7 @@ import botocore.loaders
 import botocore.session
 from botocore.config import Config
 
+from pgferry import background
 from pgferry.errors import (
     AccessDenied,
     BucketNotFound,
@@ -298,12 +298,13 @@ class S3Reader:
         # the object's HEAD goes out with the bucket's: one round trip, not two
         # (the region check decides first, as if they ran one after the other)
         first = self.client
-        with ThreadPoolExecutor(1, thread_name_prefix="pgferry-head") as pool:
-            early = pool.submit(first.head_object, Bucket=ref.bucket, Key=ref.key)
-            try:
-                self._follow_region()
-            finally:
-                early_error = early.exception()
+        early = background.start(
+            first.head_object, name="pgferry-head", Bucket=ref.bucket, Key=ref.key
+        )
+        try:
+            self._follow_region()
+        finally:
+            early_error = early.exception()
         try:
             if self.client is not first:  # another region: ask there
                 head = self.client.head_object(Bucket=ref.bucket, Key=ref.key)
