@@ -1,7 +1,14 @@
-"""Benchmark: pgferry S3 import vs psql \\copy (plain CSV) and vs server-side
-COPY FROM PROGRAM 'zcat' (gzip), plus pgferry's peak RSS at two object sizes.
+"""Benchmark: `pgferry import` as users time it (whole process, wall clock).
 
-Run from the repository root:  .venv/bin/python bench/import/run.py [--size-mb 512]
+For each server configuration (PostgreSQL defaults, then durability off):
+- fixed cost: a one-row object, `pgferry import` vs `psql \\copy` of a one-row
+  file, and `pgferry --help`;
+- throughput: the CLI importing a ~270 MB CSV from S3 and from the local file
+  vs `psql \\copy` of the same file, and the gzip object vs
+  COPY FROM PROGRAM 'zcat';
+then pgferry's peak RSS at two object sizes.
+
+Run from the repository root:  .venv/bin/python bench/import/run.py [--size-mb 257]
 MB here means MiB (2**20 bytes). See bench/import/README.md.
 """
 
@@ -11,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -81,6 +89,34 @@ class Bench:
         if got != rows:
             raise RuntimeError(f"loaded {got} rows, expected {rows}")
         return seconds
+
+    def pgferry(self, *args: str) -> None:
+        """Run the `pgferry` CLI as a user would (a new process, its start-up included)."""
+        exe = Path(sys.executable).parent / "pgferry"
+        subprocess.run(
+            [str(exe), *args],
+            env={**os.environ, **self.env},
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def import_cli(self, source: str) -> Callable[[], None]:
+        return lambda: self.pgferry(
+            "import", source, "--table", "t", "--options", "(format csv)", "--target", self.url
+        )
+
+    def settings(self, durability: bool) -> dict[str, str]:
+        """Switch the server between its defaults and durability off (all three
+        settings reload without a restart); return what is in force."""
+        names = ("fsync", "synchronous_commit", "full_page_writes")
+        for name in names:
+            if durability:
+                self.sql(f"ALTER SYSTEM RESET {name}")
+            else:
+                self.sql(f"ALTER SYSTEM SET {name} = off")
+        self.sql("SELECT pg_reload_conf()")
+        time.sleep(0.5)  # the postmaster signals the backends asynchronously
+        return {name: str(self.sql(f"SHOW {name}")) for name in names}
 
     def cli_import(self, uri: str, scratch: Path) -> tuple[float, int]:
         """Run `pgferry import` as a child; return (seconds, peak RSS in KiB).
@@ -200,111 +236,159 @@ def compare(
     sides: dict[str, Callable[[], None]],
     rows: int,
     reps: int,
-    nbytes: int,
     s3_pid: int,
 ) -> dict[str, Any]:
-    """Run the sides in turn, reversing the order every other repetition; also
-    record the local S3 server's CPU time during each run."""
+    """Run the sides in turn, reversing the order every other repetition;
+    record each run's wall time, the CPU time of the child processes it ran
+    (pgferry or psql) and of the local S3 server."""
     times: dict[str, list[float]] = {k: [] for k in sides}
+    client: dict[str, list[float]] = {k: [] for k in sides}
     s3cpu: dict[str, list[float]] = {k: [] for k in sides}
     for rep in range(reps):
         order = list(sides.items())
         for side, fn in order if rep % 2 == 0 else order[::-1]:
-            cpu0 = cpu_seconds(s3_pid)
+            cpu0, child0 = cpu_seconds(s3_pid), children_cpu()
             sec = bench.timed(fn, rows)
             times[side].append(sec)
+            client[side].append(children_cpu() - child0)
             s3cpu[side].append(cpu_seconds(s3_pid) - cpu0)
-            log(f"{name} rep {rep + 1} {side}: {sec:.2f}s ({nbytes / MB / sec:.1f} MiB/s)")
+            log(f"{name} rep {rep + 1} {side}: {sec:.3f}s")
     med = {k: statistics.median(v) for k, v in times.items()}
-    best = {k: min(v) for k, v in times.items()}
     others = [k for k in sides if k != "ref"]
     return {
         "case": name,
         "times": times,
         "median": med,
-        "best": best,
+        "client_cpu_s": {k: statistics.median(v) for k, v in client.items()},
         "s3_cpu_s": {k: statistics.median(v) for k, v in s3cpu.items()},
         "ratio_median": {k: med["ref"] / med[k] for k in others},
-        "ratio_best": {k: best["ref"] / best[k] for k in others},
+        "ratio_pairs": {
+            k: [r / o for r, o in zip(times["ref"], times[k], strict=True)] for k in others
+        },
     }
+
+
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def help_time(reps: int) -> dict[str, float]:
+    """Median wall time of `pgferry --help` and `pgferry import --help`."""
+    exe = str(Path(sys.executable).parent / "pgferry")
+    out = {}
+    for args in (["--help"], ["import", "--help"], ["clone", "--help"]):
+        runs = []
+        for _ in range(reps):
+            started = time.perf_counter()
+            subprocess.run([exe, *args], check=True, stdout=subprocess.DEVNULL)
+            runs.append(time.perf_counter() - started)
+        out[" ".join(args)] = statistics.median(runs)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--size-mb", type=int, default=512, help="CSV size in MiB (default 512)")
-    ap.add_argument("--reps", type=int, default=3, help="repetitions per side (default 3)")
+    ap.add_argument("--size-mb", type=int, default=257, help="CSV size in MiB (default 257)")
+    ap.add_argument("--reps", type=int, default=3, help="throughput repetitions per side")
+    ap.add_argument("--fixed-reps", type=int, default=15, help="one-row repetitions per side")
     ap.add_argument("--rss-mb", default="100,1024", help="object sizes for the RSS runs, MiB")
+    ap.add_argument("--no-gzip", action="store_true", help="skip the gzip case")
+    ap.add_argument(
+        "--configs",
+        default="defaults,durability-off",
+        help="server configurations, in order (default: defaults,durability-off)",
+    )
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    from pgferry.imports import import_from_s3
     from tests.services import SeaweedS3, postgres
 
     tmp = Path(tempfile.mkdtemp(prefix="pgferry-bench-import-"))
     tmp.chmod(0o755)  # the server's OS user runs zcat on a file in here
     s3 = pg = None
     try:
-        log("starting PostgreSQL 15 and SeaweedFS S3")
-        pg, s3 = postgres("15"), SeaweedS3().start()
+        log("starting PostgreSQL 15 (default settings) and SeaweedFS S3")
+        pg, s3 = postgres("15", start=False), SeaweedS3().start()
+        pg.start({})
         env = s3.env()
-        os.environ.update(env)  # the in-process import reads the AWS chain
         bench = Bench(pg, env)
         info = machine(bench)
         csv = generate_csv(bench, args.size_mb)
         nbytes, rows = csv.stat().st_size, count_lines(csv)
-        gz = tmp / "data.csv.gz"
-        started = time.perf_counter()
-        gzip_tool = gzip_file(csv, gz)
-        gz.chmod(0o644)
-        took = time.perf_counter() - started
-        log(f"{gzip_tool}: {gz.stat().st_size / MB:.0f} MiB in {took:.1f}s")
+        one = tmp / "one.csv"
+        with csv.open("rb") as f:
+            one.write_bytes(f.readline())
+        one.chmod(0o644)
         client = s3.client()
         client.create_bucket(Bucket="bench")
         client.upload_file(str(csv), "bench", "data.csv", ExtraArgs={"ContentType": "text/csv"})
-        client.upload_file(
-            str(gz),
-            "bench",
-            "data.csv.gz",
-            ExtraArgs={"ContentType": "text/csv", "ContentEncoding": "gzip"},
-        )
+        client.upload_file(str(one), "bench", "one.csv", ExtraArgs={"ContentType": "text/csv"})
+        gz = tmp / "data.csv.gz"
+        gzip_tool = ""
+        if not args.no_gzip:
+            started = time.perf_counter()
+            gzip_tool = gzip_file(csv, gz)
+            gz.chmod(0o644)
+            took = time.perf_counter() - started
+            log(f"{gzip_tool}: {gz.stat().st_size / MB:.0f} MiB in {took:.1f}s")
+            client.upload_file(
+                str(gz),
+                "bench",
+                "data.csv.gz",
+                ExtraArgs={"ContentType": "text/csv", "ContentEncoding": "gzip"},
+            )
         log(f"uploaded; {rows} rows, {nbytes / MB:.0f} MiB plain")
-
-        def ours(source: str) -> Callable[[], None]:
-            def load() -> None:
-                import_from_s3("t", source, target=bench.url, options="(format csv)")
-
-            return load
-
+        info["help_s"] = json.dumps({k: round(v, 3) for k, v in help_time(args.fixed_reps).items()})
         assert s3.proc is not None
-        cases = [
-            compare(
+        configs: list[dict[str, Any]] = []
+        for config in args.configs.split(","):
+            settings = bench.settings(durability=config == "defaults")
+            log(f"server configuration {config}: {settings}")
+            fixed = compare(
                 bench,
-                "plain CSV",
+                "one row",
                 {
-                    "ours": ours("s3://bench/data.csv"),
-                    "ref": lambda: bench.psql_cmd(f"\\copy t FROM '{csv}' (format csv)"),
-                    "ours-local": ours(str(csv)),  # info: pgferry without the S3 server's CPU
+                    "ours": bench.import_cli("s3://bench/one.csv"),
+                    "ref": lambda: bench.psql_cmd(f"\\copy t FROM '{one}' (format csv)"),
                 },
-                rows,
-                args.reps,
-                nbytes,
+                1,
+                args.fixed_reps,
                 s3.proc.pid,
-            ),
-            compare(
-                bench,
-                "gzip",
-                {
-                    "ours": ours("s3://bench/data.csv.gz"),
-                    "ref": lambda: bench.sql(f"COPY t FROM PROGRAM 'zcat {gz}' (format csv)"),
-                },
-                rows,
-                args.reps,
-                nbytes,
-                s3.proc.pid,
-            ),
-        ]
-        gz.unlink()
+            )
+            cases = [
+                compare(
+                    bench,
+                    "plain CSV",
+                    {
+                        "ours": bench.import_cli("s3://bench/data.csv"),
+                        "ref": lambda: bench.psql_cmd(f"\\copy t FROM '{csv}' (format csv)"),
+                        "ours-local": bench.import_cli(str(csv)),
+                    },
+                    rows,
+                    args.reps,
+                    s3.proc.pid,
+                )
+            ]
+            if not args.no_gzip:
+                cases.append(
+                    compare(
+                        bench,
+                        "gzip",
+                        {
+                            "ours": bench.import_cli("s3://bench/data.csv.gz"),
+                            "ref": lambda: bench.sql(
+                                f"COPY t FROM PROGRAM 'zcat {gz}' (format csv)"
+                            ),
+                        },
+                        rows,
+                        args.reps,
+                        s3.proc.pid,
+                    )
+                )
+            configs.append({"config": config, "settings": settings, "fixed": fixed, "cases": cases})
+        gz.unlink(missing_ok=True)
         rss: list[dict[str, Any]] = []
-        for size_mb in (int(s) for s in args.rss_mb.split(",")):
+        for size_mb in (int(s) for s in args.rss_mb.split(",") if s):
             obj = tmp / f"rss-{size_mb}.csv"
             make_object(csv, obj, size_mb * MB)
             size, expect = obj.stat().st_size, count_lines(obj)
@@ -317,7 +401,7 @@ def main() -> None:
             log(f"RSS {size / MB:.0f} MiB object: peak {kib / 1024:.1f} MiB, {sec:.1f}s")
             client.delete_object(Bucket="bench", Key=obj.name)
         info["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-        report(info, args, nbytes, rows, gzip_tool, cases, rss)
+        report(info, args, nbytes, rows, gzip_tool, configs, rss)
     finally:
         if s3 is not None:
             s3.stop()
@@ -333,32 +417,39 @@ def report(
     nbytes: int,
     rows: int,
     gzip_tool: str,
-    cases: list[dict[str, Any]],
+    configs: list[dict[str, Any]],
     rss: list[dict[str, Any]],
 ) -> None:
     print("\n== machine ==")
     for k, v in info.items():
         print(f"{k:11} {v}")
-    print(
-        f"\n== throughput: {nbytes / MB:.0f} MiB, {rows} rows, {args.reps} reps/side "
-        f"(MiB/s of plain CSV; gzip by {gzip_tool}) =="
-    )
-    print(
-        f"{'case':10} {'side':10} {'runs (s)':26} {'median MiB/s':>12} {'best MiB/s':>10}"
-        f" {'S3 server CPU s':>15}"
-    )
-    for c in cases:
-        for side, runs in c["times"].items():
-            print(
-                f"{c['case']:10} {side:10} {' '.join(f'{t:.2f}' for t in runs):26}"
-                f" {nbytes / MB / c['median'][side]:12.1f} {nbytes / MB / c['best'][side]:10.1f}"
-                f" {c['s3_cpu_s'][side]:15.1f}"
-            )
-        for side in c["ratio_median"]:
-            print(
-                f"{'':10} ratio {side}/ref throughput: median {c['ratio_median'][side]:.3f},"
-                f" best {c['ratio_best'][side]:.3f}"
-            )
+    for c in configs:
+        print(f"\n== server: {c['config']} {c['settings']} ==")
+        f = c["fixed"]
+        print(
+            f"one-row object, {args.fixed_reps} reps/side, whole-process wall: "
+            f"pgferry import from S3 median {f['median']['ours']:.3f}s "
+            f"(client CPU {f['client_cpu_s']['ours']:.3f}s), "
+            f"psql \\copy median {f['median']['ref']:.3f}s"
+        )
+        print(
+            f"throughput: {nbytes / MB:.0f} MiB, {rows} rows, {args.reps} reps/side "
+            f"(MiB/s of plain CSV; gzip by {gzip_tool or '-'})"
+        )
+        print(
+            f"{'case':10} {'side':10} {'runs (s)':26} {'median MiB/s':>12}"
+            f" {'client CPU s':>12} {'S3 server CPU s':>15}"
+        )
+        for case in c["cases"]:
+            for side, runs in case["times"].items():
+                print(
+                    f"{case['case']:10} {side:10} {' '.join(f'{t:.2f}' for t in runs):26}"
+                    f" {nbytes / MB / case['median'][side]:12.1f}"
+                    f" {case['client_cpu_s'][side]:12.2f} {case['s3_cpu_s'][side]:15.1f}"
+                )
+            for side, ratio in case["ratio_median"].items():
+                pairs = " ".join(f"{r:.2f}" for r in case["ratio_pairs"][side])
+                print(f"{'':10} ratio {side}/ref throughput: median {ratio:.3f}; pairs {pairs}")
     print("\n== pgferry import CLI peak RSS ==")
     for r in rss:
         print(
@@ -375,7 +466,7 @@ def report(
                 "rows": rows,
                 "reps": args.reps,
                 "gzip_tool": gzip_tool,
-                "cases": cases,
+                "configs": configs,
                 "rss": rss,
             },
             indent=2,

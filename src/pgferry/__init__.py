@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pgferry.errors import PgferryError
     from pgferry.imports import ImportResult, ImportSpec, import_from_s3, run_import
-    from pgferry.stores.s3 import S3Config
+    from pgferry.stores.s3config import S3Config
 
 _WHERE = {
     "PgferryError": "pgferry.errors",
@@ -20,7 +20,7 @@ _WHERE = {
     "ImportSpec": "pgferry.imports",
     "import_from_s3": "pgferry.imports",
     "run_import": "pgferry.imports",
-    "S3Config": "pgferry.stores.s3",
+    "S3Config": "pgferry.stores.s3config",
 }
 __all__ = [
     "ImportResult",

@@ -16,12 +16,16 @@ from dataclasses import dataclass
 from pgferry.decode.compression import choose_codec, decompress
 from pgferry.stores import ObjectReader, ObjectRef
 from pgferry.stores.local import LocalReader
-from pgferry.stores.s3 import S3Config, S3Reader
+from pgferry.stores.s3config import S3Config
 
 
 def open_object(ref: ObjectRef, s3: S3Config | None = None) -> ObjectReader:
     if ref.is_local:
         return LocalReader(ref)
+    # botocore loads here, on the thread that opens the object: a local file
+    # never pays for it, and an S3 import loads it while it connects
+    from pgferry.stores.s3 import S3Reader
+
     return S3Reader(ref, s3 or S3Config())
 
 

@@ -12,21 +12,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
 
-from pgferry import infer
+from pgferry import background, infer
 from pgferry.decode.formats import UTF8_BOM, check_head
 from pgferry.errors import DataError, TargetError, UsageError
-from pgferry.fetch import open_decoded
+from pgferry.fetch import Decoded, open_decoded
 from pgferry.sink.copyin import copy_in, map_db_error
 from pgferry.sink.names import display_table, parse_table_name, split_identifiers, table_ident
 from pgferry.sink.options import CopyOptions, check_copy_from, parse_copy_options
 from pgferry.stores import ObjectRef, parse_source
-from pgferry.stores.s3 import S3Config, check_config
+from pgferry.stores.s3config import S3Config, check_config
 from pgferry.target import connect, resolve_target
 
 log = logging.getLogger("pgferry.import")
@@ -229,11 +230,11 @@ def run_import(
     started = time.monotonic()
     own = conn is None
     if conn is None:
-        conn = connect(resolve_target(spec.target))
+        conn, obj = _connect_and_open(spec, ref, on_bytes)
+    else:
+        obj = open_decoded(ref, spec.s3, content_encoding=spec.content_encoding, on_bytes=on_bytes)
     try:
-        with open_decoded(
-            ref, spec.s3, content_encoding=spec.content_encoding, on_bytes=on_bytes
-        ) as obj:
+        with obj:
             head, stream, _ = infer.peek(obj.stream(), infer.bytes_enough(HEAD_BYTES))
             note = None
             check_head(
@@ -273,6 +274,39 @@ def run_import(
         skipped=skipped,
         options=plan.options.render().as_string(None),
     )
+
+
+def _connect_and_open(
+    spec: ImportSpec, ref: ObjectRef, on_bytes: Callable[[int, int], None] | None
+) -> tuple[psycopg.Connection[Any], Decoded]:
+    """Connect to the target while another thread opens the object (S3
+    client, HEAD, first GET): the two round trips overlap, which is most of a
+    small import's wait. A connection failure is reported first, as when
+    the two ran one after the other."""
+    opening = background.start(
+        open_decoded,
+        ref,
+        spec.s3,
+        name="pgferry-open",
+        content_encoding=spec.content_encoding,
+        on_bytes=on_bytes,
+    )
+    try:
+        conn = connect(resolve_target(spec.target))
+    except BaseException:
+        opening.add_done_callback(_close_opened)
+        raise
+    try:
+        return conn, opening.result()
+    except BaseException:  # the open failed, or Ctrl-C while waiting for it
+        opening.add_done_callback(_close_opened)
+        conn.close()
+        raise
+
+
+def _close_opened(opening: Future[Decoded]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
 
 
 def _utf8(options: CopyOptions) -> bool:

@@ -32,10 +32,38 @@ _COMMANDS = {
     "extension": "extension",
 }
 
+# `pgferry --help` lists these without loading any command module (a test
+# checks they match each command's own short help)
+SHORT_HELP = {
+    "clone": "Copy a whole database from --source into --target, in parallel.",
+    "embedded": "Manage the embedded local PostgreSQL (the default target).",
+    "extension": "The aws_s3 / aws_commons extensions for self-hosted PostgreSQL.",
+    "import": "Import SOURCE (s3://bucket/key, file://, a path, or - for stdin) into a table.",
+    "psql": "Open psql on the target; every other argument goes to psql.",
+    "snapshot": "Consistent database snapshots on S3: create, restore, list, delete.",
+    "target": "Print the resolved target URL (password masked) and where it came from.",
+    "verify": "Compare rows and schema objects; exit 1 when anything differs, 2 when "
+    "the comparison could not finish.",
+}
+
 
 class PgferryGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = [(name, self._short_help(ctx, name, limit)) for name in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def _short_help(self, ctx: click.Context, name: str, limit: int) -> str:
+        if name in SHORT_HELP and name not in self.commands:
+            # click's own shortening, without loading the command
+            return click.Command(name, help=SHORT_HELP[name]).get_short_help_str(limit)
+        command = self.get_command(ctx, name)
+        return command.get_short_help_str(limit) if command else ""
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in _COMMANDS:

@@ -84,7 +84,7 @@ def import_cmd(
     from pgferry.imports import ImportSpec, run_import
     from pgferry.infer import parse_column_types
     from pgferry.stores import STDIN
-    from pgferry.stores.s3 import S3Config
+    from pgferry.stores.s3config import S3Config
 
     setup_logging()
     if bool(access_key) != bool(secret_key):

@@ -11,25 +11,19 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from pgferry import units
 from pgferry.cli import checked_url, json_option, target_option
 from pgferry.errors import PostDataIncomplete
-from pgferry.migrate import CloneConfig, clone
-from pgferry.migrate.restore import RestoreConfig, restore_snapshot
-from pgferry.migrate.snapshot import (
-    SnapshotConfig,
-    create_snapshot,
-    delete_snapshot,
-    list_snapshots,
-)
-from pgferry.migrate.verify import VerifyConfig, VerifyResult, verify
-from pgferry.stores.multipart import Encryption
-from pgferry.stores.s3 import S3Config
-from pgferry.target import resolve_target
+
+# the migrate code (psycopg, boto3) loads inside each command's body, so
+# `pgferry clone --help` stays fast
+if TYPE_CHECKING:
+    from pgferry.migrate.verify import VerifyResult
+    from pgferry.stores.s3 import S3Config
 
 
 def parse_size(text: str) -> int | None:
@@ -147,6 +141,9 @@ def clone_cmd(
     database_settings: bool,
 ) -> None:
     """Copy a whole database from --source into --target, in parallel."""
+    from pgferry.migrate import CloneConfig, clone
+    from pgferry.target import resolve_target
+
     cfg = CloneConfig(
         source=source,
         target=resolve_target(target).conninfo,
@@ -235,6 +232,9 @@ def verify_cmd(
 ) -> None:
     """Compare rows and schema objects; exit 1 when anything differs, 2 when
     the comparison could not finish."""
+    from pgferry.migrate.verify import VerifyConfig, verify
+    from pgferry.target import resolve_target
+
     cfg = VerifyConfig(
         source,
         resolve_target(target).conninfo,
@@ -265,6 +265,8 @@ def _s3_options(f: Any) -> Any:
 
 
 def _s3(region: str | None, endpoint_url: str | None, profile: str | None) -> S3Config:
+    from pgferry.stores.s3 import S3Config
+
     return S3Config(region=region, endpoint_url=endpoint_url, profile=profile)
 
 
@@ -297,6 +299,9 @@ def snapshot_create_cmd(
     profile: str | None,
 ) -> None:
     """Take a consistent snapshot of --source to S3."""
+    from pgferry.migrate.snapshot import SnapshotConfig, create_snapshot
+    from pgferry.stores.multipart import Encryption
+
     cfg = SnapshotConfig(
         source=source,
         uri=uri,
@@ -344,6 +349,9 @@ def snapshot_restore_cmd(
     profile: str | None,
 ) -> None:
     """Restore a snapshot into --target."""
+    from pgferry.migrate.restore import RestoreConfig, restore_snapshot
+    from pgferry.target import resolve_target
+
     cfg = RestoreConfig(
         uri=uri,
         target=resolve_target(target).conninfo,
@@ -372,6 +380,8 @@ def snapshot_list_cmd(
     uri: str, as_json: bool, region: str | None, endpoint_url: str | None, profile: str | None
 ) -> None:
     """List the snapshots under a prefix."""
+    from pgferry.migrate.snapshot import list_snapshots
+
     found = list_snapshots(uri, _s3(region, endpoint_url, profile))
     if as_json:
         click.echo(json.dumps([asdict(i) for i in found]))
@@ -397,6 +407,8 @@ def snapshot_delete_cmd(
     uri: str, region: str | None, endpoint_url: str | None, profile: str | None
 ) -> None:
     """Delete a snapshot (complete or not) and every object under it."""
+    from pgferry.migrate.snapshot import delete_snapshot
+
     n = delete_snapshot(uri, _s3(region, endpoint_url, profile))
     click.echo(f"deleted {uri.rstrip('/')}/: {n} objects")
 

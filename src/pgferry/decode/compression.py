@@ -8,16 +8,13 @@ that ends mid-stream is an error, never a silent short load.
 
 from __future__ import annotations
 
-import bz2
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-import zstandard
-from isal import isal_zlib
-
 from pgferry.errors import DecodeError, UsageError
 
-_ISAL_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]
+# the codec libraries load when a compressed object comes: a plain CSV import
+# (and `pgferry import --help`) does not pay for them
 CODECS = ("gzip", "zstd", "bzip2")
 CHOICES = ("auto", "none", *CODECS)
 
@@ -46,14 +43,22 @@ class _Decompressor(Protocol):
     def decompress(self, data: bytes) -> bytes: ...
 
 
-def _factory(codec: str) -> Callable[[], _Decompressor]:
+def _factory(codec: str) -> tuple[Callable[[], _Decompressor], type[Exception]]:
+    """A new-decompressor function and the codec library's own error class."""
     if codec == "gzip":
-        return lambda: isal_zlib.decompressobj(wbits=31)
+        from isal import isal_zlib
+
+        isal_error: type[Exception] = isal_zlib.error  # type: ignore[assignment]
+        return lambda: isal_zlib.decompressobj(wbits=31), isal_error
     if codec == "zstd":
+        import zstandard
+
         dctx = zstandard.ZstdDecompressor()
-        return lambda: dctx.decompressobj()
+        return lambda: dctx.decompressobj(), zstandard.ZstdError
     if codec == "bzip2":
-        return lambda: bz2.BZ2Decompressor()
+        import bz2
+
+        return lambda: bz2.BZ2Decompressor(), OSError
     raise UsageError(f"unknown compression {codec!r}", hint=f"use one of {', '.join(CHOICES)}")
 
 
@@ -84,7 +89,7 @@ def choose_codec(requested: str, content_encoding: str | None, head: bytes) -> s
 def decompress(chunks: Iterator[bytes], codec: str, *, where: str, **ctx: Any) -> Iterator[bytes]:
     """Yield the decompressed bytes of `chunks`, raising DecodeError naming
     `where` when the data is corrupt or ends before the stream does."""
-    new = _factory(codec)
+    new, codec_error = _factory(codec)
     d = new()
     seen_any = False
     try:
@@ -100,7 +105,7 @@ def decompress(chunks: Iterator[bytes], codec: str, *, where: str, **ctx: Any) -
                     seen_any = False
                 else:
                     chunk = b""
-    except (OSError, EOFError, ValueError, zstandard.ZstdError, _ISAL_ERROR) as e:
+    except (OSError, EOFError, ValueError, codec_error) as e:
         raise DecodeError(
             f"corrupt {codec} data in {where}: {e}",
             hint="check the file (or pass --content-encoding none if it is not compressed)",

@@ -34,6 +34,7 @@ from pgferry.migrate.indexer import Indexer
 from pgferry.migrate.indexer import by_table as indexer_by_table
 from pgferry.migrate.phases import MigrateResult, Phase, Phases, PostData, after_data
 from pgferry.migrate.progress import Ledger, NullReporter, Reporter
+from pgferry.migrate.smallcopy import SMALL_UNIT_BYTES, SnapshotReaders
 from pgferry.migrate.toc import Section
 from pgferry.migrate.tools import Tool, find_tool
 from pgferry.target import connect, mask_password
@@ -58,6 +59,8 @@ class CloneConfig:
 
 
 CloneResult = MigrateResult
+#: tables at least this big (on the source's disk) get their indexes built early
+EARLY_INDEX_BYTES = 16 << 20
 
 
 def _tools(major: int, result: CloneResult, rep: Reporter) -> dict[str, Tool]:
@@ -140,6 +143,7 @@ def clone(cfg: CloneConfig, reporter: Reporter | None = None) -> CloneResult:
                 _run(cfg, rep, result, src, tgt, Path(tmp), run_id)
         finally:
             src.close()
+            session.unlock(tgt)
             tgt.close()
     result.seconds = time.monotonic() - started
     return result
@@ -307,11 +311,20 @@ def _copy(
     resuming: bool,
     indexer: Indexer | None,
 ) -> list[UnitStats]:
+    readers = SnapshotReaders(cfg.source, snapshot)
+
     def blocks(pool: Pool, u: Unit) -> AbstractContextManager[Iterator[bytes]]:
-        return copy_out(pool, psql, cfg.source, snapshot, catalog.copy_out_sql(u).as_string(None))
+        stmt = catalog.copy_out_sql(u).as_string(None)
+        if u.est_bytes < SMALL_UNIT_BYTES:
+            return readers.copy_out(stmt)
+        return copy_out(pool, psql, cfg.source, snapshot, stmt)
 
     def table_done(t: Table) -> None:
-        if indexer is not None:
+        # a big table's indexes are built as soon as its rows are in, while
+        # others are still copied; a small one's wait for the index phase,
+        # which builds them all in one pg_restore (a pg_restore per small
+        # table costs more than its indexes)
+        if indexer is not None and t.bytes >= EARLY_INDEX_BYTES:
             indexer.table_done(t.qualified, t.ident)
 
     try:
@@ -331,6 +344,8 @@ def _copy(
         if indexer is not None:
             indexer.close()
         raise
+    finally:
+        readers.close()
     if indexer is not None:
         indexer.wait()
     per_table: dict[str, UnitStats] = {}

@@ -253,13 +253,26 @@ def load_units(
             for u in {u.table.qualified: u for u in units if u.parts > 1}.values():
                 c.execute(sql.SQL("TRUNCATE ONLY {}").format(u.table.ident))
     pool = Pool(jobs)
+    # one target connection per worker thread, not per unit: a small
+    # database's many small tables each take less time than a connection
+    local = threading.local()
+    opened: list[psycopg.Connection[Any]] = []
+
+    def target_conn() -> psycopg.Connection[Any]:
+        conn: psycopg.Connection[Any] | None = getattr(local, "conn", None)
+        if conn is None or conn.closed:
+            conn = local.conn = open_target(target, replica=replica)
+            with lock:
+                opened.append(conn)
+        return conn
 
     def work(u: Unit) -> UnitStats:
         t0 = time.monotonic()
         reporter.unit_start(u.key, u.est_bytes)
         whole = u.parts == 1
         item = f"table:{u.table.qualified}"
-        with open_target(target, replica=replica) as conn, blocks(pool, u) as bs:
+        conn = target_conn()
+        with blocks(pool, u) as bs:
             rows, nbytes = load(
                 conn,
                 u.table,
@@ -283,4 +296,8 @@ def load_units(
         reporter.unit_done(u.key, rows, nbytes, stats.seconds)
         return stats
 
-    return pool.run(units, work)
+    try:
+        return pool.run(units, work)
+    finally:
+        for conn in opened:
+            conn.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -67,14 +68,27 @@ def vacuum_analyze(target: str, tables: list[Table], parents: list[Table], jobs:
     """VACUUM ANALYZE each copied table, N at a time; partitioned parents get
     ANALYZE (their own statistics; VACUUM does nothing on them)."""
 
-    def one(stmt: sql.Composed) -> None:
-        with connect(target, autocommit=True) as c:
-            c.execute(stmt)
-
     stmts = [sql.SQL("VACUUM (ANALYZE) {}").format(t.ident) for t in tables]
     stmts += [sql.SQL("ANALYZE {}").format(t.ident) for t in parents]
-    with ThreadPoolExecutor(max(1, jobs)) as ex:
-        list(ex.map(one, stmts))
+    todo: queue.SimpleQueue[sql.Composed] = queue.SimpleQueue()
+    for stmt in stmts:
+        todo.put(stmt)
+
+    def worker() -> None:
+        # one connection per worker, not per table: a small database has
+        # many tables that each take less time than a connection
+        with connect(target, autocommit=True) as c:
+            while True:
+                try:
+                    stmt = todo.get_nowait()
+                except queue.Empty:
+                    return
+                c.execute(stmt)
+
+    n = min(max(1, jobs), len(stmts))
+    with ThreadPoolExecutor(max(1, n)) as ex:
+        for f in [ex.submit(worker) for _ in range(n)]:
+            f.result()
 
 
 def source_identity(src: psycopg.Connection[Any]) -> str:

@@ -42,11 +42,28 @@ def build(
             workdir=post.workdir,
         )
 
-    restore([e for e in todo if e.desc in ("INDEX", "CONSTRAINT")], jobs, "indexes and constraints")
+    own = [e for e in todo if e.desc in ("INDEX", "CONSTRAINT")]
     attach = schema.deepest_first(tgt, [e for e in todo if e.desc == "INDEX ATTACH"])
-    restore(attach, 1, "partition index attachments")
-    restore([e for e in todo if e.desc == "FK CONSTRAINT"], jobs, "foreign keys")
+    fks = [e for e in todo if e.desc == "FK CONSTRAINT"]
+    if _small(tgt):
+        # all in one pg_restore, one transaction, in the list's order: each
+        # pg_restore (and each of its -j workers) costs a process and a
+        # connection, more than a small database's indexes take to build
+        restore(own + attach + fks, 1, "indexes, constraints and foreign keys")
+    else:
+        restore(own, jobs, "indexes and constraints")
+        restore(attach, 1, "partition index attachments")
+        restore(fks, jobs, "foreign keys")
     check_valid(tgt, post.expected_invalid)
+
+
+#: a target database smaller than this gets its indexes from one pg_restore
+SERIAL_BELOW = 64 << 20
+
+
+def _small(tgt: psycopg.Connection[Any]) -> bool:
+    row = tgt.execute("SELECT pg_database_size(current_database())").fetchone()
+    return bool(row and int(row[0]) < SERIAL_BELOW)
 
 
 def check_valid(tgt: psycopg.Connection[Any], expected: set[str]) -> None:

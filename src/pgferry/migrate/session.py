@@ -13,6 +13,7 @@ removed at the next start.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -63,6 +64,17 @@ def lock(conn: psycopg.Connection[Any], target: str) -> None:
             f"another pgferry run is working on {target}",
             hint="wait for it to finish (or stop it), then rerun",
         )
+
+
+def unlock(conn: psycopg.Connection[Any]) -> None:
+    """Release the lock now: closing the connection releases it only when
+    the server has ended the session, which a next run started at once can
+    beat (it would then be refused as "another pgferry run")."""
+    if conn.closed:
+        return
+    # a broken connection: its session, and the lock, end with it
+    with contextlib.suppress(psycopg.Error):
+        conn.execute("SELECT pg_advisory_unlock(%s, %s)", list(LOCK))
 
 
 def end_leftovers(conn: psycopg.Connection[Any], command: str, run_id: str) -> int:

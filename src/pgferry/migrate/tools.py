@@ -39,7 +39,15 @@ class Tool:
         return self.path.name
 
 
+@functools.cache
 def _version_of(exe: Path) -> int | None:
+    # Debian installs each major's programs in /usr/lib/postgresql/<major>/bin:
+    # the directory says the version without running the program (each run
+    # costs tens of ms, a clone looks at up to three candidates of three tools)
+    if exe.parent.name == "bin" and exe.parent.parent.parent == DEBIAN_ROOT:
+        major = exe.parent.parent.name
+        if major.isdigit():
+            return int(major)
     try:
         out = subprocess.run(
             [str(exe), "--version"], capture_output=True, text=True, timeout=10, check=True
@@ -68,7 +76,11 @@ def _candidates(name: str) -> list[Path]:
 def find_tool(name: str, server_major: int) -> Tool:
     """The client program for a server of `server_major`: the same major if
     installed, else the oldest newer one (a newer pg_dump reads older servers)."""
-    versions = [(v, p) for p in _candidates(name) if (v := _version_of(p)) is not None]
+    candidates = _candidates(name)
+    for p in candidates:  # Debian's directory of the same major needs no run
+        if p.parent.parent.name == str(server_major) and _version_of(p) == server_major:
+            return Tool(p, server_major)
+    versions = [(v, p) for p in candidates if (v := _version_of(p)) is not None]
     for v, p in versions:
         if v == server_major:
             return Tool(p, v)

@@ -79,7 +79,9 @@ def copy_in(
             with cur.copy(stmt) as copy:
                 started = True
                 for chunk in chunks:
-                    copy.write(chunk)
+                    # psycopg sends a large buffer in 128 kB slices: slices of
+                    # a memoryview are views, of bytes they are copies
+                    copy.write(memoryview(chunk))
             return max(cur.rowcount, 0), skipped
     except psycopg.Error as e:
         if not started:
