@@ -60,6 +60,18 @@ from pgferry.decode.compression import CHOICES
     show_default=True,
     help="Compression: auto uses Content-Encoding, then magic bytes.",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Connections loading a prefix or glob at once (still all or nothing).",
+)
+@click.option(
+    "--commit-each",
+    is_flag=True,
+    help="Prefix or glob: commit each object on its own and go on past a failed one.",
+)
 @json_option
 def import_cmd(
     source: str,
@@ -78,9 +90,14 @@ def import_cmd(
     session_token: str | None,
     profile: str | None,
     content_encoding: str,
+    jobs: int,
+    commit_each: bool,
     as_json: bool,
 ) -> None:
-    """Import SOURCE (s3://bucket/key, file://, a path, or - for stdin) into a table."""
+    """Import SOURCE (s3://bucket/key, file://, a path, or - for stdin) into a table.
+
+    SOURCE may also name many objects: a prefix (s3://bucket/dir/), a folder, or a glob
+    (s3://bucket/logs/2024-*.csv.gz, ** across folders); they load in one transaction."""
     from pgferry.imports import ImportSpec, run_import
     from pgferry.infer import parse_column_types
     from pgferry.stores import STDIN
@@ -125,6 +142,15 @@ def import_cmd(
         sample_rows=sample_rows,
         column_types=parse_column_types(list(column_types)),
     )
+    from pgferry.stores.listing import is_many
+
+    if is_many(source):
+        from pgferry.cli import import_many
+
+        import_many.run(spec, jobs=jobs, commit_each=commit_each, as_json=as_json)
+        return
+    if commit_each or jobs > 1:
+        raise click.UsageError("--jobs and --commit-each apply to a prefix, folder or glob")
     with progress_bar(f"import {source}", enabled=not as_json) as advance:
         result = run_import(spec, on_bytes=advance)
     if as_json:
