@@ -61,6 +61,8 @@ class ImportSpec:
     sample_rows: int = infer.SAMPLE_ROWS
     #: column -> SQL type, overriding the guess for a table pgferry creates
     column_types: Mapping[str, str] = field(default_factory=dict)
+    #: csv, text, binary (COPY's), parquet, jsonl; auto: from the name
+    format: str = "auto"
 
     def object_ref(self) -> ObjectRef:
         region = self.region or self.s3.region
@@ -129,6 +131,7 @@ def import_from_s3(
     mode: Mode = "append",
     sample_rows: int = infer.SAMPLE_ROWS,
     column_types: Mapping[str, str] | None = None,
+    format: str = "auto",
     conn: psycopg.Connection[Any] | None = None,
     on_bytes: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
@@ -167,6 +170,7 @@ def import_from_s3(
         mode=mode,
         sample_rows=sample_rows,
         column_types=dict(column_types or {}),
+        format=format,
     )
     return run_import(spec, conn=conn, on_bytes=on_bytes)
 
@@ -225,6 +229,13 @@ def run_import(
     on_bytes: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
     ref = spec.object_ref()
+    from pgferry import imports_formats as formats  # here: imports_formats imports this module
+
+    fmt = formats.detect(spec.format, ref, spec.options)
+    if fmt in formats.STRUCTURED:
+        return formats.run_structured(spec, ref, fmt, conn, on_bytes=on_bytes)
+    if fmt:
+        spec = formats.with_copy_format(spec, fmt, ref)
     plan = _plan(spec, ref)
     started = time.monotonic()
     own = conn is None

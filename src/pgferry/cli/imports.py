@@ -61,6 +61,15 @@ from pgferry.decode.compression import CHOICES
     help="Compression: auto uses Content-Encoding, then magic bytes.",
 )
 @click.option(
+    "--format",
+    "data_format",
+    type=click.Choice(("auto", "csv", "text", "binary", "parquet", "jsonl")),
+    default="auto",
+    show_default=True,
+    help="File format; auto: from the name (.parquet, .jsonl/.ndjson/.json, .csv/.tsv), "
+    "else COPY's options.",
+)
+@click.option(
     "--jobs",
     type=click.IntRange(min=1),
     default=1,
@@ -90,6 +99,7 @@ def import_cmd(
     session_token: str | None,
     profile: str | None,
     content_encoding: str,
+    data_format: str,
     jobs: int,
     commit_each: bool,
     as_json: bool,
@@ -141,6 +151,7 @@ def import_cmd(
         mode=mode,
         sample_rows=sample_rows,
         column_types=parse_column_types(list(column_types)),
+        format=data_format,
     )
     from pgferry.stores.listing import is_many
 
