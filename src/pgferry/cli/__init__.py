@@ -23,6 +23,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # first use, so `pgferry import` never pays for importing the migrate code
 _COMMANDS = {
     "import": "imports",
+    "export": "export",
     "target": "local",
     "psql": "local",
     "embedded": "local",
