@@ -57,12 +57,8 @@ def test_glob_regex_follows_the_shell() -> None:
     assert glob_regex("logs/**/*.csv").match("logs/x.csv")
     assert glob_regex("d/[ab]?.csv").match("d/a1.csv")
     assert not glob_regex("d/[!ab]?.csv").match("d/a1.csv")
-    assert [is_many(s) for s in ("s3://b/k.csv", "s3://b/dir/", "s3://b", "s3://b/*.csv")] == [
-        False,
-        True,
-        True,
-        True,
-    ]
+    sources = ("s3://b/k.csv", "s3://b/dir/", "s3://b", "s3://b/", "s3://b/*.csv", "d/", "d")
+    assert [is_many(s) for s in sources] == [False, True, False, True, True, True, False]
 
 
 def test_prefix_loads_every_object_in_one_transaction(conn, db, s3client, bucket, cli_env) -> None:

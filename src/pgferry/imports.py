@@ -18,7 +18,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
-from pgferry import infer
+from pgferry import infer, rejects
 from pgferry.decode.formats import UTF8_BOM, check_head
 from pgferry.errors import DataError, TargetError, UsageError
 from pgferry.fetch import open_decoded
@@ -63,6 +63,10 @@ class ImportSpec:
     column_types: Mapping[str, str] = field(default_factory=dict)
     #: csv, text, binary (COPY's), parquet, jsonl; auto: from the name
     format: str = "auto"
+    #: abort, or skip-rows: rejected rows go to `rejects_table` (see rejects.py)
+    on_error: str = "abort"
+    max_errors: str | None = None
+    rejects_table: str | None = None
 
     def object_ref(self) -> ObjectRef:
         region = self.region or self.s3.region
@@ -132,6 +136,9 @@ def import_from_s3(
     sample_rows: int = infer.SAMPLE_ROWS,
     column_types: Mapping[str, str] | None = None,
     format: str = "auto",
+    on_error: str = "abort",
+    max_errors: str | None = None,
+    rejects_table: str | None = None,
     conn: psycopg.Connection[Any] | None = None,
     on_bytes: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
@@ -171,6 +178,9 @@ def import_from_s3(
         sample_rows=sample_rows,
         column_types=dict(column_types or {}),
         format=format,
+        on_error=on_error,
+        max_errors=max_errors,
+        rejects_table=rejects_table,
     )
     return run_import(spec, conn=conn, on_bytes=on_bytes)
 
@@ -187,6 +197,7 @@ class _Plan:
     types: dict[str, str]
     sample_rows: int
     ref: ObjectRef
+    policy: rejects.ErrorPolicy = field(default_factory=rejects.ErrorPolicy)
 
 
 def _plan(spec: ImportSpec, ref: ObjectRef) -> _Plan:
@@ -219,6 +230,7 @@ def _plan(spec: ImportSpec, ref: ObjectRef) -> _Plan:
         types=types,
         sample_rows=spec.sample_rows,
         ref=ref,
+        policy=rejects.policy(spec.on_error, spec.max_errors, spec.rejects_table),
     )
 
 
@@ -376,7 +388,15 @@ def _load(
                     ref=plan.ref,
                 )
                 ddl = _create(conn, infer.create_table_sql(table, created), plan)
-            rows, skipped = copy_in(conn, table, plan.columns, plan.options, stream, ref=plan.ref)
+            if plan.policy.skipping:
+                loader = rejects.SkippingLoader(plan.policy)
+                rows, skipped = loader.load(
+                    conn, table, plan.columns, plan.options, stream, ref=plan.ref
+                )
+            else:
+                rows, skipped = copy_in(
+                    conn, table, plan.columns, plan.options, stream, ref=plan.ref
+                )
     except psycopg.Error as e:
         raise map_db_error(e, table, plan.ref) from None
     except DataError as e:

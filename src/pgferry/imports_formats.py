@@ -92,6 +92,11 @@ def run_structured(
             hint="drop --options",
         )
     plan = imports._plan(spec, ref)
+    if plan.policy.skipping:
+        raise UsageError(
+            f"--on-error skip-rows reads rows of csv or text, not {fmt}",
+            hint="drop --on-error; a bad value stops the load naming its line",
+        )
     started = time.monotonic()
     own = conn is None
     if conn is None:

@@ -177,6 +177,12 @@ def run_many(
         jobs = min(jobs, len(listed))
         if jobs > 1:
             jobs = _usable_jobs(conns[0], spec, jobs, commit_each)
+        if jobs > 1 and spec.on_error == "skip-rows":
+            # created by one connection up front: several creating it at once collide
+            from pgferry.rejects import DEFAULT_TABLE, ensure_table
+
+            ensure_table(conns[0], spec.rejects_table or DEFAULT_TABLE)
+            conns[0].commit()
         conns += [connect(target) for _ in range(jobs - 1)]
         gid = f"pgferry-{uuid.uuid4().hex[:16]}"
         two_phase = jobs > 1 and not commit_each
@@ -272,7 +278,7 @@ def _work(shared: _Shared, worker: int, conn: psycopg.Connection[Any]) -> None:
                 _rollback(conn)
             else:
                 shared.stop.set()
-            log.warning("%s failed: %s", item.ref.uri, e.message)
+            log.info("%s failed: %s", item.ref.uri, e.message)  # the summary reports it
             continue
         finally:
             shared.finish_bytes(worker, item.size)

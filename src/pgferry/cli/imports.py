@@ -70,6 +70,23 @@ from pgferry.decode.compression import CHOICES
     "else COPY's options.",
 )
 @click.option(
+    "--on-error",
+    type=click.Choice(("abort", "skip-rows")),
+    default="abort",
+    show_default=True,
+    help="skip-rows: load the rows that load, keep the others in the rejects table.",
+)
+@click.option(
+    "--max-errors",
+    metavar="N|N%",
+    help="With skip-rows: fail (nothing loaded) past N rejected rows, or N%% of an object's.",
+)
+@click.option(
+    "--rejects-table",
+    metavar="TABLE",
+    help="Where skip-rows keeps rejected rows (default pgferry_rejects; created when missing).",
+)
+@click.option(
     "--jobs",
     type=click.IntRange(min=1),
     default=1,
@@ -100,6 +117,9 @@ def import_cmd(
     profile: str | None,
     content_encoding: str,
     data_format: str,
+    on_error: str,
+    max_errors: str | None,
+    rejects_table: str | None,
     jobs: int,
     commit_each: bool,
     as_json: bool,
@@ -152,6 +172,9 @@ def import_cmd(
         sample_rows=sample_rows,
         column_types=parse_column_types(list(column_types)),
         format=data_format,
+        on_error=on_error,
+        max_errors=max_errors,
+        rejects_table=rejects_table,
     )
     from pgferry.stores.listing import is_many
 

@@ -29,17 +29,16 @@ class Listed:
 
 
 def is_many(source: str | None) -> bool:
-    """SOURCE names a prefix, a folder or a glob rather than one object."""
+    """SOURCE names a prefix or folder (it ends with /) or is a glob, rather
+    than one object. A folder or bucket without the slash stays one object
+    (and fails as such): a slash says "everything below" on purpose."""
     if not source or source == STDIN:
         return False
     if any(c in source for c in _GLOB_CHARS):
-        return True
-    if source.startswith(("s3://", "S3://")):
-        rest = source[5:]
-        return "/" not in rest or rest.endswith("/")
-    if "://" in source and not source.startswith("file://"):
-        return False
-    return source.endswith("/") or Path(parse_source(source).key).is_dir()
+        return "://" not in source or source.startswith(("s3://", "S3://", "file://"))
+    return source.endswith("/") and (
+        "://" not in source or source[:5].lower() in ("s3://", "file:")
+    )
 
 
 def _pattern_start(text: str) -> int:

@@ -26,7 +26,8 @@ class RowEnds:
         self.escaped = escape + quote if escape != quote else b""
         self.open = False  # inside a quoted CSV field
 
-    def _flip(self, data: bytes) -> bool:
+    def flip(self, data: bytes) -> bool:
+        """Whether `data` toggles the in-quotes state (an odd count of quotes)."""
         n = data.count(self.quote) - (data.count(self.escaped) if self.escaped else 0)
         return n % 2 == 1
 
@@ -35,20 +36,20 @@ class RowEnds:
         if not self.csv:
             i = chunk.find(b"\n", start)
             return -1 if i < 0 else i + 1
-        state = self.open ^ self._flip(chunk[:start])
+        state = self.open ^ self.flip(chunk[:start])
         pos = start
         while True:
             i = chunk.find(b"\n", pos)
             if i < 0:
                 return -1
-            state ^= self._flip(chunk[pos:i])
+            state ^= self.flip(chunk[pos:i])
             if not state:
                 return i + 1
             pos = i + 1
 
     def advance(self, data: bytes) -> None:
         if self.csv:
-            self.open ^= self._flip(data)
+            self.open ^= self.flip(data)
 
 
 def row_ends(options: CopyOptions) -> RowEnds:
