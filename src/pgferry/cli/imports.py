@@ -91,7 +91,8 @@ from pgferry.decode.compression import CHOICES
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Connections loading a prefix or glob at once (still all or nothing).",
+    help="Connections loading at once: the objects of a prefix or glob, or byte ranges of "
+    "one object (still all or nothing).",
 )
 @click.option(
     "--commit-each",
@@ -183,10 +184,15 @@ def import_cmd(
 
         import_many.run(spec, jobs=jobs, commit_each=commit_each, as_json=as_json)
         return
-    if commit_each or jobs > 1:
-        raise click.UsageError("--jobs and --commit-each apply to a prefix, folder or glob")
+    if commit_each:
+        raise click.UsageError("--commit-each applies to a prefix, folder or glob")
     with progress_bar(f"import {source}", enabled=not as_json) as advance:
-        result = run_import(spec, on_bytes=advance)
+        if jobs > 1:
+            from pgferry.parallel import run_parallel
+
+            result = run_parallel(spec, jobs, on_bytes=advance)
+        else:
+            result = run_import(spec, on_bytes=advance)
     if as_json:
         click.echo(json.dumps(result.to_dict()))
         return
