@@ -229,3 +229,20 @@ def test_cli_format_and_many_parquet_objects(conn, db, s3client, bucket, s3env) 
     assert (out["rows"], out["files"]) == (3, 3)
     assert out["created_table"] == 'CREATE TABLE "sp" ("id" bigint, "name" text)'
     assert rows(conn, "SELECT * FROM sp ORDER BY id") == [(0, "n0"), (1, "n1"), (2, "n2")]
+
+
+def test_dry_run_shows_parquet_and_jsonl_ddl(conn, db, tmp_path: Path) -> None:
+    from pgferry.dryrun import dry_run
+
+    f = tmp_path / "s.parquet"
+    f.write_bytes(_parquet(SAMPLE.select(["id", "tags"])))
+    plan = dry_run(imports.ImportSpec(table="p", source=str(f), create_table=True, target=db))
+    assert plan.ddl == 'CREATE TABLE "p" ("id" bigint, "tags" jsonb)'
+    assert [(o.format, o.bytes) for o in plan.objects] == [("parquet", f.stat().st_size)]
+    g = tmp_path / "a.jsonl"
+    g.write_bytes(JSONL)
+    plan = dry_run(imports.ImportSpec(table="j", source=str(g), create_table=True, target=db))
+    assert plan.ddl is not None and plan.ddl.startswith(
+        'CREATE TABLE "j" ("id" bigint, "name" text'
+    )
+    assert conn.execute("SELECT to_regclass('p'), to_regclass('j')").fetchone() == (None, None)

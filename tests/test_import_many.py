@@ -285,3 +285,29 @@ def test_jobs_commit_together_by_two_phase_commit(
     with psycopg.connect(url, autocommit=True) as c:
         assert c.execute("SELECT count(*) FROM t").fetchone() == (6,)
         assert c.execute("SELECT count(*) FROM pg_prepared_xacts").fetchone() == (0,)
+
+
+def test_dry_run_prints_the_plan_and_loads_nothing(conn, db, s3client, bucket, cli_env) -> None:
+    gz = gzip.compress(b"id,name\n3,cy\n")
+    _put(s3client, bucket, {"in/a.csv": b"id,name\n1,ann\n2,bo\n", "in/b.csv.gz": gz})
+    p = cli(
+        cli_env,
+        "import",
+        f"s3://{bucket}/in/",
+        "-t",
+        "t",
+        "--create-table",
+        "--target",
+        db,
+        "--dry-run",
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [
+        f'plan: 2 objects, {19 + len(gz)} bytes, into table "t" (--mode append), 1 connection, '
+        "all or nothing",
+        f"  s3://{bucket}/in/a.csv  19 bytes  csv  uncompressed",
+        f"  s3://{bucket}/in/b.csv.gz  {len(gz)} bytes  csv  gzip",
+        'CREATE TABLE "t" ("id" bigint, "name" text);',
+        "nothing was loaded (--dry-run)",
+    ]
+    assert conn.execute("SELECT to_regclass('t')").fetchone() == (None,)

@@ -95,6 +95,11 @@ from pgferry.decode.compression import CHOICES
     "one object (still all or nothing).",
 )
 @click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan (objects, sizes, format, compression) and the CREATE TABLE; load nothing.",
+)
+@click.option(
     "--commit-each",
     is_flag=True,
     help="Prefix or glob: commit each object on its own and go on past a failed one.",
@@ -122,6 +127,7 @@ def import_cmd(
     max_errors: str | None,
     rejects_table: str | None,
     jobs: int,
+    dry_run: bool,
     commit_each: bool,
     as_json: bool,
 ) -> None:
@@ -179,6 +185,15 @@ def import_cmd(
     )
     from pgferry.stores.listing import is_many
 
+    if dry_run:
+        from pgferry.dryrun import dry_run as plan
+
+        planned = plan(spec, jobs=jobs, commit_each=commit_each)
+        if as_json:
+            click.echo(json.dumps(planned.to_dict()))
+        else:
+            click.echo("\n".join(planned.lines()))
+        return
     if is_many(source):
         from pgferry.cli import import_many
 
