@@ -34,6 +34,7 @@ from pgferry.target import connect, resolve_target
 
 DEFAULT_PART = 6 << 30  # aws_s3's part size: about 6 GB
 ENCODINGS = ("none", "gzip", "zstd")
+BATCH = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -190,10 +191,17 @@ def run_export(
                 parts = PartSplitter(open_part, key, limit, row_ends(opts), opts.format != "binary")
                 with conn.cursor() as cur:
                     with cur.copy(stmt) as copy:
+                        # COPY TO sends a message per row: hand them on in 1 MiB runs
+                        buf = bytearray()
                         for data in copy:
-                            parts.write(bytes(data))
-                            if on_bytes is not None:
-                                on_bytes(parts.total, 0)
+                            buf += data
+                            if len(buf) >= BATCH:
+                                parts.write(bytes(buf))
+                                buf.clear()
+                                if on_bytes is not None:
+                                    on_bytes(parts.total, 0)
+                        if buf:
+                            parts.write(bytes(buf))
                     rows = max(cur.rowcount, 0)
             written = parts.close()
         except BaseException as e:

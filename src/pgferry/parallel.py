@@ -44,6 +44,8 @@ from pgferry.target import connect, resolve_target
 log = logging.getLogger("pgferry.import")
 
 PIECE = 1 << 20
+#: bytes read past a range's expected end before asking again
+STEP = 4 << 20
 #: below this many bytes per connection one stream is as fast
 MIN_RANGE = 8 << 20
 
@@ -284,7 +286,7 @@ def _range_stream(
     # same place where the range before it ends when the cut is clean
     pos = max(0, r.cut - 1)
     first = True
-    for chunk in _read_from(spec, ref, etag, pos):
+    for chunk in _read_from(spec, ref, etag, pos, r.next_cut):
         if stop.is_set():
             raise _Stopped()
         reads.add(len(chunk))
@@ -315,8 +317,15 @@ def _range_stream(
 
 
 def _read_from(
-    spec: imports.ImportSpec, ref: ObjectRef, etag: str | None, offset: int
+    spec: imports.ImportSpec,
+    ref: ObjectRef,
+    etag: str | None,
+    offset: int,
+    until: int | None = None,
 ) -> Iterator[bytes]:
+    """Bytes from `offset` on. Ranged GETs end a little past `until` (where
+    the range is expected to end), then go on in small steps: an open range
+    would have the server send what this reader never takes."""
     if ref.is_local:
         with open(ref.key, "rb") as f:
             f.seek(offset)
@@ -325,24 +334,35 @@ def _read_from(
         return
     reader = S3Reader(ref, spec.s3)
     try:
-        args: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key, "Range": f"bytes={offset}-"}
-        if etag:
-            args["IfMatch"] = etag
-        try:
-            body = reader.client.get_object(**args)["Body"]
-        except Exception as e:  # botocore raises several unrelated classes
-            raise map_error(e, ref.bucket, ref.key) from None
-        try:
-            while True:
-                try:
-                    piece = body.read(PIECE)
-                except Exception as e:
-                    raise map_error(e, ref.bucket, ref.key) from None
-                if not piece:
-                    return
-                yield piece
-        finally:
-            body.close()
+        last = reader.size - 1
+        while offset <= last:
+            end = last if until is None else min(last, max(until, offset) + STEP - 1)
+            args: dict[str, Any] = {
+                "Bucket": ref.bucket,
+                "Key": ref.key,
+                "Range": f"bytes={offset}-{end}",
+            }
+            if etag:
+                args["IfMatch"] = etag
+            try:
+                body = reader.client.get_object(**args)["Body"]
+            except Exception as e:  # botocore raises several unrelated classes
+                raise map_error(e, ref.bucket, ref.key) from None
+            try:
+                while offset <= end:
+                    try:
+                        piece = body.read(min(PIECE, end - offset + 1))
+                    except Exception as e:
+                        raise map_error(e, ref.bucket, ref.key) from None
+                    if not piece:
+                        raise map_error(
+                            ConnectionError("S3 closed the stream early"), ref.bucket, ref.key
+                        )
+                    offset += len(piece)
+                    yield piece
+            finally:
+                body.close()
+            until = None if until is None else offset
     finally:
         reader.close()
 
