@@ -13,6 +13,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -150,7 +152,12 @@ class ParquetSource:
         return list(wanted)
 
     def csv_chunks(self, columns: Sequence[str]) -> Iterator[bytes]:
-        """COPY CSV text (no header) of `columns`, one batch at a time."""
+        """COPY CSV text (no header) of `columns`, one batch at a time,
+        converted one batch ahead in a thread (pyarrow releases the GIL), so
+        reading and converting overlap with COPY."""
+        return _ahead(self._csv_chunks(columns), depth=2)
+
+    def _csv_chunks(self, columns: Sequence[str]) -> Iterator[bytes]:
         try:
             for batch in self.file.iter_batches(batch_size=BATCH_ROWS, columns=list(columns)):
                 yield to_csv(batch)
@@ -166,6 +173,45 @@ class ParquetSource:
 
     def close(self) -> None:
         self._close()
+
+
+def _ahead(items: Iterator[bytes], depth: int) -> Iterator[bytes]:
+    """`items`, produced by a thread at most `depth` ahead of the consumer;
+    the producer's exception is raised in the consumer; stopping early (the
+    load failed) lets the thread end."""
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("end", None))
+        except BaseException as e:  # handed to the consumer, raised there
+            put(("error", e))
+
+    thread = threading.Thread(target=produce, daemon=True, name="pgferry-parquet")
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
 
 
 def pg_type(t: pa.DataType) -> str:
