@@ -246,3 +246,47 @@ def test_dry_run_shows_parquet_and_jsonl_ddl(conn, db, tmp_path: Path) -> None:
         'CREATE TABLE "j" ("id" bigint, "name" text'
     )
     assert conn.execute("SELECT to_regclass('p'), to_regclass('j')").fetchone() == (None, None)
+
+
+TEXT = "id,name\n1,café €5\n2,naïve\n"
+
+
+@pytest.mark.parametrize(
+    "kind, data",
+    [
+        ("utf8", TEXT.encode()),
+        ("utf8-bom", b"\xef\xbb\xbf" + TEXT.encode()),
+        ("utf16le-bom", TEXT.encode("utf-16")),  # little-endian with a BOM here
+        ("utf16be", TEXT.encode("utf-16-be")),
+        ("win1252", TEXT.encode("cp1252")),
+    ],
+)
+def test_encoding_auto(conn, db, tmp_path: Path, kind: str, data: bytes) -> None:
+    conn.execute("CREATE TABLE enc (id int, name text)")
+    f = tmp_path / f"{kind}.csv"
+    f.write_bytes(data)
+    r = imports.import_from_s3(
+        "enc", str(f), options="(format csv, header true)", encoding="auto", target=db
+    )
+    assert r.rows == 2
+    assert conn.execute("SELECT name FROM enc ORDER BY id").fetchall() == [
+        ("café €5",),
+        ("naïve",),
+    ]
+
+
+def test_encoding_name_and_conflict(conn, db, tmp_path: Path) -> None:
+    conn.execute("CREATE TABLE enc (id int, name text)")
+    f = tmp_path / "w.csv"
+    f.write_bytes(TEXT.encode("cp1252"))
+    opts = "(format csv, header true)"
+    assert (
+        imports.import_from_s3("enc", str(f), options=opts, encoding="WIN1252", target=db).rows == 2
+    )
+    with pytest.raises(UsageError) as e:
+        imports.import_from_s3(
+            "enc", str(f), options="(format csv, encoding 'LATIN1')", encoding="auto", target=db
+        )
+    assert e.value.message == (
+        "--encoding auto and --options encoding 'LATIN1' disagree; drop one of them"
+    )

@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 
 from pgferry import infer, rejects
+from pgferry.decode import charset
 from pgferry.decode.formats import UTF8_BOM, check_head
 from pgferry.errors import DataError, TargetError, UsageError
 from pgferry.fetch import open_decoded
@@ -67,6 +68,8 @@ class ImportSpec:
     on_error: str = "abort"
     max_errors: str | None = None
     rejects_table: str | None = None
+    #: COPY's encoding, or auto: UTF-8, UTF-16 or Windows-1252 from the first bytes
+    encoding: str | None = None
 
     def object_ref(self) -> ObjectRef:
         region = self.region or self.s3.region
@@ -139,6 +142,7 @@ def import_from_s3(
     on_error: str = "abort",
     max_errors: str | None = None,
     rejects_table: str | None = None,
+    encoding: str | None = None,
     conn: psycopg.Connection[Any] | None = None,
     on_bytes: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
@@ -181,6 +185,7 @@ def import_from_s3(
         on_error=on_error,
         max_errors=max_errors,
         rejects_table=rejects_table,
+        encoding=encoding,
     )
     return run_import(spec, conn=conn, on_bytes=on_bytes)
 
@@ -257,7 +262,9 @@ def run_import(
         with open_decoded(
             ref, spec.s3, content_encoding=spec.content_encoding, on_bytes=on_bytes
         ) as obj:
-            head, stream, _ = infer.peek(obj.stream(), infer.bytes_enough(HEAD_BYTES))
+            raw, charset_, found = charset.prepare(obj.stream(), spec.encoding, plan.options)
+            plan.options = charset.apply(plan.options, charset_)
+            head, stream, _ = infer.peek(raw, infer.bytes_enough(HEAD_BYTES))
             note = None
             check_head(
                 head,
@@ -272,6 +279,9 @@ def run_import(
             if not spec.options.strip():
                 known = None if plan.mode == "replace" else _column_names(conn, plan)
                 plan.options, note = _options_from_name(ref, head, plan.options, known)
+                plan.options = charset.apply(plan.options, charset_)
+            if found:
+                log.info("%s: --encoding auto found %s", ref.uri, found)
             if not own and not conn.autocommit:
                 _join_implicit_transaction(conn)
             rows, skipped, ddl = _load(conn, stream, plan)

@@ -185,6 +185,8 @@ def _splittable(
         return f"format {plan.options.format} cannot be cut at row ends", 0, None, None
     if plan.policy.skipping:
         return "--on-error skip-rows loads in one stream", 0, None, None
+    if (spec.encoding or "").lower() == "auto":
+        return "--encoding auto loads in one stream", 0, None, None
     if plan.mode != "append":
         return f"--mode {plan.mode} empties the table in one transaction", 0, None, None
     reader = open_object(ref, spec.s3)
@@ -214,6 +216,9 @@ def _splittable(
             if note:
                 log.warning("%s", note)
         conn.rollback()
+    from pgferry.decode import charset
+
+    options = charset.apply(options, spec.encoding)
     if not exists:
         return "the table must be created in one transaction first", size, etag, None
     if prepared < jobs:

@@ -70,6 +70,12 @@ from pgferry.decode.compression import CHOICES
     "else COPY's options.",
 )
 @click.option(
+    "--encoding",
+    metavar="auto|NAME",
+    help="File encoding: auto detects UTF-8 (BOM or not), UTF-16 and Windows-1252; "
+    "a name (WIN1252, LATIN1, ...) is COPY's encoding option.",
+)
+@click.option(
     "--on-error",
     type=click.Choice(("abort", "skip-rows")),
     default="abort",
@@ -123,6 +129,7 @@ def import_cmd(
     profile: str | None,
     content_encoding: str,
     data_format: str,
+    encoding: str | None,
     on_error: str,
     max_errors: str | None,
     rejects_table: str | None,
@@ -182,6 +189,7 @@ def import_cmd(
         on_error=on_error,
         max_errors=max_errors,
         rejects_table=rejects_table,
+        encoding=encoding,
     )
     from pgferry.stores.listing import is_many
 
