@@ -311,3 +311,36 @@ def test_dry_run_prints_the_plan_and_loads_nothing(conn, db, s3client, bucket, c
         "nothing was loaded (--dry-run)",
     ]
     assert conn.execute("SELECT to_regclass('t')").fetchone() == (None,)
+
+
+def test_progress_bars_on_a_terminal_only(conn, db, s3client, bucket, cli_env) -> None:
+    import pty
+    import subprocess
+
+    from tests.test_import_cli import PGFERRY
+
+    conn.execute("CREATE TABLE t (id int, name text)")
+    _put(s3client, bucket, {f"in/{i}.csv": b"id,name\n" + b"1,x\n" * 50_000 for i in range(3)})
+    args = [PGFERRY, "import", f"s3://{bucket}/in/", "-t", "t", "--options", OPTS, "--target", db]
+    master, slave = pty.openpty()
+    env = {**cli_env, "COLUMNS": "200", "TERM": "xterm"}
+    p = subprocess.run(args, stderr=slave, stdout=subprocess.PIPE, env=env, timeout=120)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            piece = os.read(master, 65536)
+        except OSError:
+            break
+        if not piece:
+            break
+        seen += piece
+    os.close(master)
+    assert p.returncode == 0
+    drawn = seen.decode(errors="replace")
+    assert f"import s3://{bucket}/in/" in drawn  # the overall bar
+    assert f"s3://{bucket}/in/0.csv" in drawn  # a bar per object
+    # not a terminal: no bars, only the summary
+    q = cli(cli_env, *args[1:])
+    assert (q.returncode, q.stderr) == (0, "")
+    assert q.stdout.splitlines()[-1].startswith('150000 rows imported into relation "t" from 3')

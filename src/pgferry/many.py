@@ -107,7 +107,9 @@ class _Shared:
         listed: list[Listed],
         commit_each: bool,
         on_bytes: Callable[[int, int], None] | None,
+        on_object: Callable[[ObjectOutcome, int, int], None] | None = None,
     ) -> None:
+        self.on_object = on_object
         self.spec = spec
         self.listed = listed
         self.outcomes = [ObjectOutcome(x.ref.uri, x.size) for x in listed]
@@ -131,18 +133,25 @@ class _Shared:
             self.next += 1
             return self.next - 1
 
-    def progress(self, worker: int) -> Callable[[int, int], None] | None:
-        report = self.on_bytes
-        if report is None:
+    def progress(self, worker: int, out: ObjectOutcome) -> Callable[[int, int], None] | None:
+        report, each = self.on_bytes, self.on_object
+        if report is None and each is None:
             return None
 
         def advance(done: int, total: int) -> None:
             with self.lock:
                 self.current[worker] = done
                 now = self.done + sum(self.current.values())
-            report(now, self.total)
+            if report is not None:
+                report(now, self.total)
+            if each is not None:
+                each(out, done, total)
 
         return advance
+
+    def ended(self, out: ObjectOutcome) -> None:
+        if self.on_object is not None:
+            self.on_object(out, -1, -1)
 
     def finish_bytes(self, worker: int, size: int) -> None:
         with self.lock:
@@ -157,12 +166,16 @@ def run_many(
     commit_each: bool = False,
     on_bytes: Callable[[int, int], None] | None = None,
     listed: list[Listed] | None = None,
+    on_object: Callable[[ObjectOutcome, int, int], None] | None = None,
 ) -> ManyResult:
     """Import every object `spec.source` names (see stores/listing.py).
 
     All or nothing unless `commit_each`; the first error is raised then,
     after everything was rolled back. With `commit_each` failures are
-    reported in the result (`failed`) and the rest still loads."""
+    reported in the result (`failed`) and the rest still loads.
+    `on_bytes(done, total)` follows all objects' stored bytes;
+    `on_object(outcome, done, total)` each object's, then (outcome, -1, -1)
+    when it ends, its status set."""
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {jobs}", hint="e.g. --jobs 4")
     if not spec.source:
@@ -170,7 +183,7 @@ def run_many(
     started = time.monotonic()
     if listed is None:
         listed = expand(spec.source, replace(spec.s3, region=spec.region or spec.s3.region))
-    shared = _Shared(spec, listed, commit_each, on_bytes)
+    shared = _Shared(spec, listed, commit_each, on_bytes, on_object)
     target = resolve_target(spec.target)
     conns = [connect(target)]
     try:
@@ -264,7 +277,7 @@ def _work(shared: _Shared, worker: int, conn: psycopg.Connection[Any]) -> None:
         started = time.monotonic()
         try:
             try:
-                res = run_import(spec, conn=conn, on_bytes=shared.progress(worker))
+                res = run_import(spec, conn=conn, on_bytes=shared.progress(worker, out))
                 if shared.commit_each:
                     conn.commit()
             except psycopg.Error as e:  # COMMIT itself failed
@@ -279,6 +292,7 @@ def _work(shared: _Shared, worker: int, conn: psycopg.Connection[Any]) -> None:
             else:
                 shared.stop.set()
             log.info("%s failed: %s", item.ref.uri, e.message)  # the summary reports it
+            shared.ended(out)
             continue
         finally:
             shared.finish_bytes(worker, item.size)
@@ -288,6 +302,7 @@ def _work(shared: _Shared, worker: int, conn: psycopg.Connection[Any]) -> None:
             shared.prepared = True
             if res.created_table:
                 shared.created = res.created_table
+        shared.ended(out)
 
 
 def _finish(conns: list[psycopg.Connection[Any]], shared: _Shared, two_phase: bool) -> None:
