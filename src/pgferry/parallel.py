@@ -38,7 +38,7 @@ from pgferry.sink.copyin import copy_in
 from pgferry.sink.options import CopyOptions
 from pgferry.stores import STDIN, ObjectRef
 from pgferry.stores.parts import row_ends
-from pgferry.stores.s3 import S3Reader, map_error
+from pgferry.stores.s3 import S3Reader
 from pgferry.target import connect, resolve_target
 
 log = logging.getLogger("pgferry.import")
@@ -328,48 +328,46 @@ def _read_from(
     offset: int,
     until: int | None = None,
 ) -> Iterator[bytes]:
-    """Bytes from `offset` on. Ranged GETs end a little past `until` (where
-    the range is expected to end), then go on in small steps: an open range
-    would have the server send what this reader never takes."""
+    """Bytes from `offset` on (see _RangeReader for S3)."""
     if ref.is_local:
         with open(ref.key, "rb") as f:
             f.seek(offset)
             while piece := f.read(PIECE):
                 yield piece
         return
-    reader = S3Reader(ref, spec.s3)
+    reader = _RangeReader(ref, spec.s3, offset, until, etag)
     try:
-        last = reader.size - 1
-        while offset <= last:
-            end = last if until is None else min(last, max(until, offset) + STEP - 1)
-            args: dict[str, Any] = {
-                "Bucket": ref.bucket,
-                "Key": ref.key,
-                "Range": f"bytes={offset}-{end}",
-            }
-            if etag:
-                args["IfMatch"] = etag
-            try:
-                body = reader.client.get_object(**args)["Body"]
-            except Exception as e:  # botocore raises several unrelated classes
-                raise map_error(e, ref.bucket, ref.key) from None
-            try:
-                while offset <= end:
-                    try:
-                        piece = body.read(min(PIECE, end - offset + 1))
-                    except Exception as e:
-                        raise map_error(e, ref.bucket, ref.key) from None
-                    if not piece:
-                        raise map_error(
-                            ConnectionError("S3 closed the stream early"), ref.bucket, ref.key
-                        )
-                    offset += len(piece)
-                    yield piece
-            finally:
-                body.close()
-            until = None if until is None else offset
+        yield from reader.chunks()
     finally:
         reader.close()
+
+
+class _RangeReader(S3Reader):
+    """The streaming S3 reader (a thread fetching ahead of COPY, retries,
+    If-Match), from `start` on: ranges end a little past `until` (where the
+    range is expected to end), then go on in STEP pieces until closed, so
+    the server never sends much that this reader does not take."""
+
+    def __init__(
+        self, ref: ObjectRef, config: Any, start: int, until: int | None, etag: str | None
+    ) -> None:
+        super().__init__(ref, config)
+        self.start, self.until = start, until
+        if etag:
+            self.etag = etag  # every range pinned to the version sized up first
+
+    def _produce(self, pieces: Any) -> None:
+        offset, until = self.start, self.until
+        try:
+            while offset < self.size and not self._stop.is_set():
+                end = self.size - 1
+                if until is not None:
+                    end = min(end, max(until, offset) + STEP - 1)
+                offset = self._fetch_range(offset, end, pieces)
+                until = None if until is None else offset
+            self._put(pieces, None)
+        except BaseException as e:  # handed to the consumer, like the parent's
+            self._put(pieces, e)
 
 
 def _rollback(conn: psycopg.Connection[Any]) -> None:
