@@ -151,3 +151,27 @@ def test_failed_export_leaves_nothing_behind(conn, db, filled, s3client, bucket,
         )
     assert u.value.message.startswith('the server refused the query: syntax error at or near ")"')
     assert conn.execute("SELECT count(*) FROM src").fetchone() == (ROWS,)
+
+
+def test_jsonl_export_round_trip(conn, db, filled, s3client, bucket, s3env) -> None:
+    r = run_export(
+        ExportSpec(
+            dest=f"s3://{bucket}/j/out.jsonl",
+            table="src",
+            format="jsonl",
+            part_size="300kB",
+            source=db,
+        )
+    )
+    assert r.rows_uploaded == ROWS and r.files_uploaded >= 2
+    first = s3client.get_object(Bucket=bucket, Key="j/out.jsonl")["Body"].read()
+    assert first.startswith(b'{"id":1,"note":"line 1\\nwith \\"quotes\\", commas"}\n')
+    conn.execute("CREATE TABLE back (id int, note text)")
+    res = run_many(
+        ImportSpec(table="back", source=f"s3://{bucket}/j/out.jsonl*", format="jsonl", target=db)
+    )
+    assert res.rows == ROWS
+    assert conn.execute(
+        "SELECT count(*) FROM src FULL JOIN back USING (id, note) "
+        "WHERE src.id IS NULL OR back.id IS NULL"
+    ).fetchone() == (0,)

@@ -115,11 +115,17 @@ class _Compressed:
 
 def _options(spec: ExportSpec) -> CopyOptions:
     opts = parse_for(spec.options, "export")
+    if spec.format == "jsonl":
+        if spec.options.strip():
+            raise UsageError(
+                "--options are COPY's options; --format jsonl takes none", hint="drop --options"
+            )
+        return CopyOptions({"format": "text"})  # one JSON object a line: text's row ends
     if spec.format:
         if spec.format not in ("csv", "text", "binary"):
             raise UsageError(
                 f"export --format {spec.format} is not supported",
-                hint="use csv, text or binary",
+                hint="use csv, text, binary or jsonl",
             )
         have = opts.values.get("format")
         if have and str(have).lower() != spec.format:
@@ -139,10 +145,12 @@ def _options(spec: ExportSpec) -> CopyOptions:
 def _statement(conn: psycopg.Connection[Any], spec: ExportSpec, opts: CopyOptions) -> sql.Composed:
     if bool(spec.query) == bool(spec.table):
         raise UsageError("give either --query or --table", hint="e.g. --table public.orders")
+    jsonl = spec.format == "jsonl"
     if spec.table:
-        return sql.SQL("COPY {} TO STDOUT {}").format(
-            table_ident(parse_table_name(spec.table)), opts.render()
-        )
+        ident = table_ident(parse_table_name(spec.table))
+        if jsonl:
+            return sql.SQL("SELECT row_to_json(q)::text FROM {} q").format(ident)
+        return sql.SQL("COPY {} TO STDOUT {}").format(ident, opts.render())
     query = (spec.query or "").strip().rstrip(";").strip()
     # The query is SQL by intent (as in psql -c); it is spliced into COPY (...)
     # only after the server parsed it alone as one statement, so it cannot
@@ -156,6 +164,8 @@ def _statement(conn: psycopg.Connection[Any], spec: ExportSpec, opts: CopyOption
             hint="give one SELECT, VALUES, TABLE or WITH query, without a trailing statement",
             sqlstate=state.decode() if state else None,
         )
+    if jsonl:
+        return sql.SQL("SELECT row_to_json(q)::text FROM ({}) q").format(sql.SQL(query))
     return sql.SQL("COPY ({}) TO STDOUT {}").format(sql.SQL(query), opts.render())
 
 
@@ -189,20 +199,10 @@ def run_export(
             with conn.transaction():
                 stmt = _statement(conn, spec, opts)
                 parts = PartSplitter(open_part, key, limit, row_ends(opts), opts.format != "binary")
-                with conn.cursor() as cur:
-                    with cur.copy(stmt) as copy:
-                        # COPY TO sends a message per row: hand them on in 1 MiB runs
-                        buf = bytearray()
-                        for data in copy:
-                            buf += data
-                            if len(buf) >= BATCH:
-                                parts.write(bytes(buf))
-                                buf.clear()
-                                if on_bytes is not None:
-                                    on_bytes(parts.total, 0)
-                        if buf:
-                            parts.write(bytes(buf))
-                    rows = max(cur.rowcount, 0)
+                if spec.format == "jsonl":
+                    rows = _jsonl(conn, stmt, parts, on_bytes)
+                else:
+                    rows = _copy_out(conn, stmt, parts, on_bytes)
             written = parts.close()
         except BaseException as e:
             if parts is not None:
@@ -223,6 +223,55 @@ def run_export(
         bucket=bucket,
         seconds=round(time.monotonic() - started, 3),
     )
+
+
+def _copy_out(
+    conn: psycopg.Connection[Any],
+    stmt: sql.Composed,
+    parts: PartSplitter,
+    on_bytes: Callable[[int, int], None] | None,
+) -> int:
+    with conn.cursor() as cur:
+        with cur.copy(stmt) as copy:
+            # COPY TO sends a message per row: hand them on in 1 MiB runs
+            buf = bytearray()
+            for data in copy:
+                buf += data
+                if len(buf) >= BATCH:
+                    parts.write(bytes(buf))
+                    buf.clear()
+                    if on_bytes is not None:
+                        on_bytes(parts.total, 0)
+            if buf:
+                parts.write(bytes(buf))
+        return max(cur.rowcount, 0)
+
+
+def _jsonl(
+    conn: psycopg.Connection[Any],
+    stmt: sql.Composed,
+    parts: PartSplitter,
+    on_bytes: Callable[[int, int], None] | None,
+) -> int:
+    """One JSON object per row (row_to_json), through a server-side cursor:
+    COPY's text format would escape the JSON's backslashes."""
+    rows = 0
+    with conn.cursor(name="pgferry_export") as cur:
+        cur.itersize = 5000
+        cur.execute(stmt)
+        buf = bytearray()
+        for (line,) in cur:
+            buf += line.encode("utf-8")
+            buf += b"\n"
+            rows += 1
+            if len(buf) >= BATCH:
+                parts.write(bytes(buf))
+                buf.clear()
+                if on_bytes is not None:
+                    on_bytes(parts.total, 0)
+        if buf:
+            parts.write(bytes(buf))
+    return rows
 
 
 def _delete(client: Any, bucket: str, keys: list[str]) -> None:

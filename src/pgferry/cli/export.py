@@ -23,8 +23,9 @@ from pgferry.cli.output import progress_bar
 @click.option(
     "--format",
     "data_format",
-    type=click.Choice(("csv", "text", "binary")),
-    help="COPY format (also settable in --options); default text, as COPY's.",
+    type=click.Choice(("csv", "text", "binary", "jsonl")),
+    help="COPY format (also settable in --options; default text, as COPY's), or jsonl: "
+    "one JSON object per row.",
 )
 @click.option(
     "--part-size",
