@@ -141,6 +141,7 @@ def main() -> None:
                 ),
                 "pgferry (one stream)": cli("import", "s3://bench/data.csv", "-t", "t", *opts),
                 "two parallel \\copy": two_copies,
+                "one \\copy": lambda: bench.psql_cmd(f"\\copy t FROM '{csv}' (format csv)"),
                 # the same without the S3 server's CPU on the two cores
                 "pgferry --jobs 2 (local file)": cli(
                     "import", str(csv), "-t", "t", *opts, "--jobs", "2"
