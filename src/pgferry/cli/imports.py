@@ -85,7 +85,7 @@ from pgferry.decode.compression import CHOICES
 @click.option(
     "--max-errors",
     metavar="N|N%",
-    help="With skip-rows: fail (nothing loaded) past N rejected rows, or N%% of an object's.",
+    help="With skip-rows: fail (nothing loaded) past N rejected rows, or N% of an object's.",
 )
 @click.option(
     "--rejects-table",
