@@ -129,3 +129,34 @@ def test_what_is_not_split_says_why(
         f"loading {g} in one stream",
     ]
     _check(url, 20_000)
+
+
+def test_cli_jobs_on_one_object(url: str, tmp_path: Path) -> None:
+    import os
+
+    from tests.test_import_cli import run
+
+    f = tmp_path / "p.csv"
+    f.write_bytes(_csv(30_000))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PG"))}
+    p = run(
+        "import",
+        str(f),
+        "-t",
+        "t",
+        "--options",
+        "(format csv)",
+        "--jobs",
+        "2",
+        "--target",
+        url,
+        env=env,
+    )
+    assert (p.returncode, p.stderr) == (0, "")  # too small to split: one stream, quietly
+    assert p.stdout.startswith('30000 rows imported into relation "t"')
+    p = run("import", str(f), "-t", "t", "--commit-each", "--target", url, env=env)
+    assert (p.returncode, p.stderr) == (
+        2,
+        "error: --commit-each applies to a prefix, folder or glob; see 'pgferry import --help'\n",
+    )
+    _check(url, 30_000)
