@@ -115,17 +115,23 @@ class _Compressed:
 
 def _options(spec: ExportSpec) -> CopyOptions:
     opts = parse_for(spec.options, "export")
-    if spec.format == "jsonl":
+    if spec.format in ("jsonl", "parquet"):
         if spec.options.strip():
             raise UsageError(
-                "--options are COPY's options; --format jsonl takes none", hint="drop --options"
+                f"--options are COPY's options; --format {spec.format} takes none",
+                hint="drop --options",
+            )
+        if spec.format == "parquet" and spec.content_encoding != "none":
+            raise UsageError(
+                "--content-encoding does not apply to Parquet, which compresses inside the file",
+                hint="drop --content-encoding",
             )
         return CopyOptions({"format": "text"})  # one JSON object a line: text's row ends
     if spec.format:
         if spec.format not in ("csv", "text", "binary"):
             raise UsageError(
                 f"export --format {spec.format} is not supported",
-                hint="use csv, text, binary or jsonl",
+                hint="use csv, text, binary, jsonl or parquet",
             )
         have = opts.values.get("format")
         if have and str(have).lower() != spec.format:
@@ -150,6 +156,8 @@ def _statement(conn: psycopg.Connection[Any], spec: ExportSpec, opts: CopyOption
         ident = table_ident(parse_table_name(spec.table))
         if jsonl:
             return sql.SQL("SELECT row_to_json(q)::text FROM {} q").format(ident)
+        if spec.format == "parquet":
+            return sql.SQL("SELECT * FROM {}").format(ident)
         return sql.SQL("COPY {} TO STDOUT {}").format(ident, opts.render())
     query = (spec.query or "").strip().rstrip(";").strip()
     # The query is SQL by intent (as in psql -c); it is spliced into COPY (...)
@@ -166,6 +174,8 @@ def _statement(conn: psycopg.Connection[Any], spec: ExportSpec, opts: CopyOption
         )
     if jsonl:
         return sql.SQL("SELECT row_to_json(q)::text FROM ({}) q").format(sql.SQL(query))
+    if spec.format == "parquet":
+        return sql.SQL("SELECT * FROM ({}) q").format(sql.SQL(query))
     return sql.SQL("COPY ({}) TO STDOUT {}").format(sql.SQL(query), opts.render())
 
 
@@ -194,15 +204,23 @@ def run_export(
             return _Compressed(w, codec) if codec else w
 
         conn = connect(resolve_target(spec.source), side="source")
-        parts: PartSplitter | None = None
+        parts: Any = None
         try:
             with conn.transaction():
                 stmt = _statement(conn, spec, opts)
-                parts = PartSplitter(open_part, key, limit, row_ends(opts), opts.format != "binary")
-                if spec.format == "jsonl":
-                    rows = _jsonl(conn, stmt, parts, on_bytes)
+                if spec.format == "parquet":
+                    from pgferry.export_parquet import ParquetParts
+
+                    parts = ParquetParts(open_part, key, limit)
+                    rows = parts.write_query(conn, stmt, on_bytes)
                 else:
-                    rows = _copy_out(conn, stmt, parts, on_bytes)
+                    parts = PartSplitter(
+                        open_part, key, limit, row_ends(opts), opts.format != "binary"
+                    )
+                    if spec.format == "jsonl":
+                        rows = _jsonl(conn, stmt, parts, on_bytes)
+                    else:
+                        rows = _copy_out(conn, stmt, parts, on_bytes)
             written = parts.close()
         except BaseException as e:
             if parts is not None:

@@ -23,9 +23,9 @@ from pgferry.cli.output import progress_bar
 @click.option(
     "--format",
     "data_format",
-    type=click.Choice(("csv", "text", "binary", "jsonl")),
-    help="COPY format (also settable in --options; default text, as COPY's), or jsonl: "
-    "one JSON object per row.",
+    type=click.Choice(("csv", "text", "binary", "jsonl", "parquet")),
+    help="COPY format (also settable in --options; default text, as COPY's); jsonl: one "
+    "JSON object per row; parquet: complete Parquet files, typed from the result.",
 )
 @click.option(
     "--part-size",
