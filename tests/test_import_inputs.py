@@ -77,7 +77,7 @@ UNREADABLE = {
     ),
     "7z": (b"7z\xbc\xaf\x27\x1c\x00\x04" + BODY, "a 7z archive", "extract it (7z x) and "),
     "lz4": (b"\x04\x22\x4d\x18\x64\x40\xa7" + BODY, "lz4-compressed", "decompress it (lz4 -d)"),
-    "parquet": (b"PAR1\x15\x04" + BODY, "a Parquet file", "export it to CSV first"),
+    "parquet": (b"PAR1\x15\x04" + BODY, "a Parquet file", "load it with --format parquet"),
     "utf16": (
         BODY.decode().encode("utf-16"),
         "UTF-16 text",

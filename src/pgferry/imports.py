@@ -19,7 +19,8 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
-from pgferry import background, infer
+from pgferry import background, infer, rejects
+from pgferry.decode import charset
 from pgferry.decode.formats import UTF8_BOM, check_head
 from pgferry.errors import DataError, TargetError, UsageError
 from pgferry.fetch import Decoded, open_decoded
@@ -62,6 +63,14 @@ class ImportSpec:
     sample_rows: int = infer.SAMPLE_ROWS
     #: column -> SQL type, overriding the guess for a table pgferry creates
     column_types: Mapping[str, str] = field(default_factory=dict)
+    #: csv, text, binary (COPY's), parquet, jsonl; auto: from the name
+    format: str = "auto"
+    #: abort, or skip-rows: rejected rows go to `rejects_table` (see rejects.py)
+    on_error: str = "abort"
+    max_errors: str | None = None
+    rejects_table: str | None = None
+    #: COPY's encoding, or auto: UTF-8, UTF-16 or Windows-1252 from the first bytes
+    encoding: str | None = None
 
     def object_ref(self) -> ObjectRef:
         region = self.region or self.s3.region
@@ -130,6 +139,11 @@ def import_from_s3(
     mode: Mode = "append",
     sample_rows: int = infer.SAMPLE_ROWS,
     column_types: Mapping[str, str] | None = None,
+    format: str = "auto",
+    on_error: str = "abort",
+    max_errors: str | None = None,
+    rejects_table: str | None = None,
+    encoding: str | None = None,
     conn: psycopg.Connection[Any] | None = None,
     on_bytes: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
@@ -168,6 +182,11 @@ def import_from_s3(
         mode=mode,
         sample_rows=sample_rows,
         column_types=dict(column_types or {}),
+        format=format,
+        on_error=on_error,
+        max_errors=max_errors,
+        rejects_table=rejects_table,
+        encoding=encoding,
     )
     return run_import(spec, conn=conn, on_bytes=on_bytes)
 
@@ -184,6 +203,7 @@ class _Plan:
     types: dict[str, str]
     sample_rows: int
     ref: ObjectRef
+    policy: rejects.ErrorPolicy = field(default_factory=rejects.ErrorPolicy)
 
 
 def _plan(spec: ImportSpec, ref: ObjectRef) -> _Plan:
@@ -216,6 +236,7 @@ def _plan(spec: ImportSpec, ref: ObjectRef) -> _Plan:
         types=types,
         sample_rows=spec.sample_rows,
         ref=ref,
+        policy=rejects.policy(spec.on_error, spec.max_errors, spec.rejects_table),
     )
 
 
@@ -226,6 +247,13 @@ def run_import(
     on_bytes: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
     ref = spec.object_ref()
+    from pgferry import imports_formats as formats  # here: imports_formats imports this module
+
+    fmt = formats.detect(spec.format, ref, spec.options)
+    if fmt in formats.STRUCTURED:
+        return formats.run_structured(spec, ref, fmt, conn, on_bytes=on_bytes)
+    if fmt:
+        spec = formats.with_copy_format(spec, fmt, ref)
     plan = _plan(spec, ref)
     started = time.monotonic()
     own = conn is None
@@ -235,7 +263,9 @@ def run_import(
         obj = open_decoded(ref, spec.s3, content_encoding=spec.content_encoding, on_bytes=on_bytes)
     try:
         with obj:
-            head, stream, _ = infer.peek(obj.stream(), infer.bytes_enough(HEAD_BYTES))
+            raw, charset_, found = charset.prepare(obj.stream(), spec.encoding, plan.options)
+            plan.options = charset.apply(plan.options, charset_)
+            head, stream, _ = infer.peek(raw, infer.bytes_enough(HEAD_BYTES))
             note = None
             check_head(
                 head,
@@ -250,6 +280,9 @@ def run_import(
             if not spec.options.strip():
                 known = None if plan.mode == "replace" else _column_names(conn, plan)
                 plan.options, note = _options_from_name(ref, head, plan.options, known)
+                plan.options = charset.apply(plan.options, charset_)
+            if found:
+                log.info("%s: --encoding auto found %s", ref.uri, found)
             if not own and not conn.autocommit:
                 _join_implicit_transaction(conn)
             rows, skipped, ddl = _load(conn, stream, plan)
@@ -399,7 +432,15 @@ def _load(
                     ref=plan.ref,
                 )
                 ddl = _create(conn, infer.create_table_sql(table, created), plan)
-            rows, skipped = copy_in(conn, table, plan.columns, plan.options, stream, ref=plan.ref)
+            if plan.policy.skipping:
+                loader = rejects.SkippingLoader(plan.policy)
+                rows, skipped = loader.load(
+                    conn, table, plan.columns, plan.options, stream, ref=plan.ref
+                )
+            else:
+                rows, skipped = copy_in(
+                    conn, table, plan.columns, plan.options, stream, ref=plan.ref
+                )
     except psycopg.Error as e:
         raise map_db_error(e, table, plan.ref) from None
     except DataError as e:

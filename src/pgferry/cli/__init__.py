@@ -23,6 +23,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # first use, so `pgferry import` never pays for importing the migrate code
 _COMMANDS = {
     "import": "imports",
+    "export": "export",
     "target": "local",
     "psql": "local",
     "embedded": "local",
@@ -37,6 +38,8 @@ _COMMANDS = {
 SHORT_HELP = {
     "clone": "Copy a whole database from --source into --target, in parallel.",
     "embedded": "Manage the embedded local PostgreSQL (the default target).",
+    "export": "Export a query's result or a table to DEST (s3://bucket/key): the client-side "
+    "twin of aws_s3.query_export_to_s3 (files KEY, KEY_part2, ...).",
     "extension": "The aws_s3 / aws_commons extensions for self-hosted PostgreSQL.",
     "import": "Import SOURCE (s3://bucket/key, file://, a path, or - for stdin) into a table.",
     "psql": "Open psql on the target; every other argument goes to psql.",

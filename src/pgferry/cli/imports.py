@@ -60,6 +60,56 @@ from pgferry.decode.compression import CHOICES
     show_default=True,
     help="Compression: auto uses Content-Encoding, then magic bytes.",
 )
+@click.option(
+    "--format",
+    "data_format",
+    type=click.Choice(("auto", "csv", "text", "binary", "parquet", "jsonl")),
+    default="auto",
+    show_default=True,
+    help="File format; auto: from the name (.parquet, .jsonl/.ndjson/.json, .csv/.tsv), "
+    "else COPY's options.",
+)
+@click.option(
+    "--encoding",
+    metavar="auto|NAME",
+    help="File encoding: auto detects UTF-8 (BOM or not), UTF-16 and Windows-1252; "
+    "a name (WIN1252, LATIN1, ...) is COPY's encoding option.",
+)
+@click.option(
+    "--on-error",
+    type=click.Choice(("abort", "skip-rows")),
+    default="abort",
+    show_default=True,
+    help="skip-rows: load the rows that load, keep the others in the rejects table.",
+)
+@click.option(
+    "--max-errors",
+    metavar="N|N%",
+    help="With skip-rows: fail (nothing loaded) past N rejected rows, or N% of an object's.",
+)
+@click.option(
+    "--rejects-table",
+    metavar="TABLE",
+    help="Where skip-rows keeps rejected rows (default pgferry_rejects; created when missing).",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Connections loading at once: the objects of a prefix or glob, or byte ranges of "
+    "one object (still all or nothing).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan (objects, sizes, format, compression) and the CREATE TABLE; load nothing.",
+)
+@click.option(
+    "--commit-each",
+    is_flag=True,
+    help="Prefix or glob: commit each object on its own and go on past a failed one.",
+)
 @json_option
 def import_cmd(
     source: str,
@@ -78,9 +128,20 @@ def import_cmd(
     session_token: str | None,
     profile: str | None,
     content_encoding: str,
+    data_format: str,
+    encoding: str | None,
+    on_error: str,
+    max_errors: str | None,
+    rejects_table: str | None,
+    jobs: int,
+    dry_run: bool,
+    commit_each: bool,
     as_json: bool,
 ) -> None:
-    """Import SOURCE (s3://bucket/key, file://, a path, or - for stdin) into a table."""
+    """Import SOURCE (s3://bucket/key, file://, a path, or - for stdin) into a table.
+
+    SOURCE may also name many objects: a prefix (s3://bucket/dir/), a folder, or a glob
+    (s3://bucket/logs/2024-*.csv.gz, ** across folders); they load in one transaction."""
     from pgferry.imports import ImportSpec, run_import
     from pgferry.infer import parse_column_types
     from pgferry.stores import STDIN
@@ -124,9 +185,37 @@ def import_cmd(
         mode=mode,
         sample_rows=sample_rows,
         column_types=parse_column_types(list(column_types)),
+        format=data_format,
+        on_error=on_error,
+        max_errors=max_errors,
+        rejects_table=rejects_table,
+        encoding=encoding,
     )
+    from pgferry.stores.listing import is_many
+
+    if dry_run:
+        from pgferry.dryrun import dry_run as plan
+
+        planned = plan(spec, jobs=jobs, commit_each=commit_each)
+        if as_json:
+            click.echo(json.dumps(planned.to_dict()))
+        else:
+            click.echo("\n".join(planned.lines()))
+        return
+    if is_many(source):
+        from pgferry.cli import import_many
+
+        import_many.run(spec, jobs=jobs, commit_each=commit_each, as_json=as_json)
+        return
+    if commit_each:
+        raise click.UsageError("--commit-each applies to a prefix, folder or glob")
     with progress_bar(f"import {source}", enabled=not as_json) as advance:
-        result = run_import(spec, on_bytes=advance)
+        if jobs > 1:
+            from pgferry.parallel import run_parallel
+
+            result = run_parallel(spec, jobs, on_bytes=advance)
+        else:
+            result = run_import(spec, on_bytes=advance)
     if as_json:
         click.echo(json.dumps(result.to_dict()))
         return

@@ -23,7 +23,7 @@ _FOREIGN: tuple[tuple[bytes, str, str], ...] = (
     (b"\xfd7zXZ\x00", "xz-compressed", f"decompress it (xz -d) first, {_RECOMPRESS}"),
     (b"7z\xbc\xaf\x27\x1c", "a 7z archive", "extract it (7z x) and import the file inside"),
     (b"\x04\x22\x4d\x18", "lz4-compressed", f"decompress it (lz4 -d) first, {_RECOMPRESS}"),
-    (b"PAR1", "a Parquet file", "export it to CSV first, e.g. with DuckDB"),
+    (b"PAR1", "a Parquet file", "load it with --format parquet"),
     (b"\xff\xfe", "UTF-16 text", "convert it to UTF-8 first (iconv -f UTF-16 -t UTF-8)"),
     (b"\xfe\xff", "UTF-16 text", "convert it to UTF-8 first (iconv -f UTF-16 -t UTF-8)"),
 )

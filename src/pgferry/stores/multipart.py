@@ -78,6 +78,8 @@ class MultipartWriter:
     enc: Encryption = field(default_factory=Encryption)
     inflight: int = 3
     part_size: int = 0  # 0: the module's PART, read at creation (tests lower it)
+    #: Content-Encoding of the object (gzip, zstd), so readers decompress it
+    content_encoding: str | None = None
 
     def __post_init__(self) -> None:
         self._part = self.part_size or PART
@@ -88,6 +90,12 @@ class MultipartWriter:
         self._parts: list[Future[dict[str, Any]]] = []
         self._slots = threading.Semaphore(self.inflight)
         self._runner: Any = self.pool if self.pool is not None else _Inline()
+
+    def _args(self) -> dict[str, str]:
+        out = self.enc.args()
+        if self.content_encoding:
+            out["ContentEncoding"] = self.content_encoding
+        return out
 
     @property
     def size(self) -> int:
@@ -106,7 +114,7 @@ class MultipartWriter:
         if self._upload_id is None:
             try:
                 resp = self.client.create_multipart_upload(
-                    Bucket=self.bucket, Key=self.key, **self.enc.args()
+                    Bucket=self.bucket, Key=self.key, **self._args()
                 )
             except Exception as e:
                 raise map_error(e, self.bucket, self.key) from None
@@ -138,7 +146,7 @@ class MultipartWriter:
         try:
             if self._upload_id is None:
                 self.client.put_object(
-                    Bucket=self.bucket, Key=self.key, Body=bytes(self._buf), **self.enc.args()
+                    Bucket=self.bucket, Key=self.key, Body=bytes(self._buf), **self._args()
                 )
             else:
                 if self._buf:

@@ -1,0 +1,146 @@
+"""`pgferry import --dry-run`: what a load would do, without loading.
+
+Lists the objects (size, format, compression), and when the table would be
+created, the CREATE TABLE pgferry would run, inferred from the first
+object exactly as the load would. Reads only the start of each object (its
+first piece; a Parquet file's footer) and changes nothing in the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pgferry import imports, infer
+from pgferry.decode import jsonl
+from pgferry.fetch import open_decoded
+from pgferry.sink.names import display_table
+from pgferry.sink.options import parse_copy_options
+from pgferry.stores import ObjectRef
+from pgferry.stores.listing import Listed, expand, is_many
+from pgferry.target import connect, resolve_target
+
+
+@dataclass
+class PlannedObject:
+    uri: str
+    bytes: int
+    format: str
+    compression: str | None
+
+
+@dataclass
+class DryRun:
+    table: str
+    mode: str
+    jobs: int
+    committed: str
+    objects: list[PlannedObject] = field(default_factory=list)
+    ddl: str | None = None
+
+    def lines(self) -> list[str]:
+        total = sum(o.bytes for o in self.objects)
+        out = [
+            f"plan: {len(self.objects)} {'object' if len(self.objects) == 1 else 'objects'}, "
+            f'{total} bytes, into table "{self.table}" (--mode {self.mode}), '
+            f"{self.jobs} {'connection' if self.jobs == 1 else 'connections'}, "
+            + ("all or nothing" if self.committed == "all" else "committed per object")
+        ]
+        out += [
+            f"  {o.uri}  {o.bytes} bytes  {o.format}  {o.compression or 'uncompressed'}"
+            for o in self.objects
+        ]
+        if self.ddl:
+            out.append(self.ddl + ";")
+        out.append("nothing was loaded (--dry-run)")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": True,
+            "table": self.table,
+            "mode": self.mode,
+            "jobs": self.jobs,
+            "committed": self.committed,
+            "ddl": self.ddl,
+            "bytes": sum(o.bytes for o in self.objects),
+            "objects": [o.__dict__ for o in self.objects],
+        }
+
+
+def dry_run(spec: imports.ImportSpec, *, jobs: int = 1, commit_each: bool = False) -> DryRun:
+    from pgferry import imports_formats as formats
+
+    if is_many(spec.source):
+        listed = expand(spec.source or "", spec.s3)
+    else:
+        ref = spec.object_ref()
+        listed = [Listed(ref, -1)]
+    result = DryRun(spec.table, spec.mode, jobs, "each" if commit_each else "all")
+    for i, item in enumerate(listed):
+        ref = item.ref
+        fmt = formats.detect(spec.format, ref, spec.options)
+        one = formats.with_copy_format(spec, fmt, ref) if fmt and fmt != "parquet" else spec
+        if fmt not in formats.STRUCTURED:
+            fmt = parse_copy_options(one.options).format if one.options.strip() else fmt
+        planned = _look(one, ref, fmt or "text", ddl=i == 0)
+        result.objects.append(planned[0])
+        if i == 0:
+            result.ddl = planned[1]
+    return result
+
+
+def _look(spec: imports.ImportSpec, ref: ObjectRef, fmt: str, *, ddl: bool) -> tuple[Any, Any]:
+    """(PlannedObject, CREATE TABLE or None) for one object."""
+    plan = imports._plan(spec, ref)
+    create = False
+    if ddl and plan.create:
+        with connect(resolve_target(spec.target)) as conn:
+            create = plan.mode == "replace" or not imports._table_exists(conn, plan.table)
+            conn.rollback()
+    if fmt == "parquet":
+        from pgferry.decode.parquet import ParquetSource
+
+        src = ParquetSource(ref, spec.s3)
+        try:
+            found = src.columns(src.select(plan.columns)) if create else []
+            size = src.size
+        finally:
+            src.close()
+        return PlannedObject(ref.uri, size, fmt, None), _ddl(plan, found) if create else None
+    with open_decoded(ref, spec.s3, content_encoding=spec.content_encoding) as obj:
+        stream = obj.stream()
+        cols: list[infer.Column] = []
+        if create:
+            if fmt == "jsonl":
+                sample, _, complete = infer.peek(stream, infer.lines_enough(plan.sample_rows))
+                if len(plan.columns) == 1:
+                    cols = [infer.Column(plan.columns[0], "jsonb")]
+                else:
+                    cols = jsonl.infer_columns(sample, ref, complete)
+            else:
+                options = plan.options
+                head, stream, _ = infer.peek(stream, infer.bytes_enough(imports.HEAD_BYTES))
+                if not spec.options.strip():
+                    options, _ = imports._options_from_name(ref, head, options, None)
+                wanted = plan.sample_rows + (1 if options.header else 0)
+                sample, _, complete = infer.peek(stream, infer.lines_enough(wanted))
+                cols = infer.infer_columns(
+                    sample,
+                    options,
+                    plan.columns,
+                    complete,
+                    sample_rows=plan.sample_rows,
+                    types=plan.types,
+                    table=display_table(plan.table),
+                    ref=ref,
+                )
+        else:
+            next(stream, b"")  # the codec is known once the first bytes are read
+        planned = PlannedObject(ref.uri, obj.size, fmt, obj.codec)
+    return planned, _ddl(plan, cols) if create else None
+
+
+def _ddl(plan: Any, cols: list[infer.Column]) -> str:
+    typed = [infer.Column(c.name, plan.types.get(c.name, c.type), c.guessed) for c in cols]
+    return infer.create_table_sql(plan.table, typed).as_string(None)
