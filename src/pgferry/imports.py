@@ -61,6 +61,8 @@ class ImportSpec:
     sample_rows: int = infer.SAMPLE_ROWS
     #: column -> SQL type, overriding the guess for a table pgferry creates
     column_types: Mapping[str, str] = field(default_factory=dict)
+    #: load only this version of the S3 object (If-Match); None: the current one
+    etag: str | None = None
 
     def object_ref(self) -> ObjectRef:
         region = self.region or self.s3.region
@@ -71,7 +73,7 @@ class ImportSpec:
         if self.source:
             return parse_source(self.source, region)
         if self.bucket and self.key:
-            return ObjectRef(key=self.key, bucket=self.bucket, region=region)
+            return ObjectRef(key=self.key, bucket=self.bucket, region=region, etag=self.etag)
         raise UsageError("no object to import", hint="give s3://bucket/key, or bucket and key")
 
 

@@ -30,6 +30,8 @@ _COMMANDS = {
     "verify": "migrate",
     "snapshot": "migrate",
     "extension": "extension",
+    "watch": "watch",
+    "files": "watch",
 }
 
 

@@ -280,6 +280,14 @@ class S3Reader:
             raise self._explain(e) from None
         self.size: int = int(head["ContentLength"])
         self.etag: str = str(head["ETag"])
+        if ref.etag is not None and self.etag.strip('"') != ref.etag.strip('"'):
+            # the listed version is gone: reading the new one would load what was not asked
+            raise ObjectChanged(
+                f"object {ref.uri} is no longer the version listed (ETag {ref.etag})",
+                hint="nothing was loaded; the new version is loaded when it is listed",
+                bucket=ref.bucket,
+                key=ref.key,
+            )
         self.content_encoding: str | None = head.get("ContentEncoding") or None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -1,0 +1,297 @@
+"""`pgferry watch`: discover object versions, load each exactly once.
+
+One discovery loop (the calling thread) records new versions in the ledger;
+`workers` threads, each with its own connection, claim pending versions and
+load them with the one-object import inside the claim's transaction. Other
+processes pointing at the same target share the work through the ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import psycopg
+
+from pgferry import infer
+from pgferry.errors import ObjectChanged, ObjectNotFound, PgferryError, TargetUnreachable
+from pgferry.imports import ImportSpec, run_import
+from pgferry.ingest import ledger
+from pgferry.ingest.discover import Lister, Prefix
+from pgferry.sink.names import parse_table_name, table_ident
+from pgferry.stores.s3 import S3Config, make_client
+from pgferry.target import connect, resolve_target
+
+log = logging.getLogger("pgferry.watch")
+
+
+@dataclass(frozen=True)
+class WatchSpec:
+    where: Prefix
+    table: str
+    pipeline: str
+    pattern: str | None = None
+    columns: str = ""
+    options: str = ""
+    create_table: bool = False
+    column_types: Mapping[str, str] = field(default_factory=dict)
+    sample_rows: int = infer.SAMPLE_ROWS
+    content_encoding: str = "auto"
+    target: str | None = None
+    s3: S3Config = field(default_factory=S3Config)
+    interval: float = 5.0
+    full_sweep: float = 60.0
+    once: bool = False
+    workers: int = 1
+    on_change: str = "reload"
+    max_attempts: int = 5
+    retry_delay: float = 2.0
+
+
+@dataclass
+class Totals:
+    loaded: int = 0
+    failed: int = 0
+    rows: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def backoff(attempt: int, base: float) -> float:
+    """Delay before attempt `attempt + 1`: doubling, jittered, capped at 5 min."""
+    return float(min(base * 2 ** (attempt - 1), 300.0) * random.uniform(0.8, 1.2))  # noqa: S311 (jitter)
+
+
+class Watcher:
+    def __init__(self, spec: WatchSpec) -> None:
+        self.spec = spec
+        self.stop = threading.Event()
+        self.totals = Totals()
+        self._target = resolve_target(spec.target)
+        self._table = table_ident(parse_table_name(spec.table))
+        # wakes idle workers when discovery recorded something
+        self._work = threading.Condition()
+        self._discovering = True
+
+    # --- the whole run -------------------------------------------------------
+
+    def run(self) -> Totals:
+        with self._signals():
+            disc = connect(self._target, autocommit=True)
+            try:
+                ledger.ensure(disc)
+                lister = Lister(
+                    make_client(self.spec.s3),
+                    self.spec.where,
+                    self.spec.pattern,
+                    self.spec.full_sweep,
+                )
+                threads = [
+                    threading.Thread(target=self._worker, name=f"watch-{i}", daemon=True)
+                    for i in range(self.spec.workers)
+                ]
+                for t in threads:
+                    t.start()
+                try:
+                    self._discover(disc, lister)
+                finally:
+                    with self._work:
+                        self._discovering = False
+                        self._work.notify_all()
+                    for t in threads:
+                        t.join()
+            finally:
+                disc.close()
+        return self.totals
+
+    def _discover(self, conn: psycopg.Connection[Any], lister: Lister) -> None:
+        while not self.stop.is_set():
+            try:
+                found = lister.listing(full=self.spec.once)
+                new = ledger.record(
+                    conn, self.spec.pipeline, self.spec.where.bucket, found, self.spec.on_change
+                )
+                if new:
+                    log.info("%s: %d new object versions", self.spec.where.uri, len(new))
+                    self._changed([k for k, status in new if status != "pending"])
+                    with self._work:
+                        self._work.notify_all()
+            except PgferryError as e:
+                if self.spec.once or not e.transient:
+                    raise
+                log.warning("listing %s failed, retrying: %s", self.spec.where.uri, e.message)
+            if self.spec.once:
+                return
+            self.stop.wait(self.spec.interval)
+
+    def _changed(self, keys: list[str]) -> None:
+        """New versions of loaded keys that --on-change did not queue."""
+        for key in keys:
+            how = "skipped" if self.spec.on_change == "skip" else "failed"
+            log.warning(
+                "s3://%s/%s changed after it was loaded: %s (--on-change %s)",
+                self.spec.where.bucket,
+                key,
+                how,
+                self.spec.on_change,
+            )
+        if self.spec.on_change == "error":
+            with self.totals.lock:
+                self.totals.failed += len(keys)
+
+    # --- one worker ---------------------------------------------------------
+
+    def _worker(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        failures = 0
+        try:
+            while not self.stop.is_set():
+                try:
+                    if conn is None or conn.closed:
+                        conn = connect(self._target, autocommit=True)
+                    busy = self._load_one(conn)
+                    failures = 0
+                except (psycopg.OperationalError, TargetUnreachable) as e:
+                    # the target went away: the claim died with the session
+                    failures += 1
+                    log.warning("target connection lost, reconnecting: %s", _one_line(e))
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                    self.stop.wait(min(0.5 * 2**failures, 30))
+                    continue
+                if not busy and not self._idle(conn):
+                    return
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _idle(self, conn: psycopg.Connection[Any]) -> bool:
+        """Nothing claimable now: wait for discovery or for a retry to fall due.
+        False when the worker should end (--once drained, or stopping)."""
+        due = ledger.next_due(conn, self.spec.pipeline, self.spec.where.bucket)
+        with self._work:
+            if self.spec.once and not self._discovering:
+                if due is None:
+                    return False
+                # pending rows another session holds are theirs to finish
+                if due == 0 and not self._claimable_soon(conn):
+                    return False
+            wait = self.spec.interval if due is None else min(max(due, 0.05), self.spec.interval)
+            if self.spec.once:
+                wait = min(wait, 0.5)
+            self._work.wait(wait)
+        return not self.stop.is_set()
+
+    def _claimable_soon(self, conn: psycopg.Connection[Any]) -> bool:
+        with conn.transaction() as tx:
+            found = ledger.claim(conn, self.spec.pipeline, self.spec.where.bucket)
+            raise psycopg.Rollback(tx)  # only looking: release the lock at once
+        return found is not None
+
+    def _load_one(self, conn: psycopg.Connection[Any]) -> bool:
+        spec = self.spec
+        with conn.transaction():
+            c = ledger.claim(conn, spec.pipeline, spec.where.bucket)
+            if c is None:
+                return False
+            started = time.monotonic()
+            try:
+                if spec.create_table:
+                    # watchers creating the table at once would collide on the catalog
+                    conn.execute(
+                        "SELECT pg_advisory_xact_lock(hashtext(%s))",
+                        [f"pgferry.watch.create:{self._table.as_string(conn)}"],
+                    )
+                result = run_import(self._import_spec(c), conn=conn)
+            except (ObjectChanged, ObjectNotFound) as e:
+                # the listed version can never be read again; a newer one is listed anew
+                gone = "superseded" if isinstance(e, ObjectChanged) else "gone"
+                ledger.finish(conn, c, gone, error=e.message)
+                log.info("%s: %s", _uri(c), e.message)
+                return True
+            except PgferryError as e:
+                if conn.broken or isinstance(e, TargetUnreachable):
+                    raise
+                self._failed(conn, c, e, time.monotonic() - started)
+                return True
+            seconds = time.monotonic() - started
+            ledger.finish(conn, c, "loaded", rows=result.rows, seconds=round(seconds, 3))
+        with self.totals.lock:
+            self.totals.loaded += 1
+            self.totals.rows += result.rows
+        log.info("%s: %d rows loaded in %.2f s", _uri(c), result.rows, seconds)
+        return True
+
+    def _failed(
+        self, conn: psycopg.Connection[Any], c: ledger.Claim, e: PgferryError, seconds: float
+    ) -> None:
+        attempt = c.attempts + 1
+        if e.transient and attempt < self.spec.max_attempts:
+            delay = backoff(attempt, self.spec.retry_delay)
+            ledger.finish(conn, c, "pending", seconds=seconds, error=e.message, retry_in=delay)
+            log.warning(
+                "%s: attempt %d failed, retrying in %.1f s: %s", _uri(c), attempt, delay, e.message
+            )
+            return
+        ledger.finish(conn, c, "failed", seconds=seconds, error=e.message)
+        with self.totals.lock:
+            self.totals.failed += 1
+        log.error("%s failed after %d attempt(s): %s", _uri(c), attempt, e.message)
+
+    def _import_spec(self, c: ledger.Claim) -> ImportSpec:
+        s = self.spec
+        return ImportSpec(
+            table=s.table,
+            bucket=c.bucket,
+            key=c.key,
+            etag=c.etag,
+            columns=s.columns,
+            options=s.options,
+            s3=s.s3,
+            region=s.s3.region,
+            content_encoding=s.content_encoding,
+            create_table=s.create_table,
+            sample_rows=s.sample_rows,
+            column_types=dict(s.column_types),
+        )
+
+    # --- signals --------------------------------------------------------------
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        """SIGTERM/SIGINT: stop claiming; the object in flight commits or rolls
+        back, then the process exits 0."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            log.warning("stopping after the objects in flight (signal %d)", signum)
+            self.stop.set()
+            with self._work:
+                self._work.notify_all()
+
+        old: dict[signal.Signals, Callable[..., Any] | int | None] = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            old[sig] = signal.signal(sig, handler)
+        try:
+            yield
+        finally:
+            for sig, h in old.items():
+                signal.signal(sig, h)
+
+
+def _uri(c: ledger.Claim) -> str:
+    return f"s3://{c.bucket}/{c.key}"
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())

@@ -1,0 +1,265 @@
+"""`pgferry watch` and `pgferry files` against real SeaweedFS and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+PGFERRY = str(Path(sys.executable).parent / "pgferry")
+CSV = ["--options", "(format csv)"]
+
+
+@pytest.fixture()
+def env(s3: Any, db: str) -> dict[str, str]:
+    """The test S3 and target, and nothing else from the AWS or libpq environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PG", "DATABASE_URL"))}
+    env.update(
+        s3.env(),
+        AWS_CONFIG_FILE="/nonexistent",
+        AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
+        AWS_EC2_METADATA_DISABLED="true",
+        PGFERRY_TARGET=db,
+    )
+    return env
+
+
+def run(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PGFERRY, *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
+
+
+def start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [PGFERRY, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def put(s3client: Any, bucket: str, key: str, lines: list[str]) -> str:
+    """Upload and return the object's ETag (without quotes)."""
+    resp = s3client.put_object(Bucket=bucket, Key=key, Body="".join(x + "\n" for x in lines))
+    return str(resp["ETag"]).strip('"')
+
+
+def rows_for(key: str, n: int, tag: str = "v1") -> list[str]:
+    return [f"{key},{tag},{i}" for i in range(n)]
+
+
+def ledger(conn: psycopg.Connection[Any]) -> dict[tuple[str, str], tuple[str, int | None]]:
+    got = conn.execute("SELECT key, etag, status, row_count FROM pgferry.watch_files").fetchall()
+    return {(k, e): (s, r) for k, e, s, r in got}
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_once_loads_each_object_once(conn, env, s3client, bucket) -> None:
+    conn.execute("CREATE TABLE t (obj text, tag text, n int)")
+    for i in range(20):
+        put(s3client, bucket, f"in/{i:03}.csv", rows_for(f"in/{i:03}.csv", i + 1))
+    put(s3client, bucket, "in/skip.txt", ["not,a,match"])  # --pattern leaves it out
+    put(s3client, bucket, "in/sub/", [])  # a folder marker
+    put(s3client, bucket, "other/x.csv", ["out,side,1"])  # outside the prefix
+    args = ["watch", f"s3://{bucket}/in/", "--table", "t", "--pattern", "*.csv", *CSV]
+    p = run(env, *args, "--once", "--workers", "3")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.strip().splitlines()[-1] == "20 objects loaded (210 rows), 0 failed"
+    assert conn.execute("SELECT count(*), count(DISTINCT (obj, n)) FROM t").fetchone() == (
+        210,
+        210,
+    )
+    assert conn.execute("SELECT count(DISTINCT obj) FROM t WHERE obj LIKE 'in/%'").fetchone() == (
+        20,
+    )
+    entries = ledger(conn)
+    assert len(entries) == 20
+    assert {s for s, _ in entries.values()} == {"loaded"}
+    # a second run finds nothing new
+    p = run(env, *args, "--once")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.strip().splitlines()[-1] == "0 objects loaded (0 rows), 0 failed"
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (210,)
+
+
+@pytest.mark.parametrize(
+    ("on_change", "status", "rows"),
+    [("reload", "loaded", 5), ("skip", "skipped", 2), ("error", "failed", 2)],
+)
+def test_overwrite_handled_per_on_change(
+    conn, env, s3client, bucket, on_change: str, status: str, rows: int
+) -> None:
+    conn.execute("CREATE TABLE t (obj text, tag text, n int)")
+    first = put(s3client, bucket, "a.csv", rows_for("a", 2, "v1"))
+    args = ["watch", f"s3://{bucket}/", "-t", "t", *CSV, "--once", "--on-change", on_change]
+    assert run(env, *args).returncode == 0
+    second = put(s3client, bucket, "a.csv", rows_for("a", 3, "v2"))
+    p = run(env, *args)
+    assert p.returncode == (1 if on_change == "error" else 0), p.stderr
+    assert ledger(conn) == {
+        ("a.csv", first): ("loaded", 2),
+        ("a.csv", second): (status, 3 if status == "loaded" else None),
+    }
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (rows,)
+    if on_change != "reload":
+        # the operator decides: retry loads the new version
+        p = run(env, "files", "retry", f"s3://{bucket}/a.csv")
+        assert p.returncode == 0, p.stderr
+        assert p.stdout == f"pending: s3://{bucket}/a.csv (t)\n"
+        assert run(env, *args).returncode == 0
+        assert conn.execute("SELECT count(*) FROM t WHERE tag = 'v2'").fetchone() == (3,)
+
+
+def test_version_replaced_before_load_is_superseded(conn, env, s3client, bucket) -> None:
+    """A listed version that is overwritten before it is read is never loaded
+    (If-Match on the listed ETag); the new version is."""
+    from pgferry.ingest import ledger as led
+    from pgferry.ingest.discover import Prefix, list_objects
+
+    conn.execute("CREATE TABLE t (obj text, tag text, n int)")
+    old = put(s3client, bucket, "a.csv", rows_for("a", 2, "old"))
+    with psycopg.connect(env["PGFERRY_TARGET"], autocommit=True) as c:
+        led.ensure(c)
+        led.record(c, "t", bucket, list_objects(s3client, Prefix(bucket, ""), None), "reload")
+    new = put(s3client, bucket, "a.csv", rows_for("a", 4, "new"))
+    p = run(env, "watch", f"s3://{bucket}/", "-t", "t", *CSV, "--once")
+    assert p.returncode == 0, p.stderr
+    assert ledger(conn) == {("a.csv", old): ("superseded", None), ("a.csv", new): ("loaded", 4)}
+    assert conn.execute("SELECT tag, count(*) FROM t GROUP BY tag").fetchall() == [("new", 4)]
+
+
+def test_failed_object_then_retry_after_fix(conn, env, s3client, bucket) -> None:
+    conn.execute("CREATE TABLE t (obj text, tag text)")  # one column short for b.csv
+    put(s3client, bucket, "a.csv", ["a,x"])
+    etag = put(s3client, bucket, "b.csv", ["b,x,1", "b,x,2"])
+    put(s3client, bucket, "c.csv", ["c,x"])
+    args = ["watch", f"s3://{bucket}/", "-t", "t", *CSV, "--once"]
+    p = run(env, *args)
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines()[-1] == "2 objects loaded (2 rows), 1 failed"
+    p = run(env, "files", "list", "--status", "failed", "--json")
+    assert p.returncode == 0, p.stderr
+    (entry,) = json.loads(p.stdout)["files"]
+    assert (entry["key"], entry["etag"], entry["status"], entry["attempts"]) == (
+        "b.csv",
+        etag,
+        "failed",
+        1,
+    )
+    assert "extra data after last expected column" in entry["last_error"]
+    p = run(env, "files", "retry", "nope.csv")
+    assert p.returncode == 1
+    assert p.stderr == (
+        "error: no failed or skipped version of 'nope.csv' in the watch ledger; "
+        "see pgferry files list (keys are written without s3://bucket/)\n"
+    )
+    conn.execute("ALTER TABLE t ADD COLUMN n int")
+    p = run(env, "files", "retry", "b.csv")
+    assert (p.returncode, p.stdout) == (0, f"pending: s3://{bucket}/b.csv (t)\n")
+    p = run(env, *args)
+    assert p.returncode == 0, p.stderr
+    assert conn.execute("SELECT obj, n FROM t WHERE n IS NOT NULL ORDER BY n").fetchall() == [
+        ("b", 1),
+        ("b", 2),
+    ]
+    assert ledger(conn)[("b.csv", etag)] == ("loaded", 2)
+    status = json.loads(run(env, "watch", "status", "--json").stdout)["pipelines"]
+    assert [(s["pipeline"], s["loaded"], s["failed"], s["pending"]) for s in status] == [
+        ("t", 3, 0, 0)
+    ]
+
+
+def test_files_skip(conn, env, s3client, bucket) -> None:
+    conn.execute("CREATE TABLE t (obj text, tag text, n int)")
+    put(s3client, bucket, "bad.csv", ["x,y,notanumber"])
+    args = ["watch", f"s3://{bucket}/", "-t", "t", *CSV, "--once"]
+    assert run(env, *args).returncode == 1
+    p = run(env, "files", "skip", "bad.csv")
+    assert (p.returncode, p.stdout) == (0, f"skipped: s3://{bucket}/bad.csv (t)\n")
+    assert run(env, *args).returncode == 0
+    assert [s for s, _ in ledger(conn).values()] == ["skipped"]
+
+
+def test_late_key_sorting_first_is_found(conn, env, s3client, bucket) -> None:
+    """Listings between full sweeps start after the highest key seen; the
+    full sweep still finds a key that lands late and sorts first."""
+    conn.execute("CREATE TABLE t (obj text, tag text, n int)")
+    put(s3client, bucket, "2024/05.csv", rows_for("05", 1))
+    w = start(env, "watch", f"s3://{bucket}/", "-t", "t", *CSV, "--interval", "100ms",
+              "--full-sweep", "1s")  # fmt: skip
+    try:
+        wait_for(lambda: _count(conn) == 1, what="the first object")
+        put(s3client, bucket, "2024/09.csv", rows_for("09", 2))
+        wait_for(lambda: _count(conn) == 3, what="a key sorting last")
+        put(s3client, bucket, "2024/01.csv", rows_for("01", 4))
+        wait_for(lambda: _count(conn) == 7, what="a late key sorting first")
+    finally:
+        w.send_signal(signal.SIGTERM)
+        _, err = w.communicate(timeout=30)
+    assert w.returncode == 0, err
+    assert {s for s, _ in ledger(conn).values()} == {"loaded"}
+
+
+def test_sigterm_mid_object_commits_it_and_exits_0(conn, env, s3client, bucket) -> None:
+    conn.execute("CREATE TABLE t (obj text, tag text, n int)")
+    big = 300_000
+    put(s3client, bucket, "a-big.csv", rows_for("big", big))
+    put(s3client, bucket, "b-small.csv", rows_for("small", 3))
+    w = start(env, "watch", f"s3://{bucket}/", "-t", "t", *CSV, "--interval", "100ms")
+
+    def copying() -> bool:
+        got = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY%%' "
+            "AND datname = current_database()"
+        ).fetchone()
+        return bool(got and got[0])
+
+    wait_for(copying, what="the COPY of the big object")
+    w.send_signal(signal.SIGTERM)
+    _, err = w.communicate(timeout=60)
+    assert w.returncode == 0, err
+    assert "stopping after the objects in flight" in err
+    entries = ledger(conn)
+    # the object in flight committed whole, with its ledger row; nothing else started
+    assert entries[next(k for k in entries if k[0] == "a-big.csv")] == ("loaded", big)
+    assert entries[next(k for k in entries if k[0] == "b-small.csv")] == ("pending", None)
+    assert _count(conn) == big
+
+
+def test_usage_errors(env, bucket) -> None:
+    p = run(env, "watch", "/tmp/x", "-t", "t", "--once")
+    assert (p.returncode, p.stderr) == (
+        2,
+        "error: '/tmp/x' is not an S3 prefix; write it as s3://bucket/prefix/ (or s3://bucket/)\n",
+    )
+    p = run(env, "watch", f"s3://{bucket}/", "-t", "t", "--interval", "soon")
+    assert (p.returncode, p.stderr) == (
+        2,
+        "error: cannot read --interval 'soon'; write it like 500ms, 5s, 2m or 1h\n",
+    )
+    p = run(env, "files", "retry")
+    assert p.returncode == 2
+    assert p.stderr.startswith("error: give a KEY or --all-failed (one of them)")
+
+
+def _count(conn: psycopg.Connection[Any]) -> int:
+    got = conn.execute("SELECT count(*) FROM t").fetchone()
+    return int(got[0]) if got else 0
