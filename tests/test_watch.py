@@ -263,3 +263,86 @@ def test_usage_errors(env, bucket) -> None:
 def _count(conn: psycopg.Connection[Any]) -> int:
     got = conn.execute("SELECT count(*) FROM t").fetchone()
     return int(got[0]) if got else 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pgserver", ["15"], indirect=True)
+def test_kill_9_of_three_watchers_loads_every_version_exactly_once(
+    conn, env, s3client, bucket
+) -> None:
+    """Three watchers share one prefix while objects land, some are
+    overwritten and some late keys sort before loaded ones; watchers are
+    killed with SIGKILL at random moments and restarted. In the end every
+    object version is loaded at most once, each key's last version exactly
+    once, and the table holds exactly the rows of the loaded versions."""
+    import random
+
+    rng = random.Random(10)
+    objects, kills = 1000, 20
+    conn.execute("CREATE TABLE t (obj text, tag text, n int)")
+    versions: dict[tuple[str, str], tuple[str, int]] = {}  # (key, etag) -> (tag, rows)
+    latest: dict[str, str] = {}
+
+    def upload(key: str) -> None:
+        tag = f"v{len(versions)}"
+        n = rng.randint(1, 30)
+        etag = put(s3client, bucket, key, rows_for(key, n, tag))
+        versions[(key, etag)] = (tag, n)
+        latest[key] = etag
+
+    args = ["watch", f"s3://{bucket}/", "-t", "t", *CSV, "--workers", "2",
+            "--interval", "200ms", "--full-sweep", "1s", "--retry-delay", "100ms"]  # fmt: skip
+    watchers = [start(env, *args) for _ in range(3)]
+    done_kills = 0
+    next_kill = time.monotonic() + rng.uniform(0.3, 1.5)
+    keys = [f"m/{i:05}.csv" for i in range(100, 100 + objects)]
+    rng.shuffle(keys)
+    try:
+        for i, key in enumerate(keys):
+            upload(key)
+            if i % 40 == 0:  # an overwrite of an earlier key, and a late key sorting first
+                upload(rng.choice(list(latest)))
+                upload(f"m/{i // 40:05}.csv")
+            if time.monotonic() >= next_kill and done_kills < kills:
+                victim = rng.randrange(3)
+                watchers[victim].kill()
+                watchers[victim].communicate()
+                watchers[victim] = start(env, *args)
+                done_kills += 1
+                next_kill = time.monotonic() + rng.uniform(0.3, 1.5)
+        while done_kills < kills:  # the rest of the kills while the backlog drains
+            time.sleep(rng.uniform(0.3, 1.5))
+            victim = rng.randrange(3)
+            watchers[victim].kill()
+            watchers[victim].communicate()
+            watchers[victim] = start(env, *args)
+            done_kills += 1
+
+        def drained() -> bool:
+            got = ledger(conn)
+            return all(got.get((k, e), ("", None))[0] == "loaded" for k, e in latest.items())
+
+        wait_for(drained, timeout=600, what="every last version loaded")
+    finally:
+        for w in watchers:
+            w.send_signal(signal.SIGTERM)
+        codes = [w.wait(60) for w in watchers]
+        for w in watchers:
+            w.communicate()
+    assert codes == [0, 0, 0]
+    got = ledger(conn)
+    loaded = {v: got[v][1] for v in got if got[v][0] == "loaded"}
+    assert set(got) <= set(versions)
+    assert {s for s, _ in got.values()} <= {"loaded", "superseded"}
+    for v, n in loaded.items():
+        assert n == versions[v][1], v
+    in_table = dict(
+        ((k, tag), int(c))
+        for k, tag, c in conn.execute("SELECT obj, tag, count(*) FROM t GROUP BY 1, 2")
+    )
+    expected = {(k, versions[(k, e)][0]): n for (k, e), n in loaded.items()}
+    assert in_table == expected
+    assert conn.execute("SELECT count(*) = count(DISTINCT (obj, tag, n)) FROM t").fetchone() == (
+        True,
+    )
+    assert len(latest) == objects + len(keys[::40])

@@ -27,7 +27,7 @@ from pgferry.imports import ImportSpec, run_import
 from pgferry.ingest import ledger
 from pgferry.ingest.discover import Lister, Prefix
 from pgferry.sink.names import parse_table_name, table_ident
-from pgferry.stores.s3 import S3Config, make_client
+from pgferry.stores.s3 import S3Config, make_client, reuse_clients
 from pgferry.target import connect, resolve_target
 
 log = logging.getLogger("pgferry.watch")
@@ -149,6 +149,10 @@ class Watcher:
     # --- one worker ---------------------------------------------------------
 
     def _worker(self) -> None:
+        with reuse_clients():
+            self._work_loop()
+
+    def _work_loop(self) -> None:
         conn: psycopg.Connection[Any] | None = None
         failures = 0
         try:
