@@ -346,3 +346,58 @@ def test_kill_9_of_three_watchers_loads_every_version_exactly_once(
         True,
     )
     assert len(latest) == objects + len(keys[::40])
+
+
+@pytest.mark.slow
+def test_target_restart_mid_run_loses_nothing_and_loads_nothing_twice(
+    env, s3client, bucket
+) -> None:
+    """An immediate (crash) stop of PostgreSQL while two workers load: the
+    watcher reconnects and every object is loaded exactly once."""
+    from tests.services import FAST, postgres
+
+    server = postgres("15")
+    try:
+        target = server.conninfo()
+        env = dict(env, PGFERRY_TARGET=target)
+        with psycopg.connect(target, autocommit=True) as c:
+            c.execute("CREATE TABLE t (obj text, tag text, n int)")
+        for i in range(150):
+            put(s3client, bucket, f"{i:04}.csv", rows_for(f"{i:04}", 50))
+        w = start(env, "watch", f"s3://{bucket}/", "-t", "t", *CSV, "--workers", "2",
+                  "--interval", "100ms")  # fmt: skip
+
+        def loaded(at_least: int) -> Callable[[], bool]:
+            def check() -> bool:
+                try:
+                    with psycopg.connect(target, autocommit=True) as c:
+                        got = c.execute(
+                            "SELECT count(*) FROM pgferry.watch_files WHERE status = 'loaded'"
+                        ).fetchone()
+                        return bool(got and got[0] >= at_least)
+                except psycopg.Error:
+                    return False
+
+            return check
+
+        try:
+            wait_for(loaded(10), what="the first objects")
+            server.stop("immediate")
+            time.sleep(1)  # the watcher notices while the server is down
+            server.start(FAST)
+            for i in range(150, 200):
+                put(s3client, bucket, f"{i:04}.csv", rows_for(f"{i:04}", 50))
+            wait_for(loaded(200), timeout=120, what="every object after the restart")
+        finally:
+            w.send_signal(signal.SIGTERM)
+            _, err = w.communicate(timeout=60)
+        assert w.returncode == 0, err
+        assert "target connection lost, reconnecting" in err
+        with psycopg.connect(target, autocommit=True) as c:
+            assert c.execute("SELECT count(*), count(DISTINCT (obj, n)) FROM t").fetchone() == (
+                10_000,
+                10_000,
+            )
+            assert ledger(c) and {s for s, _ in ledger(c).values()} == {"loaded"}
+    finally:
+        server.destroy()

@@ -79,14 +79,17 @@ class Watcher:
         # wakes idle workers when discovery recorded something
         self._work = threading.Condition()
         self._discovering = True
+        #: an error that stops a worker for good (bad credentials, ...): ends the run
+        self._fatal: PgferryError | None = None
 
     # --- the whole run -------------------------------------------------------
 
     def run(self) -> Totals:
         with self._signals():
-            disc = connect(self._target, autocommit=True)
+            first = connect(self._target, autocommit=True)
+            disc: psycopg.Connection[Any] | None = first
             try:
-                ledger.ensure(disc)
+                ledger.ensure(first)
                 lister = Lister(
                     make_client(self.spec.s3),
                     self.spec.where,
@@ -100,7 +103,7 @@ class Watcher:
                 for t in threads:
                     t.start()
                 try:
-                    self._discover(disc, lister)
+                    disc = self._discover(disc, lister)
                 finally:
                     with self._work:
                         self._discovering = False
@@ -108,12 +111,23 @@ class Watcher:
                     for t in threads:
                         t.join()
             finally:
-                disc.close()
+                if disc is not None:
+                    disc.close()
+        if self._fatal is not None:
+            raise self._fatal
         return self.totals
 
-    def _discover(self, conn: psycopg.Connection[Any], lister: Lister) -> None:
+    def _discover(
+        self, conn: psycopg.Connection[Any] | None, lister: Lister
+    ) -> psycopg.Connection[Any] | None:
+        """List and record until stopped (--once: one full listing); returns
+        the connection in use. A lost target is reconnected to, a failed
+        listing retried: the next listing finds whatever was missed."""
+        failures = 0
         while not self.stop.is_set():
             try:
+                if conn is None or conn.closed:
+                    conn = connect(self._target, autocommit=True)
                 found = lister.listing(full=self.spec.once)
                 new = ledger.record(
                     conn, self.spec.pipeline, self.spec.where.bucket, found, self.spec.on_change
@@ -123,13 +137,27 @@ class Watcher:
                     self._changed([k for k, status in new if status != "pending"])
                     with self._work:
                         self._work.notify_all()
+                failures = 0
+            except psycopg.OperationalError as e:
+                if self.spec.once:
+                    raise TargetUnreachable(
+                        f"lost the connection to the target: {_one_line(e)}",
+                        hint="check the server, then run again: nothing is loaded twice",
+                    ) from None
+                failures += 1
+                log.warning("target connection lost, reconnecting: %s", _one_line(e))
+                if conn is not None:
+                    conn.close()
+                conn = None
             except PgferryError as e:
                 if self.spec.once or not e.transient:
                     raise
+                failures += 1
                 log.warning("listing %s failed, retrying: %s", self.spec.where.uri, e.message)
-            if self.spec.once:
-                return
-            self.stop.wait(self.spec.interval)
+            if self.spec.once or self._fatal is not None:
+                return conn
+            self.stop.wait(self.spec.interval if not failures else min(0.5 * 2**failures, 30))
+        return conn
 
     def _changed(self, keys: list[str]) -> None:
         """New versions of loaded keys that --on-change did not queue."""
@@ -149,8 +177,12 @@ class Watcher:
     # --- one worker ---------------------------------------------------------
 
     def _worker(self) -> None:
-        with reuse_clients():
-            self._work_loop()
+        try:
+            with reuse_clients():
+                self._work_loop()
+        except PgferryError as e:
+            self._fatal = self._fatal or e
+            self.stop.set()
 
     def _work_loop(self) -> None:
         conn: psycopg.Connection[Any] | None = None
