@@ -349,6 +349,7 @@ def test_kill_9_of_three_watchers_loads_every_version_exactly_once(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("pgserver", ["15"], indirect=True)  # its own server, once
 def test_target_restart_mid_run_loses_nothing_and_loads_nothing_twice(
     env, s3client, bucket
 ) -> None:
@@ -401,3 +402,64 @@ def test_target_restart_mid_run_loses_nothing_and_loads_nothing_twice(
             assert ledger(c) and {s for s, _ in ledger(c).values()} == {"loaded"}
     finally:
         server.destroy()
+
+
+def _post(port: int, doc: Any) -> int:
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/",
+        data=json.dumps(doc).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback test)
+        return int(resp.status)
+
+
+def test_notifications_load_before_the_next_listing(conn, env, s3client, bucket) -> None:
+    """Listings every hour: only the notifications (SNS-wrapped S3 events and
+    SeaweedFS filer webhooks) bring the objects in; duplicates change nothing,
+    keys outside the prefix or gone are ignored."""
+    from pgferry.embedded import free_port
+
+    conn.execute("CREATE TABLE t (obj text, tag text, n int)")
+    port = free_port()
+    w = start(env, "watch", f"s3://{bucket}/in/", "-t", "t", *CSV, "--interval", "1h",
+              "--notify-listen", f"127.0.0.1:{port}")  # fmt: skip
+    try:
+        wait_for(lambda: _listening(port), what="the notification endpoint")
+        wait_for(lambda: _ledger_exists(conn), what="the first listing")
+        put(s3client, bucket, "in/a b.csv", rows_for("a", 2))
+        obj = {"bucket": {"name": bucket}, "object": {"key": "in/a+b.csv"}}
+        event = {"Records": [{"eventName": "ObjectCreated:Put", "s3": obj}]}
+        sns = {"Type": "Notification", "Message": json.dumps(event)}
+        assert _post(port, sns) == 200
+        wait_for(lambda: _count(conn) == 2, timeout=20, what="the SNS-notified object")
+        assert _post(port, sns) == 200  # a duplicate
+        put(s3client, bucket, "in/c.csv", rows_for("c", 3))
+        put(s3client, bucket, "out/d.csv", rows_for("d", 5))
+        for key in ("in/c.csv", "out/d.csv", "in/never.csv"):
+            hook = {"event_type": "create", "key": f"/buckets/{bucket}/{key}", "new_entry": {}}
+            assert _post(port, hook) == 200
+        wait_for(lambda: _count(conn) == 5, timeout=20, what="the webhook-notified object")
+        time.sleep(0.5)  # time for a wrongly recorded key to show up
+    finally:
+        w.send_signal(signal.SIGTERM)
+        _, err = w.communicate(timeout=30)
+    assert w.returncode == 0, err
+    assert sorted((k, s, r) for (k, _), (s, r) in ledger(conn).items()) == [
+        ("in/a b.csv", "loaded", 2),
+        ("in/c.csv", "loaded", 3),
+    ]
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _ledger_exists(conn: psycopg.Connection[Any]) -> bool:
+    got = conn.execute("SELECT to_regclass('pgferry.watch_files') IS NOT NULL").fetchone()
+    return bool(got and got[0])

@@ -64,6 +64,11 @@ def watch_group() -> None:
     help="An object overwritten after it was loaded: load the new version, skip it, "
     "or mark it failed.",
 )
+@click.option(
+    "--notify-listen",
+    metavar="HOST:PORT",
+    help="Also take S3 event notifications (SNS or SeaweedFS filer webhook) here.",
+)
 @click.option("--max-attempts", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--retry-delay", default="2s", show_default=True, help="First retry delay.")
 @target_option
@@ -89,6 +94,7 @@ def run_cmd(
     once: bool,
     workers: int,
     on_change: str,
+    notify_listen: str | None,
     max_attempts: int,
     retry_delay: str,
     target: str | None,
@@ -102,6 +108,7 @@ def run_cmd(
     from pgferry.infer import parse_column_types
     from pgferry.ingest.discover import parse_prefix
     from pgferry.ingest.durations import parse_duration
+    from pgferry.ingest.notify import parse_listen
     from pgferry.ingest.worker import Watcher, WatchSpec
     from pgferry.sink.names import parse_table_name
     from pgferry.stores.s3 import S3Config
@@ -128,6 +135,7 @@ def run_cmd(
         on_change=on_change,
         max_attempts=max_attempts,
         retry_delay=parse_duration(retry_delay, what="--retry-delay"),
+        notify_listen=parse_listen(notify_listen) if notify_listen else None,
     )
     totals = Watcher(spec).run()
     click.echo(

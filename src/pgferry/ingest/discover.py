@@ -98,3 +98,24 @@ class Lister:
             top = max(o.key for o in found)
             self.highest = top if self.highest is None else max(self.highest, top)
         return found
+
+
+def head_listed(client: Any, where: Prefix, pattern: str | None, key: str) -> Listed | None:
+    """The current version of one key named by a notification, as a listing
+    would show it; None when it is outside the prefix, does not match, or is
+    gone (a hint is only a hint)."""
+    if not key.startswith(where.prefix) or not matches(key, where.prefix, pattern):
+        return None
+    try:
+        head = client.head_object(Bucket=where.bucket, Key=key)
+    except Exception as e:  # botocore raises several unrelated classes
+        err = map_error(e, where.bucket, key)
+        if err.transient:
+            raise err from None
+        return None
+    return Listed(
+        key=key,
+        etag=str(head["ETag"]).strip('"'),
+        size=int(head["ContentLength"]),
+        last_modified=head.get("LastModified"),
+    )

@@ -9,6 +9,7 @@ processes pointing at the same target share the work through the ledger.
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import signal
 import threading
@@ -25,7 +26,9 @@ from pgferry import infer
 from pgferry.errors import ObjectChanged, ObjectNotFound, PgferryError, TargetUnreachable
 from pgferry.imports import ImportSpec, run_import
 from pgferry.ingest import ledger
-from pgferry.ingest.discover import Lister, Prefix
+from pgferry.ingest.discover import Lister, Prefix, head_listed
+from pgferry.ingest.ledger import Listed
+from pgferry.ingest.notify import Hint, NotifyServer
 from pgferry.sink.names import parse_table_name, table_ident
 from pgferry.stores.s3 import S3Config, make_client, reuse_clients
 from pgferry.target import connect, resolve_target
@@ -54,6 +57,8 @@ class WatchSpec:
     on_change: str = "reload"
     max_attempts: int = 5
     retry_delay: float = 2.0
+    #: (host, port) of the notification endpoint; None: listings only
+    notify_listen: tuple[str, int] | None = None
 
 
 @dataclass
@@ -79,6 +84,8 @@ class Watcher:
         # wakes idle workers when discovery recorded something
         self._work = threading.Condition()
         self._discovering = True
+        #: keys named by notifications (None: wake up, the watcher stops)
+        self._hints: queue.Queue[Hint | None] = queue.Queue()
         #: an error that stops a worker for good (bad credentials, ...): ends the run
         self._fatal: PgferryError | None = None
 
@@ -103,7 +110,8 @@ class Watcher:
                 for t in threads:
                     t.start()
                 try:
-                    disc = self._discover(disc, lister)
+                    with self._notifications():
+                        disc = self._discover(disc, lister)
                 finally:
                     with self._work:
                         self._discovering = False
@@ -124,11 +132,17 @@ class Watcher:
         the connection in use. A lost target is reconnected to, a failed
         listing retried: the next listing finds whatever was missed."""
         failures = 0
+        next_listing = 0.0
+        hints: list[Hint] = []
         while not self.stop.is_set():
             try:
                 if conn is None or conn.closed:
                     conn = connect(self._target, autocommit=True)
-                found = lister.listing(full=self.spec.once)
+                if time.monotonic() >= next_listing or failures:
+                    next_listing = time.monotonic() + self.spec.interval
+                    found = lister.listing(full=self.spec.once)
+                else:
+                    found = self._heads(lister, hints)
                 new = ledger.record(
                     conn, self.spec.pipeline, self.spec.where.bucket, found, self.spec.on_change
                 )
@@ -156,8 +170,32 @@ class Watcher:
                 log.warning("listing %s failed, retrying: %s", self.spec.where.uri, e.message)
             if self.spec.once or self._fatal is not None:
                 return conn
-            self.stop.wait(self.spec.interval if not failures else min(0.5 * 2**failures, 30))
+            wait = next_listing - time.monotonic() if not failures else min(0.5 * 2**failures, 30)
+            hints = self._wait(wait)
         return conn
+
+    def _wait(self, seconds: float) -> list[Hint]:
+        """Sleep until the next listing is due, a notification names a key of
+        ours, or the watcher stops; returns the notified keys."""
+        try:
+            first = self._hints.get(timeout=max(seconds, 0.001))
+        except queue.Empty:
+            return []
+        got = [first]
+        while True:
+            try:
+                got.append(self._hints.get_nowait())
+            except queue.Empty:
+                break
+        return [h for h in got if h is not None and h[0] == self.spec.where.bucket]
+
+    def _heads(self, lister: Lister, hints: list[Hint]) -> list[Listed]:
+        found = []
+        for key in dict.fromkeys(k for _, k in hints):  # a duplicated hint is one HEAD
+            obj = head_listed(lister.client, self.spec.where, self.spec.pattern, key)
+            if obj is not None:
+                found.append(obj)
+        return found
 
     def _changed(self, keys: list[str]) -> None:
         """New versions of loaded keys that --on-change did not queue."""
@@ -183,6 +221,7 @@ class Watcher:
         except PgferryError as e:
             self._fatal = self._fatal or e
             self.stop.set()
+            self._hints.put(None)
 
     def _work_loop(self) -> None:
         conn: psycopg.Connection[Any] | None = None
@@ -214,13 +253,15 @@ class Watcher:
         False when the worker should end (--once drained, or stopping)."""
         due = ledger.next_due(conn, self.spec.pipeline, self.spec.where.bucket)
         with self._work:
+            if self.stop.is_set():  # checked under the lock: no wake-up is missed
+                return False
             if self.spec.once and not self._discovering:
                 if due is None:
                     return False
                 # pending rows another session holds are theirs to finish
                 if due == 0 and not self._claimable_soon(conn):
                     return False
-            wait = self.spec.interval if due is None else min(max(due, 0.05), self.spec.interval)
+            wait = min(self.spec.interval, 5.0) if due is None else min(max(due, 0.05), 5.0)
             if self.spec.once:
                 wait = min(wait, 0.5)
             self._work.wait(wait)
@@ -299,6 +340,15 @@ class Watcher:
             column_types=dict(s.column_types),
         )
 
+    @contextmanager
+    def _notifications(self) -> Iterator[None]:
+        if self.spec.notify_listen is None or self.spec.once:
+            yield
+            return
+        with NotifyServer(self.spec.notify_listen, self._hints) as server:
+            log.info("notifications: listening on port %d", server.port)
+            yield
+
     # --- signals --------------------------------------------------------------
 
     @contextmanager
@@ -312,6 +362,7 @@ class Watcher:
         def handler(signum: int, frame: FrameType | None) -> None:
             log.warning("stopping after the objects in flight (signal %d)", signum)
             self.stop.set()
+            self._hints.put(None)
             with self._work:
                 self._work.notify_all()
 
