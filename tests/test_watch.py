@@ -463,3 +463,31 @@ def _listening(port: int) -> bool:
 def _ledger_exists(conn: psycopg.Connection[Any]) -> bool:
     got = conn.execute("SELECT to_regclass('pgferry.watch_files') IS NOT NULL").fetchone()
     return bool(got and got[0])
+
+
+def test_transient_failure_retried_then_failed_then_retried(conn, env, s3client, bucket) -> None:
+    """A COPY canceled by statement_timeout (the table is locked) is transient:
+    retried with backoff, `failed` after --max-attempts, loaded after
+    `files retry` once the lock is gone."""
+    conn.execute("CREATE TABLE t (obj text, tag text, n int)")
+    etag = put(s3client, bucket, "a.csv", rows_for("a", 4))
+    args = ["watch", f"s3://{bucket}/", "-t", "t", *CSV, "--once", "--retry-delay", "100ms"]
+    slow = dict(env, PGOPTIONS="-c statement_timeout=500ms")
+    with psycopg.connect(env["PGFERRY_TARGET"]) as holder:
+        holder.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+        p = run(slow, *args, "--max-attempts", "3")
+        assert p.returncode == 1, p.stderr
+        assert "a.csv: attempt 1 failed, retrying in" in p.stderr
+        assert "a.csv: attempt 2 failed, retrying in" in p.stderr
+        assert p.stderr.strip().splitlines()[-1] == "0 objects loaded (0 rows), 1 failed"
+        got = conn.execute("SELECT status, attempts, last_error FROM pgferry.watch_files")
+        ((status, attempts, error),) = got.fetchall()
+        assert (status, attempts) == ("failed", 3)
+        assert "canceling statement due to statement timeout" in error
+        p = run(env, "files", "retry", "--all-failed")
+        assert (p.returncode, p.stdout) == (0, f"pending: s3://{bucket}/a.csv (t)\n")
+        holder.rollback()
+    p = run(slow, *args)
+    assert p.returncode == 0, p.stderr
+    assert ledger(conn) == {("a.csv", etag): ("loaded", 4)}
+    assert conn.execute("SELECT attempts FROM pgferry.watch_files").fetchone() == (1,)

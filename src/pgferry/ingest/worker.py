@@ -295,8 +295,9 @@ class Watcher:
                 log.info("%s: %s", _uri(c), e.message)
                 return True
             except PgferryError as e:
-                if conn.broken or isinstance(e, TargetUnreachable):
-                    raise
+                if conn.broken or conn.closed:
+                    raise  # the session (and with it the claim) is gone: reconnect
+                # a timeout, deadlock or S3 hiccup on a live session counts as an attempt
                 self._failed(conn, c, e, time.monotonic() - started)
                 return True
             seconds = time.monotonic() - started
