@@ -491,3 +491,38 @@ def test_transient_failure_retried_then_failed_then_retried(conn, env, s3client,
     assert p.returncode == 0, p.stderr
     assert ledger(conn) == {("a.csv", etag): ("loaded", 4)}
     assert conn.execute("SELECT attempts FROM pgferry.watch_files").fetchone() == (1,)
+
+
+def test_metrics(conn, env, s3client, bucket) -> None:
+    import urllib.request
+
+    from pgferry.embedded import free_port
+
+    conn.execute("CREATE TABLE t (obj text, tag text, n int)")
+    put(s3client, bucket, "a.csv", rows_for("a", 2))
+    put(s3client, bucket, "b.csv", rows_for("b", 3))
+    put(s3client, bucket, "c.csv", ["c,x,notanumber"])
+    port = free_port()
+    w = start(env, "watch", f"s3://{bucket}/", "-t", "t", *CSV, "--interval", "100ms",
+              "--metrics", f"127.0.0.1:{port}")  # fmt: skip
+    try:
+        wait_for(lambda: _count(conn) == 5, what="the good objects")
+        wait_for(lambda: "failed" in {s for s, _ in ledger(conn).values()}, what="the bad one")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+    finally:
+        w.send_signal(signal.SIGTERM)
+        _, err = w.communicate(timeout=30)
+    assert w.returncode == 0, err
+    lines = set(text.splitlines())
+    for expected in (
+        'pgferry_watch_objects_total{outcome="loaded",pipeline="t"} 2.0',
+        'pgferry_watch_objects_total{outcome="failed",pipeline="t"} 1.0',
+        'pgferry_watch_rows_total{pipeline="t"} 5.0',
+        'pgferry_watch_load_seconds_count{pipeline="t"} 2.0',
+        'pgferry_watch_ledger_objects{pipeline="t",status="loaded"} 2.0',
+        'pgferry_watch_ledger_objects{pipeline="t",status="failed"} 1.0',
+        'pgferry_watch_backlog_objects{pipeline="t"} 0.0',
+        'pgferry_watch_oldest_pending_seconds{pipeline="t"} 0.0',
+    ):
+        assert expected in lines, (expected, text)

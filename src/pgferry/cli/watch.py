@@ -69,6 +69,12 @@ def watch_group() -> None:
     metavar="HOST:PORT",
     help="Also take S3 event notifications (SNS or SeaweedFS filer webhook) here.",
 )
+@click.option(
+    "--metrics",
+    "metrics_listen",
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics here (e.g. 127.0.0.1:9187).",
+)
 @click.option("--max-attempts", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--retry-delay", default="2s", show_default=True, help="First retry delay.")
 @target_option
@@ -95,6 +101,7 @@ def run_cmd(
     workers: int,
     on_change: str,
     notify_listen: str | None,
+    metrics_listen: str | None,
     max_attempts: int,
     retry_delay: str,
     target: str | None,
@@ -135,13 +142,14 @@ def run_cmd(
         on_change=on_change,
         max_attempts=max_attempts,
         retry_delay=parse_duration(retry_delay, what="--retry-delay"),
-        notify_listen=parse_listen(notify_listen) if notify_listen else None,
+        notify_listen=parse_listen(notify_listen, "--notify-listen") if notify_listen else None,
+        metrics_listen=parse_listen(metrics_listen, "--metrics") if metrics_listen else None,
     )
     totals = Watcher(spec).run()
     click.echo(
         f"{totals.loaded} objects loaded ({totals.rows} rows), {totals.failed} failed", err=True
     )
-    if totals.failed:
+    if totals.failed and once:  # a service keeps going past a failed object: see files list
         ctx.exit(1)
 
 

@@ -30,11 +30,11 @@ MAX_BODY = 1 << 20
 Hint = tuple[str, str]  # (bucket, key)
 
 
-def parse_listen(text: str) -> tuple[str, int]:
+def parse_listen(text: str, option: str = "--notify-listen") -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(
-            f"--notify-listen {text!r} is not HOST:PORT", hint="e.g. --notify-listen 127.0.0.1:8085"
+            f"{option} {text!r} is not HOST:PORT", hint=f"e.g. {option} 127.0.0.1:8085"
         )
     return host.strip("[]"), int(port)
 

@@ -59,6 +59,8 @@ class WatchSpec:
     retry_delay: float = 2.0
     #: (host, port) of the notification endpoint; None: listings only
     notify_listen: tuple[str, int] | None = None
+    #: (host, port) serving Prometheus metrics; None: no metrics
+    metrics_listen: tuple[str, int] | None = None
 
 
 @dataclass
@@ -86,6 +88,7 @@ class Watcher:
         self._discovering = True
         #: keys named by notifications (None: wake up, the watcher stops)
         self._hints: queue.Queue[Hint | None] = queue.Queue()
+        self._metrics: Any = None
         #: an error that stops a worker for good (bad credentials, ...): ends the run
         self._fatal: PgferryError | None = None
 
@@ -110,7 +113,7 @@ class Watcher:
                 for t in threads:
                     t.start()
                 try:
-                    with self._notifications():
+                    with self._notifications(), self._serve_metrics():
                         disc = self._discover(disc, lister)
                 finally:
                     with self._work:
@@ -292,6 +295,7 @@ class Watcher:
                 # the listed version can never be read again; a newer one is listed anew
                 gone = "superseded" if isinstance(e, ObjectChanged) else "gone"
                 ledger.finish(conn, c, gone, error=e.message)
+                self._count(gone)
                 log.info("%s: %s", _uri(c), e.message)
                 return True
             except PgferryError as e:
@@ -302,6 +306,8 @@ class Watcher:
                 return True
             seconds = time.monotonic() - started
             ledger.finish(conn, c, "loaded", rows=result.rows, seconds=round(seconds, 3))
+        if self._metrics is not None:
+            self._metrics.loaded(result.rows, result.bytes, seconds)
         with self.totals.lock:
             self.totals.loaded += 1
             self.totals.rows += result.rows
@@ -315,11 +321,13 @@ class Watcher:
         if e.transient and attempt < self.spec.max_attempts:
             delay = backoff(attempt, self.spec.retry_delay)
             ledger.finish(conn, c, "pending", seconds=seconds, error=e.message, retry_in=delay)
+            self._count("retried")
             log.warning(
                 "%s: attempt %d failed, retrying in %.1f s: %s", _uri(c), attempt, delay, e.message
             )
             return
         ledger.finish(conn, c, "failed", seconds=seconds, error=e.message)
+        self._count("failed")
         with self.totals.lock:
             self.totals.failed += 1
         log.error("%s failed after %d attempt(s): %s", _uri(c), attempt, e.message)
@@ -340,6 +348,25 @@ class Watcher:
             sample_rows=s.sample_rows,
             column_types=dict(s.column_types),
         )
+
+    @contextmanager
+    def _serve_metrics(self) -> Iterator[None]:
+        if self.spec.metrics_listen is None:
+            yield
+            return
+        from pgferry.ingest.metrics import Metrics  # prometheus_client only when asked
+
+        self._metrics = Metrics(self.spec.pipeline)
+        server = self._metrics.serve(self.spec.metrics_listen, self._target)
+        try:
+            yield
+        finally:
+            server.shutdown()
+            server.server_close()
+
+    def _count(self, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.outcome(outcome)
 
     @contextmanager
     def _notifications(self) -> Iterator[None]:
