@@ -526,3 +526,38 @@ def test_metrics(conn, env, s3client, bucket) -> None:
         'pgferry_watch_oldest_pending_seconds{pipeline="t"} 0.0',
     ):
         assert expected in lines, (expected, text)
+
+
+def test_multipart_upload_in_progress_is_not_read(conn, env, s3client, bucket) -> None:
+    conn.execute("CREATE TABLE t (obj text, tag text, n int)")
+    part = "".join(x + "\n" for x in rows_for("big", 500_000)).encode()  # > 5 MiB: a real part
+    up = s3client.create_multipart_upload(Bucket=bucket, Key="big.csv")
+    first = s3client.upload_part(
+        Bucket=bucket, Key="big.csv", UploadId=up["UploadId"], PartNumber=1, Body=part
+    )
+    last = s3client.upload_part(
+        Bucket=bucket,
+        Key="big.csv",
+        UploadId=up["UploadId"],
+        PartNumber=2,
+        Body="".join(x + "\n" for x in rows_for("big-end", 5)).encode(),
+    )
+    args = ["watch", f"s3://{bucket}/", "-t", "t", *CSV, "--once"]
+    p = run(env, *args)
+    assert (p.returncode, p.stderr) == (0, "0 objects loaded (0 rows), 0 failed\n")
+    assert ledger(conn) == {}
+    s3client.complete_multipart_upload(
+        Bucket=bucket,
+        Key="big.csv",
+        UploadId=up["UploadId"],
+        MultipartUpload={
+            "Parts": [
+                {"PartNumber": 1, "ETag": first["ETag"]},
+                {"PartNumber": 2, "ETag": last["ETag"]},
+            ]
+        },
+    )
+    p = run(env, *args)
+    assert (p.returncode, p.stderr) == (0, "1 objects loaded (500005 rows), 0 failed\n")
+    ((key, etag),) = ledger(conn)
+    assert key == "big.csv" and etag.endswith("-2")  # the multipart ETag, md5-N
