@@ -561,3 +561,62 @@ def test_multipart_upload_in_progress_is_not_read(conn, env, s3client, bucket) -
     assert (p.returncode, p.stderr) == (0, "1 objects loaded (500005 rows), 0 failed\n")
     ((key, etag),) = ledger(conn)
     assert key == "big.csv" and etag.endswith("-2")  # the multipart ETag, md5-N
+
+
+def test_config_runs_several_pipelines(conn, env, s3client, bucket, tmp_path: Path) -> None:
+    conn.execute("CREATE TABLE orders (obj text, tag text, n int)")
+    for i in range(3):
+        put(s3client, bucket, f"orders/{i}.csv", rows_for(f"o{i}", 2))
+    put(s3client, bucket, "events/e.tsv", ["id\tname", "1\tann", "2\tbo"])
+    cfg = tmp_path / "pipelines.toml"
+    cfg.write_text(
+        f"""
+[defaults]
+options = "(format csv)"
+interval = "1s"
+
+[[pipeline]]
+source = "s3://{bucket}/orders/"
+table = "orders"
+workers = 2
+
+[[pipeline]]
+name = "ev"
+source = "s3://{bucket}/events/"
+table = "events"
+options = "(format csv, delimiter '\\t', header true)"
+create_table = true
+"""
+    )
+    p = run(env, "watch", "--config", str(cfg), "--once")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.splitlines()[-2:] == [
+        "orders: 3 objects loaded (6 rows), 0 failed",
+        "ev: 1 objects loaded (2 rows), 0 failed",
+    ]
+    assert conn.execute("SELECT id, name FROM events ORDER BY id").fetchall() == [
+        (1, "ann"),
+        (2, "bo"),
+    ]
+    got = conn.execute("SELECT pipeline, count(*) FROM pgferry.watch_files GROUP BY 1 ORDER BY 1")
+    assert got.fetchall() == [("ev", 1), ("orders", 3)]
+    cfg.write_text(f'[[pipeline]]\nsource = "s3://{bucket}/"\ntable = "t"\nwokers = 2\n')
+    p = run(env, "watch", "--config", str(cfg), "--once")
+    assert p.returncode == 2
+    assert p.stderr.startswith(
+        f"error: --config {cfg}, pipeline 1: unknown key 'wokers'; known keys: column_types,"
+    )
+    p = run(env, "watch", "--config", str(cfg), f"s3://{bucket}/", "--once")
+    assert p.returncode == 2
+    assert p.stderr.startswith(
+        "error: --config names the sources and tables: drop SOURCE and --table"
+    )
+
+
+def test_bad_copy_options_are_a_usage_error_before_any_work(env, bucket) -> None:
+    p = run(env, "watch", f"s3://{bucket}/", "-t", "t", "--options", "(delimiter E'\\t')")
+    assert (p.returncode, p.stderr) == (
+        2,
+        "error: escape-string constants are not supported in COPY options: E'\\t'; "
+        "use a plain quoted string, e.g. DELIMITER '|'\n",
+    )

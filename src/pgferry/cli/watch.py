@@ -34,8 +34,14 @@ def watch_group() -> None:
 
 
 @watch_group.command("run")
-@click.argument("source")
-@click.option("--table", "-t", required=True, help="Target table, e.g. t or schema.t.")
+@click.argument("source", required=False)
+@click.option("--table", "-t", help="Target table, e.g. t or schema.t.")
+@click.option(
+    "--config",
+    "config_path",
+    metavar="FILE",
+    help="Run the pipelines of a TOML file instead of SOURCE and --table.",
+)
 @click.option(
     "--pipeline", help="Name of this prefix-to-table pipeline in the ledger (default: the table)."
 )
@@ -86,8 +92,9 @@ def watch_group() -> None:
 @click.pass_context
 def run_cmd(
     ctx: click.Context,
-    source: str,
-    table: str,
+    source: str | None,
+    table: str | None,
+    config_path: str | None,
     pipeline: str | None,
     pattern: str | None,
     columns: str,
@@ -113,19 +120,23 @@ def run_cmd(
 ) -> None:
     """Load every object version under SOURCE (s3://bucket/prefix/) exactly once."""
     from pgferry.infer import parse_column_types
-    from pgferry.ingest.discover import parse_prefix
+    from pgferry.ingest import config
+    from pgferry.ingest.discover import Prefix, parse_prefix
     from pgferry.ingest.durations import parse_duration
     from pgferry.ingest.notify import parse_listen
-    from pgferry.ingest.worker import Watcher, WatchSpec
+    from pgferry.ingest.worker import WatchSpec, run_all
     from pgferry.sink.names import parse_table_name
     from pgferry.stores.s3 import S3Config
 
     setup_logging(verbose)
-    parse_table_name(table)  # a bad name is a usage error before any work
-    spec = WatchSpec(
-        where=parse_prefix(source),
-        table=table,
-        pipeline=pipeline or table,
+    if config_path and (source or table or pipeline):
+        raise click.UsageError("--config names the sources and tables: drop SOURCE and --table")
+    if not config_path and not (source and table):
+        raise click.UsageError("give SOURCE and --table (or --config FILE)")
+    base = WatchSpec(
+        where=parse_prefix(source) if source else Prefix("", ""),
+        table=table or "",
+        pipeline=pipeline or table or "",
         pattern=pattern,
         columns=columns,
         options=copy_options,
@@ -145,11 +156,25 @@ def run_cmd(
         notify_listen=parse_listen(notify_listen, "--notify-listen") if notify_listen else None,
         metrics_listen=parse_listen(metrics_listen, "--metrics") if metrics_listen else None,
     )
-    totals = Watcher(spec).run()
-    click.echo(
-        f"{totals.loaded} objects loaded ({totals.rows} rows), {totals.failed} failed", err=True
-    )
-    if totals.failed and once:  # a service keeps going past a failed object: see files list
+    if config_path:
+        specs = config.load(config_path, base)
+        if len(specs) > 1 and (notify_listen or metrics_listen):
+            raise click.UsageError(
+                "--notify-listen and --metrics serve one pipeline: run one watch per pipeline"
+            )
+    else:
+        assert table is not None
+        parse_table_name(table)  # a bad name is a usage error before any work
+        specs = [base]
+    results = run_all(specs)
+    for spec, totals in zip(specs, results, strict=True):
+        who = f"{spec.pipeline}: " if config_path else ""
+        click.echo(
+            f"{who}{totals.loaded} objects loaded ({totals.rows} rows), {totals.failed} failed",
+            err=True,
+        )
+    failed = sum(t.failed for t in results)
+    if failed and once:  # a service keeps going past a failed object: see files list
         ctx.exit(1)
 
 

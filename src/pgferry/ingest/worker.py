@@ -30,6 +30,7 @@ from pgferry.ingest.discover import Lister, Prefix, head_listed
 from pgferry.ingest.ledger import Listed
 from pgferry.ingest.notify import Hint, NotifyServer
 from pgferry.sink.names import parse_table_name, table_ident
+from pgferry.sink.options import check_copy_from, parse_copy_options
 from pgferry.stores.s3 import S3Config, make_client, reuse_clients
 from pgferry.target import connect, resolve_target
 
@@ -79,6 +80,8 @@ def backoff(attempt: int, base: float) -> float:
 class Watcher:
     def __init__(self, spec: WatchSpec) -> None:
         self.spec = spec
+        # a usage mistake is reported once, before any work, not once per object
+        check_copy_from(parse_copy_options(spec.options))
         self.stop = threading.Event()
         self.totals = Totals()
         self._target = resolve_target(spec.target)
@@ -379,6 +382,13 @@ class Watcher:
 
     # --- signals --------------------------------------------------------------
 
+    def halt(self) -> None:
+        """Stop claiming; the objects in flight finish. Safe from a signal handler."""
+        self.stop.set()
+        self._hints.put(None)
+        with self._work:
+            self._work.notify_all()
+
     @contextmanager
     def _signals(self) -> Iterator[None]:
         """SIGTERM/SIGINT: stop claiming; the object in flight commits or rolls
@@ -389,10 +399,7 @@ class Watcher:
 
         def handler(signum: int, frame: FrameType | None) -> None:
             log.warning("stopping after the objects in flight (signal %d)", signum)
-            self.stop.set()
-            self._hints.put(None)
-            with self._work:
-                self._work.notify_all()
+            self.halt()
 
         old: dict[signal.Signals, Callable[..., Any] | int | None] = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -410,3 +417,40 @@ def _uri(c: ledger.Claim) -> str:
 
 def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split())
+
+
+def run_all(specs: list[WatchSpec]) -> list[Totals]:
+    """Several pipelines in one process, one Watcher thread each; a signal
+    stops them all (objects in flight finish), a fatal error in one too."""
+    watchers = [Watcher(s) for s in specs]
+    if len(watchers) == 1:
+        return [watchers[0].run()]
+    errors: list[PgferryError] = []
+
+    def one(w: Watcher) -> None:
+        try:
+            w.run()
+        except PgferryError as e:
+            errors.append(e)
+            for other in watchers:
+                other.halt()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.warning("stopping after the objects in flight (signal %d)", signum)
+        for w in watchers:
+            w.halt()
+
+    threads = [threading.Thread(target=one, args=(w,), daemon=True) for w in watchers]
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.5)  # short joins: the main thread must stay free to take signals
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+    if errors:
+        raise errors[0]
+    return [w.totals for w in watchers]
