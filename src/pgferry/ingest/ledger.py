@@ -167,14 +167,15 @@ def finish(
     error: str | None = None,
     retry_in: float | None = None,
 ) -> None:
-    """Record the outcome of one attempt on a claimed version."""
+    """Record the outcome of one attempt on a claimed version (clock time:
+    now() would be the start of the claim's transaction)."""
     conn.execute(
         """
         UPDATE pgferry.watch_files SET
             status = %(s)s, attempts = attempts + 1, row_count = %(r)s,
-            started_at = now() - make_interval(secs => coalesce(%(t)s, 0)),
-            finished_at = now(), load_seconds = %(t)s, last_error = %(e)s,
-            next_attempt_at = now() + make_interval(secs => coalesce(%(d)s, 0))
+            started_at = clock_timestamp() - make_interval(secs => coalesce(%(t)s, 0)),
+            finished_at = clock_timestamp(), load_seconds = %(t)s, last_error = %(e)s,
+            next_attempt_at = clock_timestamp() + make_interval(secs => coalesce(%(d)s, 0))
         WHERE pipeline = %(p)s AND bucket = %(b)s AND key = %(k)s AND etag = %(g)s
         """,
         {
