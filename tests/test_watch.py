@@ -620,3 +620,23 @@ def test_bad_copy_options_are_a_usage_error_before_any_work(env, bucket) -> None
         "error: escape-string constants are not supported in COPY options: E'\\t'; "
         "use a plain quoted string, e.g. DELIMITER '|'\n",
     )
+
+
+def test_log_format_json(conn, env, s3client, bucket) -> None:
+    conn.execute("CREATE TABLE t (obj text, tag text, n int)")
+    put(s3client, bucket, "a.csv", rows_for("a", 2))
+    put(s3client, bucket, "b.csv", ["b,x,oops"])
+    p = run(env, "watch", f"s3://{bucket}/", "-t", "t", *CSV, "--once", "--log-format", "json")
+    assert p.returncode == 1
+    docs = [json.loads(line) for line in p.stderr.splitlines()]
+    assert [(d["level"], d["logger"]) for d in docs] == [
+        ("error", "pgferry.watch"),
+        ("info", "pgferry.watch"),
+    ]
+    assert docs[0]["message"].startswith(f"s3://{bucket}/b.csv failed after 1 attempt(s): ")
+    assert {k: docs[1][k] for k in ("pipeline", "loaded", "rows", "failed")} == {
+        "pipeline": "t",
+        "loaded": 1,
+        "rows": 2,
+        "failed": 1,
+    }

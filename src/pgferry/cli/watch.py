@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -89,6 +90,13 @@ def watch_group() -> None:
 @click.option("--profile", help="AWS profile (credentials come from the AWS default chain).")
 @click.option("--content-encoding", type=click.Choice(CHOICES), default="auto")
 @click.option("--verbose", "-v", is_flag=True, help="One line per object loaded.")
+@click.option(
+    "--log-format",
+    type=click.Choice(("text", "json")),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line on stderr (time, level, logger, message).",
+)
 @click.pass_context
 def run_cmd(
     ctx: click.Context,
@@ -117,6 +125,7 @@ def run_cmd(
     profile: str | None,
     content_encoding: str,
     verbose: bool,
+    log_format: str,
 ) -> None:
     """Load every object version under SOURCE (s3://bucket/prefix/) exactly once."""
     from pgferry.infer import parse_column_types
@@ -129,6 +138,8 @@ def run_cmd(
     from pgferry.stores.s3 import S3Config
 
     setup_logging(verbose)
+    if log_format == "json":
+        _json_logging()
     if config_path and (source or table or pipeline):
         raise click.UsageError("--config names the sources and tables: drop SOURCE and --table")
     if not config_path and not (source and table):
@@ -169,13 +180,44 @@ def run_cmd(
     results = run_all(specs)
     for spec, totals in zip(specs, results, strict=True):
         who = f"{spec.pipeline}: " if config_path else ""
-        click.echo(
-            f"{who}{totals.loaded} objects loaded ({totals.rows} rows), {totals.failed} failed",
-            err=True,
-        )
+        summary = f"{totals.loaded} objects loaded ({totals.rows} rows), {totals.failed} failed"
+        if log_format == "json":
+            doc = {
+                "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "level": "info",
+                "logger": "pgferry.watch",
+                "message": who + summary,
+                "pipeline": spec.pipeline,
+                "loaded": totals.loaded,
+                "rows": totals.rows,
+                "failed": totals.failed,
+            }
+            click.echo(json.dumps(doc), err=True)
+        else:
+            click.echo(who + summary, err=True)
     failed = sum(t.failed for t in results)
     if failed and once:  # a service keeps going past a failed object: see files list
         ctx.exit(1)
+
+
+class _JsonLines(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        from pgferry.conninfo import scrub
+
+        doc = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": scrub(record.getMessage()),
+        }
+        click.echo(json.dumps(doc), err=True)
+
+
+def _json_logging() -> None:
+    root = logging.getLogger("pgferry")
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(_JsonLines())
 
 
 @watch_group.command("status")
