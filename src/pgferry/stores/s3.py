@@ -89,15 +89,16 @@ _reuse = threading.local()
 def reuse_clients() -> Iterator[None]:
     """In this thread, until the block ends, make_client hands out one client
     per settings instead of a new one each call: creating a boto3 client costs
-    ~0.1 s of CPU, more than loading a small object (used by `pgferry watch`)."""
+    ~0.1 s of CPU, more than loading a small object (used by `pgferry watch`).
+    A bucket's existence and region are checked once per block, too."""
     if getattr(_reuse, "clients", None) is not None:
         yield
         return
-    _reuse.clients = {}
+    _reuse.clients, _reuse.regions = {}, {}
     try:
         yield
     finally:
-        _reuse.clients = None
+        _reuse.clients = _reuse.regions = None
 
 
 def make_client(config: S3Config, region: str | None = None, *, pool: int = 16) -> Any:
@@ -340,6 +341,15 @@ class S3Reader:
         """
         bucket = self.ref.bucket
         asked = self.client.meta.region_name
+        known: dict[tuple[str | None, str | None], str | None] | None = getattr(
+            _reuse, "regions", None
+        )
+        if known is not None and (bucket, asked) in known:
+            # reused clients: the bucket was found (and its region told) once already
+            actual = known[(bucket, asked)]
+            if actual and actual != asked:
+                self.client = make_client(self.config, actual)
+            return
         try:
             resp = self.client.head_bucket(Bucket=bucket)
             headers = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
@@ -360,6 +370,8 @@ class S3Reader:
                 return
         except Exception as e:
             raise map_error(e, bucket, self.ref.key) from None
+        if known is not None:
+            known[(bucket, asked)] = actual
         if actual and actual != asked:
             log.warning(
                 "bucket %s is in region %s, not %s: following it (pass --region %s to skip this)",
