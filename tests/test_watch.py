@@ -640,3 +640,50 @@ def test_log_format_json(conn, env, s3client, bucket) -> None:
         "rows": 2,
         "failed": 1,
     }
+
+
+def test_ready_suffix_and_ready_marker(conn, env, s3client, bucket) -> None:
+    conn.execute("CREATE TABLE t (obj text, tag text, n int)")
+    put(s3client, bucket, "s/a.csv", rows_for("a", 1))
+    put(s3client, bucket, "s/b.csv", rows_for("b", 2))
+    put(s3client, bucket, "s/b.csv.ready", [])
+    args = ["watch", f"s3://{bucket}/s/", "-t", "t", *CSV, "--once", "--pattern", "*.csv"]
+    p = run(env, *args, "--ready-suffix", ".ready")
+    assert (p.returncode, p.stderr) == (0, "1 objects loaded (2 rows), 0 failed\n")
+    put(s3client, bucket, "s/a.csv.ready", [])
+    p = run(env, *args, "--ready-suffix", ".ready")
+    assert (p.returncode, p.stderr) == (0, "1 objects loaded (1 rows), 0 failed\n")
+    assert sorted(k for k, _ in ledger(conn)) == ["s/a.csv", "s/b.csv"]
+
+    for folder, done in (("d1", True), ("d2", False)):
+        put(s3client, bucket, f"f/{folder}/part-0.csv", rows_for(folder, 3))
+        put(s3client, bucket, f"f/{folder}/part-1.csv", rows_for(folder + "x", 4))
+        if done:
+            put(s3client, bucket, f"f/{folder}/_SUCCESS", [])
+    p = run(env, "watch", f"s3://{bucket}/f/", "-t", "t", *CSV, "--once",
+            "--ready-marker", "_SUCCESS", "--pipeline", "folders")  # fmt: skip
+    assert (p.returncode, p.stderr) == (0, "2 objects loaded (7 rows), 0 failed\n")
+    got = conn.execute("SELECT key FROM pgferry.watch_files WHERE pipeline = 'folders'")
+    assert sorted(k for (k,) in got) == ["f/d1/part-0.csv", "f/d1/part-1.csv"]
+
+
+def test_settle_loads_only_the_version_that_stopped_changing(conn, env, s3client, bucket) -> None:
+    conn.execute("CREATE TABLE t (obj text, tag text, n int)")
+    w = start(env, "watch", f"s3://{bucket}/", "-t", "t", *CSV, "--interval", "100ms",
+              "--settle", "2s")  # fmt: skip
+    try:
+        wait_for(lambda: _ledger_exists(conn), what="the first listing")
+        put(s3client, bucket, "x.csv", rows_for("x", 1, "part"))
+        time.sleep(0.5)  # the writer rewrites it before it settles
+        final = put(s3client, bucket, "x.csv", rows_for("x", 3, "whole"))
+        wait_for(lambda: _count(conn) == 3, what="the settled version")
+    finally:
+        w.send_signal(signal.SIGTERM)
+        _, err = w.communicate(timeout=30)
+    assert w.returncode == 0, err
+    assert ledger(conn) == {("x.csv", final): ("loaded", 3)}
+    started = time.monotonic()
+    put(s3client, bucket, "y.csv", rows_for("y", 2))
+    p = run(env, "watch", f"s3://{bucket}/", "-t", "t", *CSV, "--once", "--settle", "1s")
+    assert (p.returncode, p.stderr) == (0, "1 objects loaded (2 rows), 0 failed\n")
+    assert time.monotonic() - started >= 1

@@ -61,6 +61,21 @@ def watch_group() -> None:
     show_default=True,
     help="Time between full listings (others start after the highest key seen).",
 )
+@click.option(
+    "--ready-suffix",
+    metavar="SUFFIX",
+    help="Load x.csv only once x.csv<SUFFIX> exists (e.g. .ready); markers are not loaded.",
+)
+@click.option(
+    "--ready-marker",
+    metavar="NAME",
+    help="Load a folder's objects only once its NAME exists (e.g. _SUCCESS).",
+)
+@click.option(
+    "--settle",
+    metavar="DURATION",
+    help="Load an object only once the same version was seen for this long (e.g. 30s).",
+)
 @click.option("--once", is_flag=True, help="Load what is there now, then exit.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option(
@@ -112,6 +127,9 @@ def run_cmd(
     sample_rows: int,
     interval: str,
     full_sweep: str,
+    ready_suffix: str | None,
+    ready_marker: str | None,
+    settle: str | None,
     once: bool,
     workers: int,
     on_change: str,
@@ -166,6 +184,9 @@ def run_cmd(
         retry_delay=parse_duration(retry_delay, what="--retry-delay"),
         notify_listen=parse_listen(notify_listen, "--notify-listen") if notify_listen else None,
         metrics_listen=parse_listen(metrics_listen, "--metrics") if metrics_listen else None,
+        ready_suffix=ready_suffix or None,
+        ready_marker=ready_marker or None,
+        settle=parse_duration(settle, what="--settle") if settle else 0.0,
     )
     if config_path:
         specs = config.load(config_path, base)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from pgferry.errors import UsageError
+from pgferry.ingest.gate import Gate
 from pgferry.ingest.ledger import Listed
 from pgferry.stores.s3 import map_error
 
@@ -52,8 +53,14 @@ def matches(key: str, prefix: str, pattern: str | None) -> bool:
 
 
 def list_objects(
-    client: Any, where: Prefix, pattern: str | None, start_after: str | None = None
+    client: Any,
+    where: Prefix,
+    pattern: str | None,
+    start_after: str | None = None,
+    also: Callable[[str], bool] | None = None,
 ) -> Iterator[Listed]:
+    """The objects under the prefix that match; `also` lets more keys through
+    (ready markers, which the pattern need not match)."""
     args: dict[str, Any] = {"Bucket": where.bucket, "Prefix": where.prefix}
     if start_after:
         args["StartAfter"] = start_after
@@ -61,7 +68,7 @@ def list_objects(
         for page in client.get_paginator("list_objects_v2").paginate(**args):
             for obj in page.get("Contents", ()):
                 key = str(obj["Key"])
-                if matches(key, where.prefix, pattern):
+                if matches(key, where.prefix, pattern) or (also is not None and also(key)):
                     yield Listed(
                         key=key,
                         etag=str(obj["ETag"]).strip('"'),
@@ -80,6 +87,7 @@ class Lister:
     where: Prefix
     pattern: str | None
     full_sweep: float
+    gate: Gate = field(default_factory=lambda: Gate())
     highest: str | None = None
     _last_full: float = field(default=float("-inf"))
 
@@ -89,22 +97,48 @@ class Lister:
     def listing(self, *, full: bool = False) -> list[Listed]:
         full = full or self.highest is None or self.due_full()
         started = time.monotonic()
-        found = list(
-            list_objects(self.client, self.where, self.pattern, None if full else self.highest)
-        )
+        also = self.gate.is_marker if self.gate.active else None
+        start = None if full else self.highest
+        found = list(list_objects(self.client, self.where, self.pattern, start, also))
         if full:
             self._last_full = started
         if found:
             top = max(o.key for o in found)
             self.highest = top if self.highest is None else max(self.highest, top)
-        return found
+        return self.admit(found, full=full)
+
+    def admit(self, found: list[Listed], *, full: bool) -> list[Listed]:
+        """Through the gate; with --settle, a released version is checked
+        (HEAD) to be still the current one: incremental listings do not show
+        a key again, so an overwrite during the settle time is seen here."""
+        ready = self.gate.admit(found, full=full)
+        if not self.gate.settle:
+            return ready
+        kept = []
+        for obj in ready:
+            now = head_listed(self.client, self.where, None, obj.key)
+            if now is None:
+                continue  # deleted meanwhile
+            if now.etag == obj.etag:
+                kept.append(obj)
+            else:
+                self.gate.requeue(now)
+        return kept
 
 
-def head_listed(client: Any, where: Prefix, pattern: str | None, key: str) -> Listed | None:
+def head_listed(
+    client: Any,
+    where: Prefix,
+    pattern: str | None,
+    key: str,
+    also: Callable[[str], bool] | None = None,
+) -> Listed | None:
     """The current version of one key named by a notification, as a listing
     would show it; None when it is outside the prefix, does not match, or is
     gone (a hint is only a hint)."""
-    if not key.startswith(where.prefix) or not matches(key, where.prefix, pattern):
+    if not key.startswith(where.prefix):
+        return None
+    if not matches(key, where.prefix, pattern) and not (also is not None and also(key)):
         return None
     try:
         head = client.head_object(Bucket=where.bucket, Key=key)

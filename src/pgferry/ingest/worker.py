@@ -27,6 +27,7 @@ from pgferry.errors import ObjectChanged, ObjectNotFound, PgferryError, TargetUn
 from pgferry.imports import ImportSpec, run_import
 from pgferry.ingest import ledger
 from pgferry.ingest.discover import Lister, Prefix, head_listed
+from pgferry.ingest.gate import Gate
 from pgferry.ingest.ledger import Listed
 from pgferry.ingest.notify import Hint, NotifyServer
 from pgferry.sink.names import parse_table_name, table_ident
@@ -62,6 +63,10 @@ class WatchSpec:
     notify_listen: tuple[str, int] | None = None
     #: (host, port) serving Prometheus metrics; None: no metrics
     metrics_listen: tuple[str, int] | None = None
+    #: ready markers and settling (see gate.py)
+    ready_suffix: str | None = None
+    ready_marker: str | None = None
+    settle: float = 0.0
 
 
 @dataclass
@@ -108,6 +113,7 @@ class Watcher:
                     self.spec.where,
                     self.spec.pattern,
                     self.spec.full_sweep,
+                    Gate(self.spec.ready_suffix, self.spec.ready_marker, self.spec.settle),
                 )
                 threads = [
                     threading.Thread(target=self._worker, name=f"watch-{i}", daemon=True)
@@ -174,9 +180,19 @@ class Watcher:
                     raise
                 failures += 1
                 log.warning("listing %s failed, retrying: %s", self.spec.where.uri, e.message)
-            if self.spec.once or self._fatal is not None:
+            if self._fatal is not None:
                 return conn
+            if self.spec.once:
+                # --once: what is there now, including what is still settling
+                release = lister.gate.next_release()
+                if release is None or failures:
+                    return conn
+                hints = self._wait(release)
+                continue
             wait = next_listing - time.monotonic() if not failures else min(0.5 * 2**failures, 30)
+            release = lister.gate.next_release()
+            if release is not None and not failures:
+                wait = min(wait, release)
             hints = self._wait(wait)
         return conn
 
@@ -197,11 +213,12 @@ class Watcher:
 
     def _heads(self, lister: Lister, hints: list[Hint]) -> list[Listed]:
         found = []
+        also = lister.gate.is_marker if lister.gate.active else None
         for key in dict.fromkeys(k for _, k in hints):  # a duplicated hint is one HEAD
-            obj = head_listed(lister.client, self.spec.where, self.spec.pattern, key)
+            obj = head_listed(lister.client, self.spec.where, self.spec.pattern, key, also)
             if obj is not None:
                 found.append(obj)
-        return found
+        return lister.admit(found, full=False)
 
     def _changed(self, keys: list[str]) -> None:
         """New versions of loaded keys that --on-change did not queue."""
