@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -271,13 +272,18 @@ def test_kill_9_of_three_watchers_loads_every_version_exactly_once(
     conn, env, s3client, bucket
 ) -> None:
     """Three watchers share one prefix while objects land, some are
-    overwritten and some late keys sort before loaded ones; watchers are
-    killed with SIGKILL at random moments and restarted. In the end every
+    overwritten and some late keys sort before loaded ones; notifications are
+    sent for most objects (some twice, to different watchers; some dropped);
+    watchers are killed with SIGKILL at random moments and restarted. In the end every
     object version is loaded at most once, each key's last version exactly
     once, and the table holds exactly the rows of the loaded versions."""
     import random
 
+    from pgferry.embedded import free_port
+
     rng = random.Random(10)
+    ports = [free_port() for _ in range(3)]
+    delivered: list[str] = []
     objects, kills = 1000, 20
     conn.execute("CREATE TABLE t (obj text, tag text, n int)")
     versions: dict[tuple[str, str], tuple[str, int]] = {}  # (key, etag) -> (tag, rows)
@@ -289,10 +295,20 @@ def test_kill_9_of_three_watchers_loads_every_version_exactly_once(
         etag = put(s3client, bucket, key, rows_for(key, n, tag))
         versions[(key, etag)] = (tag, n)
         latest[key] = etag
+        chance = rng.random()  # < 0.2: the notification is lost; > 0.6: it comes twice
+        for _ in range(0 if chance < 0.2 else 1 if chance < 0.6 else 2):
+            hook = {"event_type": "create", "key": f"/buckets/{bucket}/{key}"}
+            with contextlib.suppress(OSError):  # that watcher is restarting: lost too
+                _post(ports[rng.randrange(3)], hook)
+                delivered.append(key)
 
     args = ["watch", f"s3://{bucket}/", "-t", "t", *CSV, "--workers", "2",
-            "--interval", "200ms", "--full-sweep", "1s", "--retry-delay", "100ms"]  # fmt: skip
-    watchers = [start(env, *args) for _ in range(3)]
+            "--interval", "500ms", "--full-sweep", "1s", "--retry-delay", "100ms"]  # fmt: skip
+
+    def launch(i: int) -> subprocess.Popen[str]:
+        return start(env, *args, "--notify-listen", f"127.0.0.1:{ports[i]}")
+
+    watchers = [launch(i) for i in range(3)]
     done_kills = 0
     next_kill = time.monotonic() + rng.uniform(0.3, 1.5)
     keys = [f"m/{i:05}.csv" for i in range(100, 100 + objects)]
@@ -307,7 +323,7 @@ def test_kill_9_of_three_watchers_loads_every_version_exactly_once(
                 victim = rng.randrange(3)
                 watchers[victim].kill()
                 watchers[victim].communicate()
-                watchers[victim] = start(env, *args)
+                watchers[victim] = launch(victim)
                 done_kills += 1
                 next_kill = time.monotonic() + rng.uniform(0.3, 1.5)
         while done_kills < kills:  # the rest of the kills while the backlog drains
@@ -315,7 +331,7 @@ def test_kill_9_of_three_watchers_loads_every_version_exactly_once(
             victim = rng.randrange(3)
             watchers[victim].kill()
             watchers[victim].communicate()
-            watchers[victim] = start(env, *args)
+            watchers[victim] = launch(victim)
             done_kills += 1
 
         def drained() -> bool:
@@ -346,6 +362,9 @@ def test_kill_9_of_three_watchers_loads_every_version_exactly_once(
         True,
     )
     assert len(latest) == objects + len(keys[::40])
+    # notifications did arrive (many are refused by watchers restarting), duplicates among them
+    assert len(delivered) > objects // 4
+    assert len(delivered) - len(set(delivered)) > 10
 
 
 @pytest.mark.slow
@@ -687,3 +706,52 @@ def test_settle_loads_only_the_version_that_stopped_changing(conn, env, s3client
     p = run(env, "watch", f"s3://{bucket}/", "-t", "t", *CSV, "--once", "--settle", "1s")
     assert (p.returncode, p.stderr) == (0, "1 objects loaded (2 rows), 0 failed\n")
     assert time.monotonic() - started >= 1
+
+
+def test_config_shares_one_notify_endpoint_and_metrics(
+    conn, env, s3client, bucket, tmp_path: Path
+) -> None:
+    import urllib.request
+
+    from pgferry.embedded import free_port
+
+    conn.execute("CREATE TABLE a (obj text, tag text, n int)")
+    conn.execute("CREATE TABLE b (obj text, tag text, n int)")
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(
+        '[defaults]\noptions = "(format csv)"\ninterval = "1h"\n'
+        f'[[pipeline]]\nsource = "s3://{bucket}/a/"\ntable = "a"\n'
+        f'[[pipeline]]\nsource = "s3://{bucket}/b/"\ntable = "b"\n'
+    )
+    notify, metrics = free_port(), free_port()
+    w = start(env, "watch", "--config", str(cfg), "--notify-listen", f"127.0.0.1:{notify}",
+              "--metrics", f"127.0.0.1:{metrics}")  # fmt: skip
+    try:
+        wait_for(lambda: _listening(notify) and _ledger_exists(conn), what="the watchers")
+        time.sleep(0.5)  # both first listings done (an hour until the next)
+        put(s3client, bucket, "a/1.csv", rows_for("a1", 2))
+        put(s3client, bucket, "b/1.csv", rows_for("b1", 3))
+        for key in ("a/1.csv", "b/1.csv"):
+            assert _post(notify, {"event_type": "create", "key": f"/buckets/{bucket}/{key}"}) == 200
+
+        def loaded() -> bool:
+            got = conn.execute(
+                "SELECT count(*) FROM pgferry.watch_files WHERE status = 'loaded'"
+            ).fetchone()
+            return got == (2,)
+
+        wait_for(loaded, timeout=20, what="both notified objects")
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+    finally:
+        w.send_signal(signal.SIGTERM)
+        _, err = w.communicate(timeout=30)
+    assert w.returncode == 0, err
+    assert conn.execute("SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM b)").fetchone() == (
+        2,
+        3,
+    )
+    lines = set(text.splitlines())
+    assert 'pgferry_watch_rows_total{pipeline="a"} 2.0' in lines, text
+    assert 'pgferry_watch_rows_total{pipeline="b"} 3.0' in lines, text
+    assert 'pgferry_watch_ledger_objects{pipeline="b",status="loaded"} 1.0' in lines, text

@@ -190,10 +190,6 @@ def run_cmd(
     )
     if config_path:
         specs = config.load(config_path, base)
-        if len(specs) > 1 and (notify_listen or metrics_listen):
-            raise click.UsageError(
-                "--notify-listen and --metrics serve one pipeline: run one watch per pipeline"
-            )
     else:
         assert table is not None
         parse_table_name(table)  # a bad name is a usage error before any work

@@ -24,9 +24,9 @@ log = logging.getLogger("pgferry.watch")
 
 
 class _LedgerCollector(Collector):
-    def __init__(self, target: Target, pipeline: str) -> None:
+    def __init__(self, target: Target, pipelines: list[str]) -> None:
         self.target = target
-        self.pipeline = pipeline
+        self.pipelines = pipelines
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         by_status = GaugeMetricFamily(
@@ -50,20 +50,25 @@ class _LedgerCollector(Collector):
             log.warning("metrics: cannot read the ledger: %s", e.message)
             return
         try:
-            rows = ledger.status(conn, self.pipeline) if ledger.exists(conn) else []
+            rows = ledger.status(conn) if ledger.exists(conn) else []
         finally:
             conn.close()
         for r in rows:
+            name = r["pipeline"]
+            if name not in self.pipelines:
+                continue
             for status in ("pending", "loading", "loaded", "failed", "skipped", "superseded"):
-                by_status.add_metric([self.pipeline, status], float(r[status]))
-            backlog.add_metric([self.pipeline], float(r["pending"]))
-            oldest.add_metric([self.pipeline], float(r["oldest_pending_seconds"] or 0))
+                by_status.add_metric([name, status], float(r[status]))
+            backlog.add_metric([name], float(r["pending"]))
+            oldest.add_metric([name], float(r["oldest_pending_seconds"] or 0))
         yield from (by_status, backlog, oldest)
 
 
 class Metrics:
-    def __init__(self, pipeline: str) -> None:
-        self.pipeline = pipeline
+    """One registry for the pipelines of this process."""
+
+    def __init__(self, pipelines: list[str]) -> None:
+        self.pipelines = pipelines
         self.registry = CollectorRegistry()
         self.objects = Counter(
             "pgferry_watch_objects",
@@ -85,17 +90,17 @@ class Metrics:
             registry=self.registry,
         )
 
-    def loaded(self, rows: int, size: int, seconds: float) -> None:
-        self.objects.labels(self.pipeline, "loaded").inc()
-        self.rows.labels(self.pipeline).inc(rows)
-        self.bytes.labels(self.pipeline).inc(size)
-        self.seconds.labels(self.pipeline).observe(seconds)
+    def loaded(self, pipeline: str, rows: int, size: int, seconds: float) -> None:
+        self.objects.labels(pipeline, "loaded").inc()
+        self.rows.labels(pipeline).inc(rows)
+        self.bytes.labels(pipeline).inc(size)
+        self.seconds.labels(pipeline).observe(seconds)
 
-    def outcome(self, outcome: str) -> None:
-        self.objects.labels(self.pipeline, outcome).inc()
+    def outcome(self, pipeline: str, outcome: str) -> None:
+        self.objects.labels(pipeline, outcome).inc()
 
     def serve(self, listen: tuple[str, int], target: Target) -> Any:
-        self.registry.register(_LedgerCollector(target, self.pipeline))
+        self.registry.register(_LedgerCollector(target, self.pipelines))
         try:
             server, _ = start_http_server(listen[1], listen[0], registry=self.registry)
         except OSError as e:

@@ -16,7 +16,7 @@ import logging
 import queue
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
 from pgferry.errors import UsageError
@@ -78,10 +78,14 @@ def hints_from(doc: Any) -> list[Hint]:
     return []
 
 
+class Sink(Protocol):
+    def put(self, item: Hint | None) -> None: ...
+
+
 class NotifyServer:
     """The HTTP endpoint; hints go to `sink` (the discovery loop's queue)."""
 
-    def __init__(self, listen: tuple[str, int], sink: queue.Queue[Hint | None]) -> None:
+    def __init__(self, listen: tuple[str, int], sink: Sink | queue.Queue[Hint | None]) -> None:
         self.sink = sink
         owner = self
 

@@ -8,6 +8,8 @@ processes pointing at the same target share the work through the ledger.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import queue
 import random
@@ -83,7 +85,9 @@ def backoff(attempt: int, base: float) -> float:
 
 
 class Watcher:
-    def __init__(self, spec: WatchSpec) -> None:
+    def __init__(self, spec: WatchSpec, *, metrics: Any = None) -> None:
+        """`metrics`: a Metrics shared by several watchers (run_all); a
+        watcher with its own `metrics_listen` makes its own."""
         self.spec = spec
         # a usage mistake is reported once, before any work, not once per object
         check_copy_from(parse_copy_options(spec.options))
@@ -96,7 +100,7 @@ class Watcher:
         self._discovering = True
         #: keys named by notifications (None: wake up, the watcher stops)
         self._hints: queue.Queue[Hint | None] = queue.Queue()
-        self._metrics: Any = None
+        self._metrics: Any = metrics
         #: an error that stops a worker for good (bad credentials, ...): ends the run
         self._fatal: PgferryError | None = None
 
@@ -327,7 +331,7 @@ class Watcher:
             seconds = time.monotonic() - started
             ledger.finish(conn, c, "loaded", rows=result.rows, seconds=round(seconds, 3))
         if self._metrics is not None:
-            self._metrics.loaded(result.rows, result.bytes, seconds)
+            self._metrics.loaded(spec.pipeline, result.rows, result.bytes, seconds)
         with self.totals.lock:
             self.totals.loaded += 1
             self.totals.rows += result.rows
@@ -376,7 +380,7 @@ class Watcher:
             return
         from pgferry.ingest.metrics import Metrics  # prometheus_client only when asked
 
-        self._metrics = Metrics(self.spec.pipeline)
+        self._metrics = Metrics([self.spec.pipeline])
         server = self._metrics.serve(self.spec.metrics_listen, self._target)
         try:
             yield
@@ -386,7 +390,7 @@ class Watcher:
 
     def _count(self, outcome: str) -> None:
         if self._metrics is not None:
-            self._metrics.outcome(outcome)
+            self._metrics.outcome(self.spec.pipeline, outcome)
 
     @contextmanager
     def _notifications(self) -> Iterator[None]:
@@ -439,9 +443,19 @@ def _one_line(e: BaseException) -> str:
 def run_all(specs: list[WatchSpec]) -> list[Totals]:
     """Several pipelines in one process, one Watcher thread each; a signal
     stops them all (objects in flight finish), a fatal error in one too."""
-    watchers = [Watcher(s) for s in specs]
-    if len(watchers) == 1:
-        return [watchers[0].run()]
+    if len(specs) == 1:
+        return [Watcher(specs[0]).run()]
+    notify, listen = specs[0].notify_listen, specs[0].metrics_listen
+    shared = None
+    if listen is not None:
+        from pgferry.ingest.metrics import Metrics  # prometheus_client only when asked
+
+        shared = Metrics([s.pipeline for s in specs])
+    # one endpoint and one metrics server for all: each watcher filters the hints
+    watchers = [
+        Watcher(dataclasses.replace(s, notify_listen=None, metrics_listen=None), metrics=shared)
+        for s in specs
+    ]
     errors: list[PgferryError] = []
 
     def one(w: Watcher) -> None:
@@ -459,15 +473,33 @@ def run_all(specs: list[WatchSpec]) -> list[Totals]:
 
     threads = [threading.Thread(target=one, args=(w,), daemon=True) for w in watchers]
     old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            while t.is_alive():
-                t.join(0.5)  # short joins: the main thread must stay free to take signals
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
+    with contextlib.ExitStack() as stack:
+        if shared is not None and listen is not None:
+            server = shared.serve(listen, watchers[0]._target)
+            stack.callback(server.server_close)
+            stack.callback(server.shutdown)
+        if notify is not None:
+            stack.enter_context(NotifyServer(notify, _Fanout([w._hints for w in watchers])))
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.5)  # short joins: the main thread must stay free to take signals
+        finally:
+            for sig, h in old.items():
+                signal.signal(sig, h)
     if errors:
         raise errors[0]
     return [w.totals for w in watchers]
+
+
+@dataclass(frozen=True)
+class _Fanout:
+    """A notification endpoint's sink feeding several watchers."""
+
+    queues: list[queue.Queue[Hint | None]]
+
+    def put(self, hint: Hint | None) -> None:
+        for q in self.queues:
+            q.put(hint)
