@@ -221,7 +221,7 @@ def test_late_key_sorting_first_is_found(conn, env, s3client, bucket) -> None:
 
 def test_sigterm_mid_object_commits_it_and_exits_0(conn, env, s3client, bucket) -> None:
     conn.execute("CREATE TABLE t (obj text, tag text, n int)")
-    big = 300_000
+    big = 600_000
     put(s3client, bucket, "a-big.csv", rows_for("big", big))
     put(s3client, bucket, "b-small.csv", rows_for("small", 3))
     w = start(env, "watch", f"s3://{bucket}/", "-t", "t", *CSV, "--interval", "100ms")
@@ -234,6 +234,17 @@ def test_sigterm_mid_object_commits_it_and_exits_0(conn, env, s3client, bucket) 
         return bool(got and got[0])
 
     wait_for(copying, what="the COPY of the big object")
+    from pgferry.ingest import ledger as led
+
+    (status,) = led.status(conn)  # in-process: the CLI may start after the load
+    assert {k: status[k] for k in ("pipeline", "pending", "loading", "loaded", "failed")} == {
+        "pipeline": "t",
+        "pending": 1,
+        "loading": 1,
+        "loaded": 0,
+        "failed": 0,
+    }
+    assert status["oldest_pending_seconds"] >= 0
     w.send_signal(signal.SIGTERM)
     _, err = w.communicate(timeout=60)
     assert w.returncode == 0, err
@@ -243,6 +254,10 @@ def test_sigterm_mid_object_commits_it_and_exits_0(conn, env, s3client, bucket) 
     assert entries[next(k for k in entries if k[0] == "a-big.csv")] == ("loaded", big)
     assert entries[next(k for k in entries if k[0] == "b-small.csv")] == ("pending", None)
     assert _count(conn) == big
+    text = run(env, "watch", "status").stdout
+    assert text.startswith(
+        "t: 1 pending, 0 loading, 1 loaded, 0 failed, 0 skipped; oldest pending "
+    )
 
 
 def test_usage_errors(env, bucket) -> None:
