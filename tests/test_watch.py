@@ -73,7 +73,8 @@ def wait_for(check: Callable[[], bool], timeout: float = 60, what: str = "condit
         time.sleep(0.1)
 
 
-def test_once_loads_each_object_once(conn, env, s3client, bucket) -> None:
+@pytest.mark.parametrize("batch", ["1", "5"])
+def test_once_loads_each_object_once(conn, env, s3client, bucket, batch: str) -> None:
     conn.execute("CREATE TABLE t (obj text, tag text, n int)")
     for i in range(20):
         put(s3client, bucket, f"in/{i:03}.csv", rows_for(f"in/{i:03}.csv", i + 1))
@@ -81,7 +82,7 @@ def test_once_loads_each_object_once(conn, env, s3client, bucket) -> None:
     put(s3client, bucket, "in/sub/", [])  # a folder marker
     put(s3client, bucket, "other/x.csv", ["out,side,1"])  # outside the prefix
     args = ["watch", f"s3://{bucket}/in/", "--table", "t", "--pattern", "*.csv", *CSV]
-    p = run(env, *args, "--once", "--workers", "3")
+    p = run(env, *args, "--once", "--workers", "3", "--batch", batch)
     assert p.returncode == 0, p.stderr
     assert p.stderr.strip().splitlines()[-1] == "20 objects loaded (210 rows), 0 failed"
     assert conn.execute("SELECT count(*), count(DISTINCT (obj, n)) FROM t").fetchone() == (
@@ -318,7 +319,8 @@ def test_kill_9_of_three_watchers_loads_every_version_exactly_once(
                 delivered.append(key)
 
     args = ["watch", f"s3://{bucket}/", "-t", "t", *CSV, "--workers", "2",
-            "--interval", "500ms", "--full-sweep", "1s", "--retry-delay", "100ms"]  # fmt: skip
+            "--interval", "500ms", "--full-sweep", "1s", "--retry-delay", "100ms",
+            "--batch", "4"]  # fmt: skip
 
     def launch(i: int) -> subprocess.Popen[str]:
         return start(env, *args, "--notify-listen", f"127.0.0.1:{ports[i]}")

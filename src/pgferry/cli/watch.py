@@ -79,6 +79,14 @@ def watch_group() -> None:
 @click.option("--once", is_flag=True, help="Load what is there now, then exit.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option(
+    "--batch",
+    type=click.IntRange(1, 1000),
+    default=1,
+    show_default=True,
+    help="Load up to this many small objects (<= 1 MiB) per transaction, each with its own "
+    "ledger row.",
+)
+@click.option(
     "--on-change",
     type=click.Choice(("reload", "skip", "error")),
     default="reload",
@@ -132,6 +140,7 @@ def run_cmd(
     settle: str | None,
     once: bool,
     workers: int,
+    batch: int,
     on_change: str,
     notify_listen: str | None,
     metrics_listen: str | None,
@@ -179,6 +188,7 @@ def run_cmd(
         full_sweep=parse_duration(full_sweep, what="--full-sweep"),
         once=once,
         workers=workers,
+        batch=batch,
         on_change=on_change,
         max_attempts=max_attempts,
         retry_delay=parse_duration(retry_delay, what="--retry-delay"),

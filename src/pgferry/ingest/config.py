@@ -33,7 +33,12 @@ from pgferry.sink.names import parse_table_name
 
 _TEXT = ("pattern", "columns", "options", "content_encoding", "ready_suffix", "ready_marker")
 _DURATIONS = ("interval", "full_sweep", "retry_delay", "settle")
-_COUNTS = {"workers": (1, 64), "max_attempts": (1, 1000), "sample_rows": (1, 10**9)}
+_COUNTS = {
+    "workers": (1, 64),
+    "batch": (1, 1000),
+    "max_attempts": (1, 1000),
+    "sample_rows": (1, 10**9),
+}
 _KEYS = {"source", "table", "name", "create_table", "on_change", "column_types"}
 _KEYS |= set(_TEXT) | set(_DURATIONS) | set(_COUNTS)
 

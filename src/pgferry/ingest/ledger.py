@@ -146,6 +146,25 @@ def claim(conn: psycopg.Connection[Any], pipeline: str, bucket: str) -> Claim | 
     return Claim(pipeline, bucket, str(row[0]), str(row[1]), int(row[2]), int(row[3]))
 
 
+def claim_small(
+    conn: psycopg.Connection[Any], first: Claim, limit: int, max_size: int
+) -> list[Claim]:
+    """Up to `limit` more due pending versions of at most `max_size` bytes,
+    locked. SKIP LOCKED does not skip our own locks: `first` is left out here."""
+    rows = conn.execute(
+        """
+        SELECT key, etag, size, attempts FROM pgferry.watch_files
+        WHERE pipeline = %s AND bucket = %s AND status = 'pending' AND next_attempt_at <= now()
+          AND size <= %s AND (key, etag) <> (%s, %s)
+        ORDER BY next_attempt_at, key
+        LIMIT %s FOR UPDATE SKIP LOCKED
+        """,
+        [first.pipeline, first.bucket, max_size, first.key, first.etag, limit],
+    ).fetchall()
+    pipeline, bucket = first.pipeline, first.bucket
+    return [Claim(pipeline, bucket, str(k), str(e), int(s), int(a)) for k, e, s, a in rows]
+
+
 def next_due(conn: psycopg.Connection[Any], pipeline: str, bucket: str) -> float | None:
     """Seconds until the next pending version is due (0 when one is due now),
     None when nothing is pending."""

@@ -26,7 +26,7 @@ import psycopg
 
 from pgferry import infer
 from pgferry.errors import ObjectChanged, ObjectNotFound, PgferryError, TargetUnreachable
-from pgferry.imports import ImportSpec, run_import
+from pgferry.imports import ImportResult, ImportSpec, run_import
 from pgferry.ingest import ledger
 from pgferry.ingest.discover import Lister, Prefix, head_listed
 from pgferry.ingest.gate import Gate
@@ -38,6 +38,8 @@ from pgferry.stores.s3 import S3Config, make_client, reuse_clients
 from pgferry.target import connect, resolve_target
 
 log = logging.getLogger("pgferry.watch")
+#: versions up to this size may share a transaction (--batch)
+SMALL = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class WatchSpec:
     notify_listen: tuple[str, int] | None = None
     #: (host, port) serving Prometheus metrics; None: no metrics
     metrics_listen: tuple[str, int] | None = None
+    #: small versions (<= SMALL bytes) loaded in one transaction
+    batch: int = 1
     #: ready markers and settling (see gate.py)
     ready_suffix: str | None = None
     ready_marker: str | None = None
@@ -301,42 +305,62 @@ class Watcher:
         return found is not None
 
     def _load_one(self, conn: psycopg.Connection[Any]) -> bool:
+        """Claim and load a version, or a batch of small ones, in one
+        transaction (each in its own savepoint, with its own ledger row);
+        False when nothing is due."""
         spec = self.spec
+        loaded: list[tuple[ledger.Claim, ImportResult, float]] = []
         with conn.transaction():
             c = ledger.claim(conn, spec.pipeline, spec.where.bucket)
             if c is None:
                 return False
-            started = time.monotonic()
-            try:
-                if spec.create_table:
-                    # watchers creating the table at once would collide on the catalog
-                    conn.execute(
-                        "SELECT pg_advisory_xact_lock(hashtext(%s))",
-                        [f"pgferry.watch.create:{self._table.as_string(conn)}"],
-                    )
-                result = run_import(self._import_spec(c), conn=conn)
-            except (ObjectChanged, ObjectNotFound) as e:
-                # the listed version can never be read again; a newer one is listed anew
-                gone = "superseded" if isinstance(e, ObjectChanged) else "gone"
-                ledger.finish(conn, c, gone, error=e.message)
-                self._count(gone)
-                log.info("%s: %s", _uri(c), e.message)
-                return True
-            except PgferryError as e:
-                if conn.broken or conn.closed:
-                    raise  # the session (and with it the claim) is gone: reconnect
-                # a timeout, deadlock or S3 hiccup on a live session counts as an attempt
-                self._failed(conn, c, e, time.monotonic() - started)
-                return True
-            seconds = time.monotonic() - started
-            ledger.finish(conn, c, "loaded", rows=result.rows, seconds=round(seconds, 3))
-        if self._metrics is not None:
-            self._metrics.loaded(spec.pipeline, result.rows, result.bytes, seconds)
-        with self.totals.lock:
-            self.totals.loaded += 1
-            self.totals.rows += result.rows
-        log.info("%s: %d rows loaded in %.2f s", _uri(c), result.rows, seconds)
+            claims = [c]
+            if spec.batch > 1 and c.size <= SMALL:
+                # small objects cost more in round trips and commits than in bytes
+                claims += ledger.claim_small(conn, c, spec.batch - 1, SMALL)
+            for c in claims:
+                done = self._attempt(conn, c)
+                if done is not None:
+                    loaded.append((c, *done))
+        for c, result, seconds in loaded:  # committed
+            if self._metrics is not None:
+                self._metrics.loaded(spec.pipeline, result.rows, result.bytes, seconds)
+            with self.totals.lock:
+                self.totals.loaded += 1
+                self.totals.rows += result.rows
+            log.info("%s: %d rows loaded in %.2f s", _uri(c), result.rows, seconds)
         return True
+
+    def _attempt(
+        self, conn: psycopg.Connection[Any], c: ledger.Claim
+    ) -> tuple[ImportResult, float] | None:
+        """One claimed version, in a savepoint of the claim's transaction; the
+        result when loaded, None when its ledger row says what happened."""
+        started = time.monotonic()
+        try:
+            if self.spec.create_table:
+                # watchers creating the table at once would collide on the catalog
+                conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext(%s))",
+                    [f"pgferry.watch.create:{self._table.as_string(conn)}"],
+                )
+            result = run_import(self._import_spec(c), conn=conn)
+        except (ObjectChanged, ObjectNotFound) as e:
+            # the listed version can never be read again; a newer one is listed anew
+            gone = "superseded" if isinstance(e, ObjectChanged) else "gone"
+            ledger.finish(conn, c, gone, error=e.message)
+            self._count(gone)
+            log.info("%s: %s", _uri(c), e.message)
+            return None
+        except PgferryError as e:
+            if conn.broken or conn.closed:
+                raise  # the session (and with it the claims) is gone: reconnect
+            # a timeout, deadlock or S3 hiccup on a live session counts as an attempt
+            self._failed(conn, c, e, time.monotonic() - started)
+            return None
+        seconds = time.monotonic() - started
+        ledger.finish(conn, c, "loaded", rows=result.rows, seconds=round(seconds, 3))
+        return result, seconds
 
     def _failed(
         self, conn: psycopg.Connection[Any], c: ledger.Claim, e: PgferryError, seconds: float
