@@ -639,8 +639,11 @@ create_table = true
     cfg.write_text(f'[[pipeline]]\nsource = "s3://{bucket}/"\ntable = "t"\nwokers = 2\n')
     p = run(env, "watch", "--config", str(cfg), "--once")
     assert p.returncode == 2
-    assert p.stderr.startswith(
-        f"error: --config {cfg}, pipeline 1: unknown key 'wokers'; known keys: column_types,"
+    assert p.stderr == (
+        f"error: --config {cfg}, pipeline 1: unknown key 'wokers'; known keys: batch, "
+        "column_types, columns, content_encoding, create_table, full_sweep, interval, "
+        "max_attempts, name, on_change, options, pattern, ready_marker, ready_suffix, "
+        "retry_delay, sample_rows, settle, source, table, workers\n"
     )
     p = run(env, "watch", "--config", str(cfg), f"s3://{bucket}/", "--once")
     assert p.returncode == 2
