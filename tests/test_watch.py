@@ -642,7 +642,7 @@ create_table = true
     assert p.stderr == (
         f"error: --config {cfg}, pipeline 1: unknown key 'wokers'; known keys: batch, "
         "column_types, columns, content_encoding, create_table, full_sweep, interval, "
-        "max_attempts, name, on_change, options, pattern, ready_marker, ready_suffix, "
+        "max_attempts, name, on_change, on_error, options, pattern, ready_marker, ready_suffix, "
         "retry_delay, sample_rows, settle, source, table, workers\n"
     )
     p = run(env, "watch", "--config", str(cfg), f"s3://{bucket}/", "--once")
@@ -775,3 +775,34 @@ def test_config_shares_one_notify_endpoint_and_metrics(
     assert 'pgferry_watch_rows_total{pipeline="a"} 2.0' in lines, text
     assert 'pgferry_watch_rows_total{pipeline="b"} 3.0' in lines, text
     assert 'pgferry_watch_ledger_objects{pipeline="b",status="loaded"} 1.0' in lines, text
+
+
+def test_on_error_skip_rows_keeps_rejects(conn, env, s3client, bucket) -> None:
+    conn.execute("CREATE TABLE t (obj text, tag text, n int)")
+    lines = ["obj,tag,n", "a,v,1", "a,v,2", "a,v,three", "a,v,4", "a,v,5,extra", "a,v,6"]
+    etag = put(s3client, bucket, "a.csv", lines)
+    put(s3client, bucket, "b.csv", ["obj,tag,n", "b,v,1"])
+    args = ["watch", f"s3://{bucket}/", "-t", "t", "--options", "(format csv, header true)"]
+    p = run(env, *args, "--once", "--on-error", "skip-rows")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.splitlines() == [
+        f"warning: s3://{bucket}/a.csv: 2 rows rejected (see pgferry.watch_rejects)",
+        "2 objects loaded (5 rows), 0 failed",
+    ]
+    assert conn.execute("SELECT obj, n FROM t ORDER BY obj, n").fetchall() == [
+        ("a", 1),
+        ("a", 2),
+        ("a", 4),
+        ("a", 6),
+        ("b", 1),
+    ]
+    got = conn.execute(
+        "SELECT key, etag, line, raw, error FROM pgferry.watch_rejects ORDER BY line"
+    ).fetchall()
+    assert got == [
+        ("a.csv", etag, 4, "a,v,three", 'invalid input syntax for type integer: "three"'),
+        ("a.csv", etag, 6, "a,v,5,extra", "extra data after last expected column"),
+    ]
+    assert conn.execute(
+        "SELECT status, row_count, rejected_rows FROM pgferry.watch_files WHERE key = 'a.csv'"
+    ).fetchone() == ("loaded", 4, 2)

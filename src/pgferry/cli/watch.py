@@ -105,6 +105,14 @@ def watch_group() -> None:
     metavar="HOST:PORT",
     help="Serve Prometheus metrics here (e.g. 127.0.0.1:9187).",
 )
+@click.option(
+    "--on-error",
+    type=click.Choice(("abort-file", "skip-rows")),
+    default="abort-file",
+    show_default=True,
+    help="A row the table rejects: fail the object, or load the other rows and keep it in "
+    "pgferry.watch_rejects.",
+)
 @click.option("--max-attempts", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--retry-delay", default="2s", show_default=True, help="First retry delay.")
 @target_option
@@ -142,6 +150,7 @@ def run_cmd(
     workers: int,
     batch: int,
     on_change: str,
+    on_error: str,
     notify_listen: str | None,
     metrics_listen: str | None,
     max_attempts: int,
@@ -190,6 +199,7 @@ def run_cmd(
         workers=workers,
         batch=batch,
         on_change=on_change,
+        on_error=on_error,
         max_attempts=max_attempts,
         retry_delay=parse_duration(retry_delay, what="--retry-delay"),
         notify_listen=parse_listen(notify_listen, "--notify-listen") if notify_listen else None,

@@ -39,7 +39,7 @@ _COUNTS = {
     "max_attempts": (1, 1000),
     "sample_rows": (1, 10**9),
 }
-_KEYS = {"source", "table", "name", "create_table", "on_change", "column_types"}
+_KEYS = {"source", "table", "name", "create_table", "on_change", "on_error", "column_types"}
 _KEYS |= set(_TEXT) | set(_DURATIONS) | set(_COUNTS)
 
 
@@ -113,6 +113,12 @@ def _spec(path: str, n: int, item: dict[str, Any], base: WatchSpec) -> WatchSpec
                 f"{where}: on_change must be one of {', '.join(ON_CHANGE)}", hint="fix the value"
             )
         changes["on_change"] = item["on_change"]
+    if "on_error" in item:
+        if item["on_error"] not in ("abort-file", "skip-rows"):
+            raise UsageError(
+                f"{where}: on_error must be abort-file or skip-rows", hint="fix the value"
+            )
+        changes["on_error"] = item["on_error"]
     if "column_types" in item:
         changes["column_types"] = parse_column_types(
             _typed(where, "column_types", item["column_types"], dict)

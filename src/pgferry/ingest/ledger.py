@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS pgferry.watch_files (
         ('pending', 'loaded', 'failed', 'skipped', 'superseded', 'gone')),
     attempts integer NOT NULL DEFAULT 0,
     row_count bigint,
+    rejected_rows bigint,
     discovered_at timestamptz NOT NULL DEFAULT now(),
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     started_at timestamptz,
@@ -51,6 +52,17 @@ CREATE TABLE IF NOT EXISTS pgferry.watch_files (
 );
 CREATE INDEX IF NOT EXISTS watch_files_pending
     ON pgferry.watch_files (pipeline, bucket, next_attempt_at, key) WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS pgferry.watch_rejects (
+    pipeline text NOT NULL,
+    bucket text NOT NULL,
+    key text NOT NULL,
+    etag text NOT NULL,
+    line bigint NOT NULL,
+    raw text NOT NULL,
+    error text NOT NULL,
+    rejected_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (pipeline, bucket, key, etag, line)
+);
 """
 
 
@@ -185,13 +197,14 @@ def finish(
     seconds: float | None = None,
     error: str | None = None,
     retry_in: float | None = None,
+    rejected: int | None = None,
 ) -> None:
     """Record the outcome of one attempt on a claimed version (clock time:
     now() would be the start of the claim's transaction)."""
     conn.execute(
         """
         UPDATE pgferry.watch_files SET
-            status = %(s)s, attempts = attempts + 1, row_count = %(r)s,
+            status = %(s)s, attempts = attempts + 1, row_count = %(r)s, rejected_rows = %(x)s,
             started_at = clock_timestamp() - make_interval(secs => coalesce(%(t)s, 0)),
             finished_at = clock_timestamp(), load_seconds = %(t)s, last_error = %(e)s,
             next_attempt_at = clock_timestamp() + make_interval(secs => coalesce(%(d)s, 0))
@@ -203,6 +216,7 @@ def finish(
             "t": seconds,
             "e": error,
             "d": retry_in,
+            "x": rejected,
             "p": c.pipeline,
             "b": c.bucket,
             "k": c.key,

@@ -25,15 +25,22 @@ from typing import Any
 import psycopg
 
 from pgferry import infer
-from pgferry.errors import ObjectChanged, ObjectNotFound, PgferryError, TargetUnreachable
+from pgferry.errors import (
+    DataError,
+    ObjectChanged,
+    ObjectNotFound,
+    PgferryError,
+    TargetUnreachable,
+)
 from pgferry.imports import ImportResult, ImportSpec, run_import
-from pgferry.ingest import ledger
+from pgferry.ingest import ledger, rejects
 from pgferry.ingest.discover import Lister, Prefix, head_listed
 from pgferry.ingest.gate import Gate
 from pgferry.ingest.ledger import Listed
 from pgferry.ingest.notify import Hint, NotifyServer
 from pgferry.sink.names import parse_table_name, table_ident
 from pgferry.sink.options import check_copy_from, parse_copy_options
+from pgferry.stores import ObjectRef
 from pgferry.stores.s3 import S3Config, make_client, reuse_clients
 from pgferry.target import connect, resolve_target
 
@@ -69,6 +76,8 @@ class WatchSpec:
     metrics_listen: tuple[str, int] | None = None
     #: small versions (<= SMALL bytes) loaded in one transaction
     batch: int = 1
+    #: abort-file: a bad row fails the object; skip-rows: load the rest, keep it aside
+    on_error: str = "abort-file"
     #: ready markers and settling (see gate.py)
     ready_suffix: str | None = None
     ready_marker: str | None = None
@@ -352,6 +361,11 @@ class Watcher:
             self._count(gone)
             log.info("%s: %s", _uri(c), e.message)
             return None
+        except DataError as e:
+            if self.spec.on_error != "skip-rows" or conn.broken or not self._table_exists(conn):
+                self._failed(conn, c, e, time.monotonic() - started)
+                return None
+            return self._skipping(conn, c, started)
         except PgferryError as e:
             if conn.broken or conn.closed:
                 raise  # the session (and with it the claims) is gone: reconnect
@@ -361,6 +375,55 @@ class Watcher:
         seconds = time.monotonic() - started
         ledger.finish(conn, c, "loaded", rows=result.rows, seconds=round(seconds, 3))
         return result, seconds
+
+    def _skipping(
+        self, conn: psycopg.Connection[Any], c: ledger.Claim, started: float
+    ) -> tuple[ImportResult, float] | None:
+        """--on-error skip-rows: the good rows, and the bad ones in the rejects table."""
+        s = self.spec
+        ref = ObjectRef(key=c.key, bucket=c.bucket, region=s.s3.region, etag=c.etag)
+        try:
+            out = rejects.load_skipping(
+                conn,
+                pipeline=s.pipeline,
+                ref=ref,
+                table=s.table,
+                columns=s.columns,
+                options=s.options,
+                s3=s.s3,
+                content_encoding=s.content_encoding,
+            )
+        except (ObjectChanged, ObjectNotFound) as e:
+            gone = "superseded" if isinstance(e, ObjectChanged) else "gone"
+            ledger.finish(conn, c, gone, error=e.message)
+            return None
+        except PgferryError as e:
+            if conn.broken or conn.closed:
+                raise
+            self._failed(conn, c, e, time.monotonic() - started)
+            return None
+        seconds = time.monotonic() - started
+        note = f"{out.rejected} rows rejected (see pgferry.watch_rejects)"
+        ledger.finish(
+            conn,
+            c,
+            "loaded",
+            rows=out.rows,
+            seconds=round(seconds, 3),
+            rejected=out.rejected,
+            error=note,
+        )
+        log.warning("%s: %s", _uri(c), note)
+        result = ImportResult(
+            rows=out.rows, bytes=c.size, bucket=c.bucket, key=c.key, table=s.table
+        )
+        return result, seconds
+
+    def _table_exists(self, conn: psycopg.Connection[Any]) -> bool:
+        row = conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", [self._table.as_string(conn)]
+        ).fetchone()
+        return bool(row and row[0])
 
     def _failed(
         self, conn: psycopg.Connection[Any], c: ledger.Claim, e: PgferryError, seconds: float
