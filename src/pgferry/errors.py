@@ -297,3 +297,11 @@ class VerifyIncomplete(MigrateError):
     was decided, which exit code 2 keeps apart from 1, "differences found"."""
 
     exit_code = 2
+
+
+# --- watch (continuous loading of a prefix) ---
+
+
+class LedgerEntryNotFound(PgferryError):
+    """`pgferry files retry|skip KEY` named no object the ledger can change.
+    Attributes: bucket, key."""

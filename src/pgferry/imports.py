@@ -71,6 +71,8 @@ class ImportSpec:
     rejects_table: str | None = None
     #: COPY's encoding, or auto: UTF-8, UTF-16 or Windows-1252 from the first bytes
     encoding: str | None = None
+    #: load only this version of the S3 object (If-Match); None: the current one
+    etag: str | None = None
 
     def object_ref(self) -> ObjectRef:
         region = self.region or self.s3.region
@@ -81,7 +83,7 @@ class ImportSpec:
         if self.source:
             return parse_source(self.source, region)
         if self.bucket and self.key:
-            return ObjectRef(key=self.key, bucket=self.bucket, region=region)
+            return ObjectRef(key=self.key, bucket=self.bucket, region=region, etag=self.etag)
         raise UsageError("no object to import", hint="give s3://bucket/key, or bucket and key")
 
 

@@ -31,6 +31,8 @@ _COMMANDS = {
     "verify": "migrate",
     "snapshot": "migrate",
     "extension": "extension",
+    "watch": "watch",
+    "files": "watch",
 }
 
 # `pgferry --help` lists these without loading any command module (a test
@@ -41,10 +43,12 @@ SHORT_HELP = {
     "export": "Export a query's result or a table to DEST (s3://bucket/key): the client-side "
     "twin of aws_s3.query_export_to_s3 (files KEY, KEY_part2, ...).",
     "extension": "The aws_s3 / aws_commons extensions for self-hosted PostgreSQL.",
+    "files": "List, retry or skip the object versions in the watch ledger.",
     "import": "Import SOURCE (s3://bucket/key, file://, a path, or - for stdin) into a table.",
     "psql": "Open psql on the target; every other argument goes to psql.",
     "snapshot": "Consistent database snapshots on S3: create, restore, list, delete.",
     "target": "Print the resolved target URL (password masked) and where it came from.",
+    "watch": "Load every object under an S3 prefix into a table, exactly once, as it lands.",
     "verify": "Compare rows and schema objects; exit 1 when anything differs, 2 when "
     "the comparison could not finish.",
 }

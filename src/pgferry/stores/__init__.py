@@ -25,6 +25,8 @@ class ObjectRef:
     key: str
     bucket: str | None = None
     region: str | None = None
+    #: read only this version (the ETag a listing showed); None: whatever is there
+    etag: str | None = None
 
     @property
     def is_local(self) -> bool:

@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import botocore.exceptions
@@ -68,10 +69,38 @@ _TRANSIENT = {
 }
 
 
+_reuse = threading.local()
+
+
+@contextmanager
+def reuse_clients() -> Iterator[None]:
+    """In this thread, until the block ends, make_client hands out one client
+    per settings instead of a new one each call: creating a boto3 client costs
+    ~0.1 s of CPU, more than loading a small object (used by `pgferry watch`).
+    A bucket's existence and region are checked once per block, too."""
+    if getattr(_reuse, "clients", None) is not None:
+        yield
+        return
+    _reuse.clients, _reuse.regions = {}, {}
+    try:
+        yield
+    finally:
+        _reuse.clients = _reuse.regions = None
+
+
 def make_client(config: S3Config, region: str | None = None, *, pool: int = 16) -> Any:
     """An S3 client (botocore's: boto3 adds only import time on top).
     `region` overrides the configured one (used when following a bucket
     that lives elsewhere)."""
+    cache: dict[tuple[S3Config, str | None, int], Any] | None = getattr(_reuse, "clients", None)
+    if cache is None:
+        return _new_client(config, region, pool)
+    if (config, region, pool) not in cache:
+        cache[(config, region, pool)] = _new_client(config, region, pool)
+    return cache[(config, region, pool)]
+
+
+def _new_client(config: S3Config, region: str | None, pool: int) -> Any:
     check_config(config)
     # a session per client: credentials and settings come from the
     # environment as it is now; the parsed models are shared (_data_loader)
@@ -316,6 +345,14 @@ class S3Reader:
             raise self._explain(e) from None
         self.size: int = int(head["ContentLength"])
         self.etag: str = str(head["ETag"])
+        if ref.etag is not None and self.etag.strip('"') != ref.etag.strip('"'):
+            # the listed version is gone: reading the new one would load what was not asked
+            raise ObjectChanged(
+                f"object {ref.uri} is no longer the version listed (ETag {ref.etag})",
+                hint="nothing was loaded; the new version is loaded when it is listed",
+                bucket=ref.bucket,
+                key=ref.key,
+            )
         self.content_encoding: str | None = head.get("ContentEncoding") or None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -340,6 +377,15 @@ class S3Reader:
         """
         bucket = self.ref.bucket
         asked = self.client.meta.region_name
+        known: dict[tuple[str | None, str | None], str | None] | None = getattr(
+            _reuse, "regions", None
+        )
+        if known is not None and (bucket, asked) in known:
+            # reused clients: the bucket was found (and its region told) once already
+            actual = known[(bucket, asked)]
+            if actual and actual != asked:
+                self.client = make_client(self.config, actual)
+            return
         try:
             resp = self.client.head_bucket(Bucket=bucket)
             headers = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
@@ -360,6 +406,8 @@ class S3Reader:
                 return
         except Exception as e:
             raise map_error(e, bucket, self.ref.key) from None
+        if known is not None:
+            known[(bucket, asked)] = actual
         if actual and actual != asked:
             log.warning(
                 "bucket %s is in region %s, not %s: following it (pass --region %s to skip this)",
