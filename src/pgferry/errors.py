@@ -297,3 +297,18 @@ class VerifyIncomplete(MigrateError):
     was decided, which exit code 2 keeps apart from 1, "differences found"."""
 
     exit_code = 2
+
+
+# --- sources: MariaDB/MySQL and SQLite into PostgreSQL ---
+
+
+class SourcePermissionDenied(SourceError):
+    """The source login works but lacks a privilege the copy needs."""
+
+
+class SourceLoginRejected(PermissionDenied):
+    """The MariaDB/MySQL server refused the user name or password."""
+
+
+class RowsRejected(MigrateError):
+    """Rows were rejected (recorded in the rejects table) beyond --max-rejects."""

@@ -27,6 +27,9 @@ from pgferry.migrate.snapshot import (
     list_snapshots,
 )
 from pgferry.migrate.verify import VerifyConfig, VerifyResult, verify
+from pgferry.sources.cli import foreign_only, foreign_options, run_clone, run_verify
+from pgferry.sources.clone import ForeignCloneConfig
+from pgferry.sources.url import is_foreign
 from pgferry.stores.multipart import Encryption
 from pgferry.stores.s3 import S3Config
 from pgferry.target import resolve_target
@@ -130,6 +133,7 @@ def _source_options(f: Any) -> Any:
     is_flag=True,
     help="Also carry the database's comment, grants and ALTER DATABASE/ROLE ... SET.",
 )
+@foreign_options
 def clone_cmd(
     source: str,
     jobs: int,
@@ -145,8 +149,19 @@ def clone_cmd(
     data_only: bool,
     resume: bool,
     database_settings: bool,
+    **foreign: Any,
 ) -> None:
-    """Copy a whole database from --source into --target, in parallel."""
+    """Copy a whole database from --source into --target, in parallel.
+    --source may also be mysql://, mariadb:// or sqlite:///PATH."""
+    if is_foreign(source):
+        cfg_f = ForeignCloneConfig(
+            source, resolve_target(target).conninfo, foreign["schema"], jobs, tables, exclude,
+            schema_only, data_only, resume, foreign["keep_case"], foreign["casts"], foreign["nul"],
+        )  # fmt: skip
+        with _reporting(quiet or as_json, "clone") as reporter:
+            run_clone(cfg_f, foreign["max_rejects"], as_json, reporter)
+        return
+    foreign_only(foreign)
     cfg = CloneConfig(
         source=source,
         target=resolve_target(target).conninfo,
@@ -221,6 +236,7 @@ def print_verify(result: VerifyResult, as_json: bool) -> None:
 @click.option("--no-owner", is_flag=True, help="Do not compare owners.")
 @click.option("--no-acl", is_flag=True, help="Do not compare grants and default privileges.")
 @json_option
+@foreign_options
 def verify_cmd(
     source: str,
     target: str | None,
@@ -232,9 +248,17 @@ def verify_cmd(
     no_owner: bool,
     no_acl: bool,
     as_json: bool,
+    **foreign: Any,
 ) -> None:
     """Compare rows and schema objects; exit 1 when anything differs, 2 when
-    the comparison could not finish."""
+    the comparison could not finish.  With a mysql://, mariadb:// or
+    sqlite:/// --source: row counts and per-column checksums."""
+    if is_foreign(source):
+        ok = run_verify(source, resolve_target(target).conninfo, tables, exclude, as_json, foreign)
+        if not ok:
+            click.get_current_context().exit(1)
+        return
+    foreign_only(foreign)
     cfg = VerifyConfig(
         source,
         resolve_target(target).conninfo,
