@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -138,3 +139,120 @@ def test_enum_check_defaults_indexes_foreign_keys(
     }
     assert {"child_by_label", "child_by_note", "parent_code"} <= idx
     assert rows(target_db, "SELECT col_description('app.child'::regclass, 6)") == [("the flag",)]
+
+
+def _lax(run: Callable[..., Any]) -> None:
+    # MariaDB's non-strict mode stores zero dates and '' for a bad enum value
+    run("SET SESSION sql_mode = ''")
+
+
+def test_bad_rows_are_isolated_and_recorded(
+    mysql_db: tuple[str, Callable[..., Any]], target_db: str, run_cli: Callable[..., Result]
+) -> None:
+    url, run = mysql_db
+    _lax(run)
+    run(
+        "CREATE TABLE t (id int PRIMARY KEY, born date NOT NULL, seen date NULL,"
+        " ok tinyint(1), kind enum('a','b'), body text, doc json)"
+    )
+    for i in range(1, 51):
+        run("INSERT INTO t VALUES (%s, '2020-01-02', '2020-01-03', 1, 'a', 'x', '{}')", i)
+    run("UPDATE t SET born = '0000-00-00' WHERE id = 5")  # NOT NULL: rejected
+    run("UPDATE t SET seen = '0000-00-00' WHERE id = 6")  # nullable: NULL
+    run("UPDATE t SET ok = 2 WHERE id = 7")
+    run("UPDATE t SET kind = 'zzz' WHERE id = 37")  # stored as '': the target's CHECK refuses
+    run("UPDATE t SET body = CONCAT('a', CHAR(0), 'b') WHERE id = 8")
+    run("""UPDATE t SET doc = '{"k": "\\\\u0000"}' WHERE id = 44""")  # jsonb refuses \\u0000
+    r = run_cli("clone", "--source", url, "--target", target_db, "--quiet")
+    assert r.exit_code == 1, r.output
+    assert "public.t" in r.stdout and "45 rows loaded, 5 rejected" in r.stdout
+    assert r.stderr.strip().startswith("error: 5 row(s) rejected, recorded in pgferry.rejects")
+    assert rows(target_db, "SELECT count(*), count(seen) FROM t") == [(45, 44)]
+    assert rows(target_db, "SELECT seen FROM t WHERE id = 6") == [(None,)]
+    got = rows(
+        target_db,
+        "SELECT key->>'id', column_name, value, split_part(error, ':', 1)"
+        " FROM pgferry.rejects WHERE table_name = 't' ORDER BY (key->>'id')::int",
+    )
+    assert got == [
+        ("5", "born", "0000-00-00", "zero date in a NOT NULL column"),
+        ("7", "ok", "2", "2 is not 0 or 1, so not a boolean (--cast 'column"),
+        ("8", "body", "a\\0b", "text contains a NUL byte, which PostgreSQL text cannot hold"
+         " (--nul strip removes them)"),
+        ("37", None, None, "23514"),
+        ("44", None, None, "22P05"),
+    ]  # fmt: skip
+
+
+def test_max_rejects_cast_and_nul_strip(
+    mysql_db: tuple[str, Callable[..., Any]], target_db: str, run_cli: Callable[..., Result]
+) -> None:
+    url, run = mysql_db
+    _lax(run)
+    run("CREATE TABLE t (id int PRIMARY KEY, ok tinyint(1), body text, born date NOT NULL)")
+    run(
+        "INSERT INTO t VALUES (1, 2, CONCAT('a', CHAR(0)), '0000-00-00'), (2, 1, 'b', '2001-02-03')"
+    )
+    args = ["clone", "--source", url, "--target", target_db, "--quiet"]
+    r = run_cli(*args, "--cast", "type:tinyint(1)=smallint", "--nul", "strip", "--max-rejects", "1")
+    assert r.exit_code == 0, r.output
+    assert rows(target_db, "SELECT id, ok, body FROM t") == [(2, 1, "b")]
+    assert rows(target_db, "SELECT count(*) FROM pgferry.rejects") == [(1,)]
+
+
+def test_verify_names_the_changed_column(
+    mysql_db: tuple[str, Callable[..., Any]], target_db: str, run_cli: Callable[..., Result]
+) -> None:
+    url, run = mysql_db
+    run(MATRIX)
+    _insert(run, "matrix", MIN_ROW)
+    _insert(run, "matrix", MAX_ROW)
+    run("INSERT INTO matrix (id) VALUES (3)")
+    assert run_cli("clone", "--source", url, "--target", target_db, "-q").exit_code == 0
+    ok = run_cli("verify", "--source", url, "--target", target_db)
+    assert ok.exit_code == 0, ok.output
+    assert ok.stdout.strip() == "ok: 34 objects identical"
+    rows(target_db, "UPDATE matrix SET dbl = dbl / 2 WHERE id = 2")
+    bad = run_cli("verify", "--source", url, "--target", target_db, "--json")
+    assert bad.exit_code == 1
+    diffs = [c["name"] for c in json.loads(bad.stdout)["checks"] if c["status"] != "ok"]
+    assert diffs == ["public.matrix.dbl"]
+    rows(target_db, "DELETE FROM matrix WHERE id = 3")
+    bad = run_cli("verify", "--source", url, "--target", target_db)
+    assert "table public.matrix" in bad.stdout and "row count differs" in bad.stdout
+
+
+def test_preflight_errors(
+    mariadb: Any, mysql_db: tuple[str, Callable[..., Any]], target_db: str,
+    run_cli: Callable[..., Result],
+) -> None:  # fmt: skip
+    url, run = mysql_db
+    run("CREATE TABLE t (id int PRIMARY KEY)")
+    db = url.rsplit("/", 1)[1]
+    where = f"127.0.0.1:{mariadb.port}/{db}"
+    r = run_cli(
+        "clone", "--source", mariadb.url(db, password="wrong-pw-123"), "--target", target_db
+    )
+    assert r.exit_code == 1
+    assert r.stderr.strip() == (
+        f"error: source: the server at {where} rejected user 'pgf' or its password; "
+        "check the user in --source and the password (MYSQL_PWD or the URL)"
+    )
+    assert "wrong-pw-123" not in r.output
+    mariadb.admin().cursor().execute("CREATE USER IF NOT EXISTS 'nobody'@'%' IDENTIFIED BY 'nopw1'")
+    r = run_cli("clone", "--source", mariadb.url(db, "nobody", "nopw1"), "--target", target_db)
+    assert r.exit_code == 1
+    assert r.stderr.startswith("error: source: user 'nobody' lacks a privilege on ")
+    r = run_cli("clone", "--source", f"mysql://pgf@127.0.0.1:1/{db}", "--target", target_db)
+    assert r.exit_code == 1
+    assert r.stderr.startswith("error: source: cannot connect to 127.0.0.1:1: ")
+    r = run_cli("clone", "--source", f"mysql://pgf@127.0.0.1:99999/{db}", "--target", target_db)
+    assert r.exit_code == 2
+    assert "--source: bad connection string: the port is not a number" in r.stderr
+    assert run_cli("clone", "--source", url, "--target", target_db, "-q").exit_code == 0
+    r = run_cli("clone", "--source", url, "--target", target_db, "-q")
+    assert r.exit_code == 1
+    assert r.stderr.strip() == (
+        "error: the target already has table public.t; clone into an empty schema"
+        " (--schema NAME), use --data-only, or --resume"
+    )
