@@ -57,7 +57,8 @@ def test_sqlite_file(tmp_path: Path, target_db: str, run_cli: Callable[..., Resu
     assert sorted(got) == [
         ("3", "score", "not a number",
          "a text value does not fit double precision (SQLite stores any value in any column)"),
-        ("4", "misc", "fffe", "a blob value does not fit text (SQLite stores any value in any column)"),
+        ("4", "misc", "fffe",
+         "a blob value does not fit text (SQLite stores any value in any column)"),
     ]  # fmt: skip
     # INTEGER PRIMARY KEY -> identity after the max; defaults; indexes; foreign key
     assert rows(target_db, "INSERT INTO orders (user_id) VALUES (1) RETURNING id, note") == [
