@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 
 from pgferry.sources.model import Column, RowRejected, TableDef
+from pgferry.sources.types import SAFE
 
 REJECTS = ("pgferry", "rejects")
 BATCH_ROWS = 5000
@@ -129,6 +130,9 @@ def ensure_rejects(conn: psycopg.Connection[Any]) -> None:
 def _line(t: TableDef, row: tuple[Any, ...]) -> str:
     fields = []
     for c, v in zip(t.columns, row, strict=True):
+        if v is None:
+            fields.append("\\N")
+            continue
         try:
             out = c.convert(v)
         except RowRejected as e:
@@ -136,7 +140,12 @@ def _line(t: TableDef, row: tuple[Any, ...]) -> str:
             raise
         except (UnicodeDecodeError, ValueError) as e:
             raise RowRejected(f"cannot convert: {e}", c.target, repr(v)[:200]) from None
-        fields.append("\\N" if out is None else out.translate(_ESCAPE))
+        if out is None:
+            fields.append("\\N")
+        elif c.convert in SAFE:  # digits, dates, hex: nothing to escape
+            fields.append(out)
+        else:
+            fields.append(out.translate(_ESCAPE))
     return "\t".join(fields) + "\n"
 
 
@@ -197,8 +206,7 @@ def _flush(
         part = todo.pop()
         try:
             with conn.transaction(), conn.cursor() as cur, cur.copy(copy) as cp:
-                for line, _ in part:
-                    cp.write(line.encode("utf-8"))
+                cp.write("".join(line for line, _ in part).encode("utf-8"))
             stats.rows += len(part)
             stats.nbytes += sum(len(line) for line, _ in part)
         except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as e:

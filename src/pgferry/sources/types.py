@@ -69,6 +69,15 @@ def find_cast(
 
 # -- converters ------------------------------------------------------------
 
+#: converters whose output never holds a backslash, tab or newline: COPY
+#: takes it without escaping (the loader skips str.translate for them)
+SAFE: set[Converter] = set()
+
+
+def _safe(conv: Converter) -> Converter:
+    SAFE.add(conv)
+    return conv
+
 
 def _text(column: str, nul: str) -> Converter:
     def conv(v: object) -> str | None:
@@ -89,11 +98,12 @@ def _text(column: str, nul: str) -> Converter:
     return conv
 
 
+@_safe
 def _plain(v: object) -> str | None:
     return None if v is None else v.decode("ascii") if isinstance(v, bytes) else str(v)
 
 
-def _bytea(v: object) -> str | None:
+def _bytea(v: object) -> str | None:  # its backslash must be escaped: not SAFE
     if v is None:
         return None
     b = v if isinstance(v, bytes) else str(v).encode("utf-8")
@@ -116,7 +126,7 @@ def _boolean(column: str) -> Converter:
             s,
         )
 
-    return conv
+    return _safe(conv)
 
 
 def _bits(n: int) -> Converter:
@@ -126,7 +136,7 @@ def _bits(n: int) -> Converter:
         b = v if isinstance(v, bytes) else bytes(str(v), "latin1")
         return format(int.from_bytes(b, "big"), f"0{n}b")
 
-    return conv
+    return _safe(conv)
 
 
 def _zero_date(column: str, nullable: bool, suffix: str = "") -> Converter:
@@ -143,7 +153,7 @@ def _zero_date(column: str, nullable: bool, suffix: str = "") -> Converter:
             )
         return s + suffix
 
-    return conv
+    return _safe(conv)
 
 
 def _set(column: str) -> Converter:
