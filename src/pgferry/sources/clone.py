@@ -195,6 +195,11 @@ def _run(
                 tgt.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(cfg.schema, t.target)))
 
         phase("post-data", post)
+    # finished: the ledger goes; the rejects stay while there are any
+    tgt.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier("pgferry", "clone_progress")))
+    row = tgt.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*load.REJECTS)))
+    if (row.fetchone() or (0,))[0] == 0:
+        tgt.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(load.REJECTS[0])))
 
 
 def _copy(
