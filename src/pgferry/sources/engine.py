@@ -24,7 +24,9 @@ class Source(Protocol):
 
     def catalog(self, notes: list[str]) -> list[TableDef]: ...
 
-    def rows(self, reader: int, t: TableDef) -> Iterator[tuple[Any, ...]]: ...
+    def rows(self, reader: int, t: TableDef, fast: bool = True) -> Iterator[tuple[Any, ...] | str]:
+        """Raw rows, or (fast) ready COPY lines mixed with raw rows."""
+        ...
 
     def close(self) -> None: ...
 
@@ -53,10 +55,10 @@ class MySQLSource:
             self.conns[0], self.url.database, self.namer, self.casts, self.nul, self.flavour, notes
         )
 
-    def rows(self, reader: int, t: TableDef) -> Iterator[tuple[Any, ...]]:
+    def rows(self, reader: int, t: TableDef, fast: bool = True) -> Iterator[tuple[Any, ...] | str]:
         from pgferry.sources import mysql
 
-        return mysql.stream(self.conns[reader], t)
+        return mysql.stream(self.conns[reader], t, fast)
 
     def close(self) -> None:
         for c in self.conns:
@@ -81,7 +83,7 @@ class SQLiteSource:
     def catalog(self, notes: list[str]) -> list[TableDef]:
         return self.impl.catalog(notes)
 
-    def rows(self, reader: int, t: TableDef) -> Iterator[tuple[Any, ...]]:
+    def rows(self, reader: int, t: TableDef, fast: bool = True) -> Iterator[tuple[Any, ...] | str]:
         return self.impl.rows(t)
 
     def close(self) -> None:

@@ -149,10 +149,16 @@ def _line(t: TableDef, row: tuple[Any, ...]) -> str:
     return "\t".join(fields) + "\n"
 
 
-def _key(t: TableDef, row: tuple[Any, ...]) -> dict[str, str | None]:
+def _key(t: TableDef, row: tuple[Any, ...] | str) -> dict[str, str | None]:
     pos = {c.target: i for i, c in enumerate(t.columns)}
     key = t.key or t.columns[:3]
     out: dict[str, str | None] = {}
+    if isinstance(row, str):  # a ready COPY line: key columns are plain values
+        fields = row.rstrip("\n").split("\t")
+        for c in key:
+            f = fields[pos[c.target]]
+            out[c.target] = None if f == "\\N" else f
+        return out
     for c in key:
         v = row[pos[c.target]]
         out[c.target] = (
@@ -165,7 +171,7 @@ def load_rows(
     conn: psycopg.Connection[Any],
     schema: str,
     t: TableDef,
-    rows: Iterable[tuple[Any, ...]],
+    rows: Iterable[tuple[Any, ...] | str],
     run: str,
 ) -> Loaded:
     """COPY `rows` into the table in the connection's open transaction."""
@@ -174,11 +180,11 @@ def load_rows(
         sql.Identifier(schema, t.target),
         sql.SQL(", ").join(sql.Identifier(c.target) for c in t.columns),
     )
-    batch: list[tuple[str, tuple[Any, ...]]] = []
+    batch: list[tuple[str, tuple[Any, ...] | str]] = []
     size = 0
     for row in rows:
         try:
-            line = _line(t, row)
+            line = row if isinstance(row, str) else _line(t, row)
         except RowRejected as e:
             _record(conn, run, t, Reject(_key(t, row), e.column, e.value, e.error))
             stats.rejected += 1
@@ -197,7 +203,7 @@ def _flush(
     conn: psycopg.Connection[Any],
     copy: sql.Composed,
     t: TableDef,
-    batch: list[tuple[str, tuple[Any, ...]]],
+    batch: list[tuple[str, tuple[Any, ...] | str]],
     run: str,
     stats: Loaded,
 ) -> None:

@@ -36,6 +36,9 @@ class Column:
     comment: str | None = None
     #: enum: the values a CHECK constraint allows
     enum_values: list[str] | None = None
+    #: MariaDB/MySQL fast path: (SQL giving the COPY field, SQL true when the
+    #: row needs `convert` instead); None: always `convert`
+    server: tuple[str, str | None] | None = None
 
 
 @dataclass
