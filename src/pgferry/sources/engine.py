@@ -24,7 +24,9 @@ class Source(Protocol):
 
     def catalog(self, notes: list[str]) -> list[TableDef]: ...
 
-    def rows(self, reader: int, t: TableDef, fast: bool = True) -> Iterator[tuple[Any, ...] | str]:
+    def rows(
+        self, reader: int, t: TableDef, fast: bool = True
+    ) -> Iterator[tuple[Any, ...] | bytes]:
         """Raw rows, or (fast) ready COPY lines mixed with raw rows."""
         ...
 
@@ -55,7 +57,9 @@ class MySQLSource:
             self.conns[0], self.url.database, self.namer, self.casts, self.nul, self.flavour, notes
         )
 
-    def rows(self, reader: int, t: TableDef, fast: bool = True) -> Iterator[tuple[Any, ...] | str]:
+    def rows(
+        self, reader: int, t: TableDef, fast: bool = True
+    ) -> Iterator[tuple[Any, ...] | bytes]:
         from pgferry.sources import mysql
 
         return mysql.stream(self.conns[reader], t, fast)
@@ -83,7 +87,9 @@ class SQLiteSource:
     def catalog(self, notes: list[str]) -> list[TableDef]:
         return self.impl.catalog(notes)
 
-    def rows(self, reader: int, t: TableDef, fast: bool = True) -> Iterator[tuple[Any, ...] | str]:
+    def rows(
+        self, reader: int, t: TableDef, fast: bool = True
+    ) -> Iterator[tuple[Any, ...] | bytes]:
         return self.impl.rows(t)
 
     def close(self) -> None:

@@ -149,12 +149,12 @@ def _line(t: TableDef, row: tuple[Any, ...]) -> str:
     return "\t".join(fields) + "\n"
 
 
-def _key(t: TableDef, row: tuple[Any, ...] | str) -> dict[str, str | None]:
+def _key(t: TableDef, row: tuple[Any, ...] | bytes) -> dict[str, str | None]:
     pos = {c.target: i for i, c in enumerate(t.columns)}
     key = t.key or t.columns[:3]
     out: dict[str, str | None] = {}
-    if isinstance(row, str):  # a ready COPY line: key columns are plain values
-        fields = row.rstrip("\n").split("\t")
+    if isinstance(row, bytes):  # a ready COPY line: key columns are plain values
+        fields = row.decode("utf-8", "replace").rstrip("\n").split("\t")
         for c in key:
             f = fields[pos[c.target]]
             out[c.target] = None if f == "\\N" else f
@@ -171,7 +171,7 @@ def load_rows(
     conn: psycopg.Connection[Any],
     schema: str,
     t: TableDef,
-    rows: Iterable[tuple[Any, ...] | str],
+    rows: Iterable[tuple[Any, ...] | bytes],
     run: str,
 ) -> Loaded:
     """COPY `rows` into the table in the connection's open transaction."""
@@ -180,11 +180,11 @@ def load_rows(
         sql.Identifier(schema, t.target),
         sql.SQL(", ").join(sql.Identifier(c.target) for c in t.columns),
     )
-    batch: list[tuple[str, tuple[Any, ...] | str]] = []
+    batch: list[tuple[bytes, tuple[Any, ...] | bytes]] = []
     size = 0
     for row in rows:
         try:
-            line = row if isinstance(row, str) else _line(t, row)
+            line = row if isinstance(row, bytes) else _line(t, row).encode("utf-8")
         except RowRejected as e:
             _record(conn, run, t, Reject(_key(t, row), e.column, e.value, e.error))
             stats.rejected += 1
@@ -203,7 +203,7 @@ def _flush(
     conn: psycopg.Connection[Any],
     copy: sql.Composed,
     t: TableDef,
-    batch: list[tuple[str, tuple[Any, ...] | str]],
+    batch: list[tuple[bytes, tuple[Any, ...] | bytes]],
     run: str,
     stats: Loaded,
 ) -> None:
@@ -212,7 +212,7 @@ def _flush(
         part = todo.pop()
         try:
             with conn.transaction(), conn.cursor() as cur, cur.copy(copy) as cp:
-                cp.write("".join(line for line, _ in part).encode("utf-8"))
+                cp.write(b"".join(line for line, _ in part))
             stats.rows += len(part)
             stats.nbytes += sum(len(line) for line, _ in part)
         except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as e:
@@ -227,7 +227,8 @@ def _flush(
             if column is not None:
                 names = [c.target for c in t.columns]
                 if column in names:
-                    value = line.rstrip("\n").split("\t")[names.index(column)]
+                    fields = line.decode("utf-8", "replace").rstrip("\n").split("\t")
+                    value = fields[names.index(column)]
             error = f"{e.sqlstate}: {e.diag.message_primary}"
             if e.diag.constraint_name:
                 error += f" (constraint {e.diag.constraint_name})"

@@ -26,7 +26,7 @@ from pgferry.errors import (
     SourceUnreachable,
     UsageError,
 )
-from pgferry.sources import types
+from pgferry.sources import types, wire
 from pgferry.sources.model import Column, ForeignKey, Index, RowRejected, TableDef
 from pgferry.sources.names import Namer
 from pgferry.sources.url import MySQLURL
@@ -438,7 +438,7 @@ def _unbuffered(
 
 def stream(
     conn: pymysql.connections.Connection[Any], t: TableDef, fast: bool = True
-) -> Iterator[tuple[Any, ...] | str]:
+) -> Iterator[tuple[Any, ...] | bytes]:
     """The table's rows, unbuffered: the server sends them as they are read.
 
     Fast path, when every column has server SQL: the server writes each row
@@ -455,9 +455,9 @@ def stream(
     slow = " OR ".join(f"({f})" for f in flags) if flags else "FALSE"
     tab = "CHAR(9 USING utf8mb4)"
     line = f"CONCAT_WS({tab}, {', '.join(s[0] for s in servers if s)})"
-    for (text,) in _unbuffered(conn, f"SELECT IF({slow}, NULL, {line}) FROM {quote(t.name)}"):
+    for text in wire.one_column(conn, f"SELECT IF({slow}, NULL, {line}) FROM {quote(t.name)}"):
         if text is not None:
-            yield text + "\n"
+            yield text + b"\n"
     if flags:
         yield from _unbuffered(conn, f"SELECT {cols} FROM {quote(t.name)} WHERE {slow}")
 
