@@ -2,10 +2,10 @@
 database into PostgreSQL.
 
 Phases, each recorded in the target's ledger (pgferry.clone_progress) so
-`--resume` skips what is done: pre-data (schema, tables with primary and
-unique keys and checks), data (one transaction per table, holding its rows,
-its rejects and its ledger mark), post-data (secondary indexes, identity
-restarts, foreign keys, ANALYZE).
+`--resume` skips what is done: pre-data (schema, tables with defaults and
+checks), data (one transaction per table, holding its rows, its rejects
+and its ledger mark), post-data (primary and unique keys, secondary
+indexes, identity restarts, foreign keys, ANALYZE).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The PostgreSQL side of a foreign clone: tables created from TableDefs,
 rows COPYed in bounded batches, refused rows isolated and recorded, then
-secondary indexes, foreign keys and identity restarts.
+keys, secondary indexes, foreign keys and identity restarts.
 
 A batch goes in under a savepoint; when PostgreSQL refuses it for a data
 or integrity reason (SQLSTATE class 22 or 23) the batch is split in halves
@@ -12,6 +12,8 @@ is committed with its rejects, or not at all.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +21,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgferry.sources.model import Column, RowRejected, TableDef
+from pgferry.sources.model import Column, Index, RowRejected, TableDef
 from pgferry.sources.types import SAFE
 
 REJECTS = ("pgferry", "rejects")
+Row = tuple[Any, ...] | bytes
 BATCH_ROWS = 5000
 BATCH_BYTES = 8 << 20
 _ESCAPE = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
@@ -60,8 +63,9 @@ def _default(c: Column) -> sql.Composable | None:
 
 
 def create_table(conn: psycopg.Connection[Any], schema: str, t: TableDef, notes: list[str]) -> None:
-    """CREATE TABLE with primary and unique keys (so duplicates are refused
-    row by row) and checks; secondary indexes and foreign keys come later."""
+    """CREATE TABLE with defaults, NOT NULL and checks; keys, indexes and
+    foreign keys come after the data (COPY into a table without indexes is
+    faster, and the source already enforced its keys)."""
     parts: list[sql.Composable] = []
     for c in t.columns:
         col = sql.SQL("{} {}").format(sql.Identifier(c.target), _type(c))
@@ -76,16 +80,6 @@ def create_table(conn: psycopg.Connection[Any], schema: str, t: TableDef, notes:
                 col, sql.Identifier(c.target), sql.SQL(", ").join(map(sql.Literal, c.enum_values))
             )
         parts.append(col)
-    for i in t.indexes:
-        if i.primary or i.unique:
-            kind = sql.SQL("PRIMARY KEY" if i.primary else "UNIQUE")
-            parts.append(
-                sql.SQL("CONSTRAINT {} {} ({})").format(
-                    sql.Identifier(i.name if not i.primary else f"{t.target}_pkey"[:63]),
-                    kind,
-                    sql.SQL(", ").join(map(sql.Identifier, i.columns)),
-                )
-            )
     name = sql.Identifier(schema, t.target)
     conn.execute(sql.SQL("CREATE TABLE {} ({})").format(name, sql.SQL(", ").join(parts)))
     if t.comment:
@@ -167,6 +161,63 @@ def _key(t: TableDef, row: tuple[Any, ...] | bytes) -> dict[str, str | None]:
     return out
 
 
+_CHUNK_ROWS = 2000
+_CHUNK_BYTES = 4 << 20
+_DEPTH = 4
+_END = object()
+
+
+def prefetch(rows: Iterable[Row]) -> Iterator[Row]:
+    """`rows`, read by a thread a few chunks ahead, so reading the source
+    overlaps PostgreSQL's work on the previous batch.  Memory: at most
+    _DEPTH chunks of _CHUNK_BYTES (or one row, when a row is bigger)."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=_DEPTH)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            chunk: list[Row] = []
+            size = 0
+            for row in rows:
+                chunk.append(row)
+                if isinstance(row, bytes):
+                    size += len(row)
+                else:
+                    size += sum(len(v) for v in row if isinstance(v, str | bytes))
+                if len(chunk) >= _CHUNK_ROWS or size >= _CHUNK_BYTES:
+                    if not put(chunk):
+                        return
+                    chunk, size = [], 0
+            if chunk and not put(chunk):
+                return
+            put(_END)
+        except BaseException as e:  # handed to the consumer, raised there
+            put(e)
+
+    th = threading.Thread(target=produce, daemon=True)
+    th.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield from item
+    finally:
+        stop.set()
+        th.join()
+
+
 def load_rows(
     conn: psycopg.Connection[Any],
     schema: str,
@@ -182,7 +233,7 @@ def load_rows(
     )
     batch: list[tuple[bytes, tuple[Any, ...] | bytes]] = []
     size = 0
-    for row in rows:
+    for row in prefetch(rows):
         try:
             line = row if isinstance(row, bytes) else _line(t, row).encode("utf-8")
         except RowRejected as e:
@@ -255,6 +306,7 @@ def post_data(
         name = sql.Identifier(schema, t.target)
         for i in t.indexes:
             if i.primary or i.unique:
+                _add_key(conn, name, t, i, notes)
                 continue
             conn.execute(
                 sql.SQL("CREATE INDEX {} ON {} ({})").format(
@@ -297,6 +349,26 @@ def post_data(
                     f"{t.target}: foreign key {fk.name} added NOT VALID:"
                     " rows reference rejected or missing rows"
                 )
+
+
+def _add_key(
+    conn: psycopg.Connection[Any], name: sql.Identifier, t: TableDef, i: Index, notes: list[str]
+) -> None:
+    stmt = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} ({})").format(
+        name,
+        sql.Identifier(i.name if not i.primary else f"{t.target}_pkey"[:63]),
+        sql.SQL("PRIMARY KEY" if i.primary else "UNIQUE"),
+        sql.SQL(", ").join(map(sql.Identifier, i.columns)),
+    )
+    try:
+        with conn.transaction():
+            conn.execute(stmt)
+    except psycopg.errors.UniqueViolation as e:
+        # values the source's collation or type held distinct became equal
+        notes.append(
+            f"{t.target}: {'primary key' if i.primary else 'unique key'} {i.name} not created:"
+            f" {e.diag.message_detail or e.diag.message_primary}"
+        )
 
 
 def _rule(rule: str) -> str:
