@@ -82,11 +82,12 @@ def main() -> None:
             c.execute("CREATE DATABASE via_pgloader")
         env = dict(os.environ)
         bindir = Path(sys.executable).parent
-        secs_f, rss_f, _ = timed(
+        secs_f, rss_f, out = timed(
             [str(bindir / "pgferry"), "clone", "--source", m.url("bench"),
              "--target", pg.conninfo("via_pgferry"), "--jobs", str(a.jobs), "-q"],
             env,
         )  # fmt: skip
+        print(out)
         load = Path(tempfile.mkdtemp()) / "bench.load"
         port = pg.conninfo().split("port=")[1].split()[0] if "port=" in pg.conninfo() else ""
         target = pg.conninfo("via_pgloader")
