@@ -291,3 +291,23 @@ def test_preflight_errors(
         "error: the target already has table public.t; clone into an empty schema"
         " (--schema NAME), use --data-only, or --resume"
     )
+
+
+def test_foreign_options_and_urls_are_checked(
+    target_db: str, run_cli: Callable[..., Result]
+) -> None:
+    r = run_cli("clone", "--source", target_db, "--target", target_db, "--cast", "type:int=text")
+    assert r.exit_code == 2
+    assert "--cast applies to mysql://, mariadb:// and sqlite:/// sources only" in r.stderr
+    r = run_cli("clone", "--source", "mysql://u:pw-secret-1@h:3306/", "--target", target_db)
+    assert r.exit_code == 2
+    assert "--source: bad connection string: no database name after the host" in r.stderr
+    assert "pw-secret-1" not in r.output
+    r = run_cli(
+        "clone", "--source", "mysql://h/db", "--target", target_db, "--cast", "type:int=x;y"
+    )
+    assert r.exit_code == 2
+    assert "--cast 'type:int=x;y': 'x;y' is not a PostgreSQL type name" in r.stderr
+    r = run_cli("clone", "--source", "sqlite://", "--target", target_db)
+    assert r.exit_code == 2
+    assert "no file path after sqlite:///" in r.stderr

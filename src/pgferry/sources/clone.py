@@ -11,6 +11,7 @@ indexes, identity restarts, foreign keys, ANALYZE).
 from __future__ import annotations
 
 import fnmatch
+import functools
 import queue
 import threading
 import time
@@ -231,7 +232,14 @@ def _copy(
                         conn.execute(
                             sql.SQL("TRUNCATE {}").format(sql.Identifier(cfg.schema, t.target))
                         )
-                        stats = load.load_rows(conn, cfg.schema, t, src.rows(reader, t), result.run)
+                        stats = load.load_rows(
+                            conn,
+                            cfg.schema,
+                            t,
+                            src.rows(reader, t),
+                            result.run,
+                            functools.partial(rep.unit_progress, key),
+                        )
                         mark_in(conn, f"table:{key}", stats.rows, stats.nbytes)
                     secs = time.monotonic() - t0
                     rep.unit_done(key, stats.rows, stats.nbytes, secs)

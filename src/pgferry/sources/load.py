@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -224,8 +224,10 @@ def load_rows(
     t: TableDef,
     rows: Iterable[tuple[Any, ...] | bytes],
     run: str,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Loaded:
-    """COPY `rows` into the table in the connection's open transaction."""
+    """COPY `rows` into the table in the connection's open transaction;
+    `progress(rows, bytes)` after each batch."""
     stats = Loaded()
     copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(schema, t.target),
@@ -245,6 +247,8 @@ def load_rows(
         if len(batch) >= BATCH_ROWS or size >= BATCH_BYTES:
             _flush(conn, copy, t, batch, run, stats)
             batch, size = [], 0
+            if progress is not None:
+                progress(stats.rows, stats.nbytes)
     if batch:
         _flush(conn, copy, t, batch, run, stats)
     return stats
