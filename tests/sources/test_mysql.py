@@ -311,3 +311,27 @@ def test_foreign_options_and_urls_are_checked(
     r = run_cli("clone", "--source", "sqlite://", "--target", target_db)
     assert r.exit_code == 2
     assert "no file path after sqlite:///" in r.stderr
+
+
+def test_keep_case_and_rows_over_max_allowed_packet(
+    mysql_db: tuple[str, Callable[..., Any]], target_db: str, run_cli: Callable[..., Result]
+) -> None:
+    # the server's line for this row (30 MB) exceeds max_allowed_packet
+    # (16 MB): CONCAT_WS gives NULL and the row must come by the raw path
+    url, run = mysql_db
+    run("CREATE TABLE `MixedCase` (`Id` int PRIMARY KEY, `Body` longtext, `Blob` longblob)")
+    run("INSERT INTO MixedCase VALUES (1, REPEAT('\\tx\\\\', 3500000), REPEAT(x'00ff', 5000000))")
+    run("INSERT INTO MixedCase VALUES (2, 'small', x'01')")
+    r = run_cli("clone", "--source", url, "--target", target_db, "-q", "--keep-case")
+    assert r.exit_code == 0, r.output
+    got = rows(
+        target_db,
+        'SELECT "Id", length("Body"), md5("Body"), length("Blob"), md5("Blob") FROM "MixedCase"'
+        " ORDER BY 1",
+    )
+    want = run(
+        "SELECT Id, CHAR_LENGTH(Body), MD5(Body), LENGTH(`Blob`), MD5(`Blob`) FROM MixedCase"
+        " ORDER BY 1"
+    )
+    assert got == [tuple(w) for w in want]
+    assert got[0][1] == 10_500_000 and got[0][3] == 10_000_000

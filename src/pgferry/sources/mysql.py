@@ -445,7 +445,8 @@ def stream(
     as one COPY line (PyMySQL's per-field parsing in pure Python is the
     bottleneck otherwise), and the rows that need pgferry's converters (a
     zero date, NUL in text, 2 in a tinyint(1)) come as NULL lines, then
-    again as raw rows from a second query in the same snapshot."""
+    again as raw rows from a second query in the same snapshot (so do rows
+    whose line would exceed the server's max_allowed_packet)."""
     cols = ", ".join(quote(c.name) for c in t.columns)
     servers = [c.server for c in t.columns]
     if not fast or any(s is None for s in servers):
@@ -455,14 +456,21 @@ def stream(
     slow = " OR ".join(f"({f})" for f in flags) if flags else "FALSE"
     tab = "CHAR(9 USING utf8mb4)"
     line = f"CONCAT_WS({tab}, {', '.join(s[0] for s in servers if s)})"
+    skipped = 0
     for text in wire.one_column(conn, f"SELECT IF({slow}, NULL, {line}) FROM {quote(t.name)}"):
         if text is not None:
             yield text + b"\n"
-    if flags:
-        yield from _unbuffered(conn, f"SELECT {cols} FROM {quote(t.name)} WHERE {slow}")
+        else:
+            skipped += 1
+    if skipped:
+        # every field is IFNULL()ed, so a NULL line is a flagged row or one
+        # longer than max_allowed_packet (CONCAT_WS gives NULL then)
+        where = f"({slow}) OR ({line}) IS NULL"
+        yield from _unbuffered(conn, f"SELECT {cols} FROM {quote(t.name)} WHERE {where}")
 
 
 _BS = "CHAR(92 USING utf8mb4)"
+_LONG_TEXT = 8192
 _NULL = f"CONCAT({_BS}, 'N')"
 
 
@@ -490,7 +498,10 @@ def _server_sql(c: str, dt: str, pg_type: str) -> tuple[str, str | None] | None:
     if pg_type == "bytea":
         return f"IFNULL(CONCAT({_BS}, {_BS}, 'x', HEX({c})), {_NULL})", None
     if dt in ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "json"):
-        return f"IFNULL({_escaped(c)}, {_NULL})", f"INSTR({c}, CHAR(0 USING utf8mb4)) > 0"
+        # REPLACE() moves the rest of the string at each match: long texts
+        # (quadratic there) take the converters
+        slow = f"LENGTH({c}) > {_LONG_TEXT} OR INSTR({c}, CHAR(0 USING utf8mb4)) > 0"
+        return f"IFNULL({_escaped(c)}, {_NULL})", slow
     return None
 
 
