@@ -166,10 +166,15 @@ def test_library_raises_bad_connection_string() -> None:
     assert err.value.option == "--target" and err.value.exit_code == 2
     assert MARKER not in str(err.value)
     with pytest.raises(errors.BadConnectionString) as err:
-        check(f"mysql://u:{MARKER}@h/db", "--source")
+        check(f"oracle://u:{MARKER}@h/db", "--source")
     assert str(err.value).startswith(
-        "--source: bad connection string: unknown scheme 'mysql://' (expected postgresql://"
+        "--source: bad connection string: unknown scheme 'oracle://' (expected postgresql://"
     )
+    # MariaDB/MySQL and SQLite are sources (pgferry.sources), never targets
+    assert check(f"mysql://u:{MARKER}@h/db", "--source") == f"mysql://u:{MARKER}@h/db"
+    with pytest.raises(errors.BadConnectionString) as err:
+        check(f"mysql://u:{MARKER}@h/db", "--target")
+    assert "unknown scheme 'mysql://'" in str(err.value) and MARKER not in str(err.value)
 
 
 # -- scrubbing --------------------------------------------------------------

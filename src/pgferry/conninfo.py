@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 # through scrub(), including in processes that never touch a database
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
+#: other engines `clone`/`verify` read from (pgferry.sources); --source only
+FOREIGN_SCHEMES = ("mysql", "mariadb", "sqlite")
 MASK = "****"
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _known: set[str] = set()
@@ -129,6 +131,11 @@ def check(text: str, option: str, *, schemes: tuple[str, ...] = POSTGRES_SCHEMES
     m = _URL.match(text)
     if m or "@" in text:
         _remember_url_password(text)
+    if m and option == "--source" and m.group(1).lower() in FOREIGN_SCHEMES:
+        from pgferry.sources.url import parse
+
+        parse(text)  # raises BadConnectionString naming --source
+        return text
     if m:
         _check_url(text, m.group(1), option, schemes)
     try:

@@ -305,3 +305,18 @@ class VerifyIncomplete(MigrateError):
 class LedgerEntryNotFound(PgferryError):
     """`pgferry files retry|skip KEY` named no object the ledger can change.
     Attributes: bucket, key."""
+
+
+# --- sources: MariaDB/MySQL and SQLite into PostgreSQL ---
+
+
+class SourcePermissionDenied(SourceError):
+    """The source login works but lacks a privilege the copy needs."""
+
+
+class SourceLoginRejected(PermissionDenied):
+    """The MariaDB/MySQL server refused the user name or password."""
+
+
+class RowsRejected(MigrateError):
+    """Rows were rejected (recorded in the rejects table) beyond --max-rejects."""

@@ -17,7 +17,9 @@ import click
 
 from pgferry import units
 from pgferry.cli import checked_url, json_option, target_option
+from pgferry.cli.foreign import foreign_only, foreign_options, run_clone, run_verify
 from pgferry.errors import PostDataIncomplete
+from pgferry.sources.url import is_foreign
 
 # the migrate code (psycopg, boto3) loads inside each command's body, so
 # `pgferry clone --help` stays fast
@@ -124,6 +126,7 @@ def _source_options(f: Any) -> Any:
     is_flag=True,
     help="Also carry the database's comment, grants and ALTER DATABASE/ROLE ... SET.",
 )
+@foreign_options
 def clone_cmd(
     source: str,
     jobs: int,
@@ -139,10 +142,24 @@ def clone_cmd(
     data_only: bool,
     resume: bool,
     database_settings: bool,
+    **foreign: Any,
 ) -> None:
-    """Copy a whole database from --source into --target, in parallel."""
-    from pgferry.migrate import CloneConfig, clone
+    """Copy a whole database from --source into --target, in parallel.
+    --source may also be mysql://, mariadb:// or sqlite:///PATH."""
     from pgferry.target import resolve_target
+
+    if is_foreign(source):
+        from pgferry.sources.clone import ForeignCloneConfig
+
+        cfg_f = ForeignCloneConfig(
+            source, resolve_target(target).conninfo, foreign["schema"], jobs, tables, exclude,
+            schema_only, data_only, resume, foreign["keep_case"], foreign["casts"], foreign["nul"],
+        )  # fmt: skip
+        with _reporting(quiet or as_json, "clone") as reporter:
+            run_clone(cfg_f, foreign["max_rejects"], as_json, reporter)
+        return
+    foreign_only(foreign)
+    from pgferry.migrate import CloneConfig, clone
 
     cfg = CloneConfig(
         source=source,
@@ -218,6 +235,7 @@ def print_verify(result: VerifyResult, as_json: bool) -> None:
 @click.option("--no-owner", is_flag=True, help="Do not compare owners.")
 @click.option("--no-acl", is_flag=True, help="Do not compare grants and default privileges.")
 @json_option
+@foreign_options
 def verify_cmd(
     source: str,
     target: str | None,
@@ -229,11 +247,20 @@ def verify_cmd(
     no_owner: bool,
     no_acl: bool,
     as_json: bool,
+    **foreign: Any,
 ) -> None:
     """Compare rows and schema objects; exit 1 when anything differs, 2 when
-    the comparison could not finish."""
-    from pgferry.migrate.verify import VerifyConfig, verify
+    the comparison could not finish.  With a mysql://, mariadb:// or
+    sqlite:/// --source: row counts and per-column checksums."""
     from pgferry.target import resolve_target
+
+    if is_foreign(source):
+        ok = run_verify(source, resolve_target(target).conninfo, tables, exclude, as_json, foreign)
+        if not ok:
+            click.get_current_context().exit(1)
+        return
+    foreign_only(foreign)
+    from pgferry.migrate.verify import VerifyConfig, verify
 
     cfg = VerifyConfig(
         source,

@@ -1,0 +1,259 @@
+"""`clone --source mysql://...|mariadb://...|sqlite:///...`: a foreign
+database into PostgreSQL.
+
+Phases, each recorded in the target's ledger (pgferry.clone_progress) so
+`--resume` skips what is done: pre-data (schema, tables with defaults and
+checks), data (one transaction per table, holding its rows, its rejects
+and its ledger mark), post-data (primary and unique keys, secondary
+indexes, identity restarts, foreign keys, ANALYZE).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgferry.errors import TableNotFound, TargetNotEmpty, UsageError
+from pgferry.migrate import session
+from pgferry.migrate.progress import Ledger, NullReporter, Reporter, mark_in
+from pgferry.sources import load
+from pgferry.sources.engine import Source, source_for
+from pgferry.sources.model import TableDef
+from pgferry.sources.types import NUL_POLICIES
+from pgferry.target import connect, mask_password
+
+
+@dataclass(frozen=True)
+class ForeignCloneConfig:
+    source: str
+    target: str
+    schema: str = "public"
+    jobs: int = 4
+    tables: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    schema_only: bool = False
+    data_only: bool = False
+    resume: bool = False
+    keep_case: bool = False
+    casts: tuple[str, ...] = ()
+    nul: str = "reject"
+
+
+@dataclass
+class TableResult:
+    table: str
+    rows: int
+    rejected: int
+    nbytes: int
+    seconds: float
+
+
+@dataclass
+class ForeignCloneResult:
+    run: str = ""
+    phases: list[tuple[str, float]] = field(default_factory=list)
+    tables: list[TableResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def rejected(self) -> int:
+        return sum(t.rejected for t in self.tables)
+
+
+def select(
+    tables: list[TableDef], include: tuple[str, ...], exclude: tuple[str, ...]
+) -> list[TableDef]:
+    def hit(t: TableDef, patterns: tuple[str, ...]) -> bool:
+        return any(
+            fnmatch.fnmatchcase(t.name, p) or fnmatch.fnmatchcase(t.target, p) for p in patterns
+        )
+
+    return [t for t in tables if (not include or hit(t, include)) and not hit(t, exclude)]
+
+
+def clone_foreign(cfg: ForeignCloneConfig, reporter: Reporter | None = None) -> ForeignCloneResult:
+    if cfg.schema_only and cfg.data_only:
+        raise UsageError("--schema-only and --data-only exclude each other")
+    if cfg.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, not {cfg.jobs}")
+    if cfg.nul not in NUL_POLICIES:
+        raise UsageError(f"--nul must be one of {', '.join(NUL_POLICIES)}")
+    rep = reporter or NullReporter()
+    result = ForeignCloneResult(run=session.new_run_id())
+    started = time.monotonic()
+    src = source_for(cfg.source, keep_case=cfg.keep_case, casts=list(cfg.casts), nul=cfg.nul)
+    try:
+        result.notes += src.open(min(cfg.jobs, src.max_readers))
+        tables = select(src.catalog(result.notes), cfg.tables, cfg.exclude)
+        if cfg.tables and not tables:
+            raise UsageError(f"no source table matches --table {' '.join(cfg.tables)}")
+        with session.tagged("clone", result.run):
+            tgt = connect(cfg.target, autocommit=True)
+            try:
+                session.lock(tgt, mask_password(cfg.target))
+                _run(cfg, src, tables, tgt, rep, result)
+            finally:
+                tgt.close()
+    finally:
+        src.close()
+    for n in result.notes:
+        rep.note(n)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _present(tgt: psycopg.Connection[Any], schema: str) -> set[str]:
+    rows = tgt.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relkind IN ('r', 'p')",
+        [schema],
+    )
+    return {r[0] for r in rows}
+
+
+def _preflight(
+    cfg: ForeignCloneConfig, tgt: psycopg.Connection[Any], tables: list[TableDef]
+) -> None:
+    present = _present(tgt, cfg.schema)
+    names = [t.target for t in tables]
+    if cfg.data_only:
+        absent = [n for n in names if n not in present]
+        if absent:
+            raise TableNotFound(
+                f"--data-only: table {cfg.schema}.{absent[0]} does not exist on the target",
+                hint="create the schema first (clone --schema-only)",
+                table=absent[0],
+            )
+    elif not cfg.resume:
+        clash = sorted(present & set(names))
+        if clash:
+            raise TargetNotEmpty(
+                f"the target already has table {cfg.schema}.{clash[0]}"
+                + (f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""),
+                hint="clone into an empty schema (--schema NAME), use --data-only, or --resume",
+            )
+
+
+def _run(
+    cfg: ForeignCloneConfig,
+    src: Source,
+    tables: list[TableDef],
+    tgt: psycopg.Connection[Any],
+    rep: Reporter,
+    result: ForeignCloneResult,
+) -> None:
+    ledger = Ledger(tgt)
+    done = ledger.done() if cfg.resume else set()
+    if not cfg.resume or not ledger.exists():
+        _preflight(cfg, tgt, tables)
+        ledger.create("foreign:" + src.where)
+    with tgt.transaction():
+        load.ensure_rejects(tgt)
+
+    def phase(name: str, fn: Any) -> None:
+        item = f"phase:{name}"
+        if item in done:
+            result.skipped.append(name)
+            return
+        t0 = time.monotonic()
+        rep.phase_start(name, None)
+        fn()
+        ledger.mark(item)
+        secs = time.monotonic() - t0
+        result.phases.append((name, secs))
+        rep.phase_done(name, secs)
+
+    def pre_data() -> None:
+        with tgt.transaction():
+            tgt.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(cfg.schema))
+            )
+            for t in tables:
+                load.create_table(tgt, cfg.schema, t, result.notes)
+
+    if not cfg.data_only:
+        phase("pre-data", pre_data)
+    if not cfg.schema_only:
+        todo = [t for t in tables if f"table:{cfg.schema}.{t.target}" not in done]
+        result.skipped += [t.target for t in tables if t not in todo]
+        phase("data", lambda: _copy(cfg, src, todo, rep, result))
+    if not cfg.data_only:
+
+        def post() -> None:
+            with tgt.transaction():
+                load.post_data(tgt, cfg.schema, tables, result.notes)
+            for t in tables:
+                tgt.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(cfg.schema, t.target)))
+
+        phase("post-data", post)
+    # finished: the ledger goes; the rejects stay while there are any
+    tgt.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier("pgferry", "clone_progress")))
+    row = tgt.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*load.REJECTS)))
+    if (row.fetchone() or (0,))[0] == 0:
+        tgt.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(load.REJECTS[0])))
+
+
+def _copy(
+    cfg: ForeignCloneConfig,
+    src: Source,
+    tables: list[TableDef],
+    rep: Reporter,
+    result: ForeignCloneResult,
+) -> None:
+    work: queue.Queue[TableDef] = queue.Queue()
+    for t in sorted(tables, key=lambda t: -t.rows_estimate):
+        work.put(t)
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    readers = min(cfg.jobs, src.max_readers, max(len(tables), 1))
+
+    def worker(reader: int) -> None:
+        try:
+            with psycopg.connect(cfg.target, autocommit=True) as conn:
+                while not errors:
+                    try:
+                        t = work.get_nowait()
+                    except queue.Empty:
+                        return
+                    key = f"{cfg.schema}.{t.target}"
+                    rep.unit_start(key, 0)
+                    t0 = time.monotonic()
+                    with conn.transaction():
+                        conn.execute(
+                            sql.SQL("TRUNCATE {}").format(sql.Identifier(cfg.schema, t.target))
+                        )
+                        stats = load.load_rows(
+                            conn,
+                            cfg.schema,
+                            t,
+                            src.rows(reader, t),
+                            result.run,
+                            functools.partial(rep.unit_progress, key),
+                        )
+                        mark_in(conn, f"table:{key}", stats.rows, stats.nbytes)
+                    secs = time.monotonic() - t0
+                    rep.unit_done(key, stats.rows, stats.nbytes, secs)
+                    with lock:
+                        result.tables.append(
+                            TableResult(key, stats.rows, stats.rejected, stats.nbytes, secs)
+                        )
+        except BaseException as e:  # re-raised in the caller's thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(readers)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    if errors:
+        raise errors[0]

@@ -1,0 +1,80 @@
+"""What a source engine's catalog reader hands to the loader: tables with
+their target types already chosen, and per-column converters that turn one
+raw source value into the text PostgreSQL's COPY reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+#: raw value from the driver (str, bytes, int, float) -> COPY field text, None for NULL
+Converter = Callable[[object], str | None]
+
+
+class RowRejected(Exception):
+    """A value that has no faithful PostgreSQL form: the row goes to the
+    rejects table instead of being changed silently."""
+
+    def __init__(self, error: str, column: str | None = None, value: str | None = None) -> None:
+        super().__init__(error)
+        self.error = error
+        self.column = column
+        self.value = value
+
+
+@dataclass
+class Column:
+    name: str  # as on the source
+    target: str  # as on the target (folded unless --keep-case)
+    source_type: str  # e.g. "bigint(20) unsigned"
+    pg_type: str  # SQL for the target type: from the mapping or a checked --cast
+    nullable: bool
+    convert: Converter
+    #: ("value", COPY text) | ("now", "") | ("today", ""); None: no default
+    default: tuple[str, str] | None = None
+    identity: bool = False
+    comment: str | None = None
+    #: enum: the values a CHECK constraint allows
+    enum_values: list[str] | None = None
+    #: MariaDB/MySQL fast path: (SQL giving the COPY field, SQL true when the
+    #: row needs `convert` instead); None: always `convert`
+    server: tuple[str, str | None] | None = None
+
+
+@dataclass
+class Index:
+    name: str
+    columns: list[str]  # target names
+    unique: bool
+    primary: bool = False
+
+
+@dataclass
+class ForeignKey:
+    name: str
+    columns: list[str]
+    ref_table: str  # target name
+    ref_columns: list[str]
+    on_delete: str = "NO ACTION"
+    on_update: str = "NO ACTION"
+
+
+@dataclass
+class TableDef:
+    name: str  # on the source
+    target: str  # on the target
+    columns: list[Column]
+    indexes: list[Index] = field(default_factory=list)
+    foreign_keys: list[ForeignKey] = field(default_factory=list)
+    checks: list[tuple[str, str]] = field(default_factory=list)  # (name, PostgreSQL expression)
+    comment: str | None = None
+    rows_estimate: int = 0
+
+    @property
+    def key(self) -> list[Column]:
+        """The columns that identify a row in the rejects table."""
+        pk = next((i for i in self.indexes if i.primary), None)
+        if pk is None:
+            return []
+        by_target = {c.target: c for c in self.columns}
+        return [by_target[n] for n in pk.columns]
