@@ -30,6 +30,7 @@ _COMMANDS = {
     "verify": "migrate",
     "snapshot": "migrate",
     "extension": "extension",
+    "replica": "replica",
 }
 
 
