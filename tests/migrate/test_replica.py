@@ -1,0 +1,401 @@
+"""replica create / status / promote / drop on real servers with
+wal_level = logical (our own pair: the suite's servers run wal_level =
+replica), under a steady write load."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import Result
+
+from pgferry.embedded import LocalServer
+from tests.migrate.conftest import drop_database, new_database, rows
+from tests.services import FAST, postgres
+
+Run = Callable[..., Result]
+LOGICAL = {**FAST, "wal_level": "logical"}
+
+
+@pytest.fixture(scope="module")
+def logical() -> Iterator[dict[str, LocalServer]]:
+    servers: dict[str, LocalServer] = {}
+    for v in ("15", "18"):
+        s = postgres(v, start=False)
+        s.start(LOGICAL)
+        servers[v] = s
+    yield servers
+    for s in servers.values():
+        s.destroy()
+        shutil.rmtree(s.datadir.parent, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "state"
+    monkeypatch.setenv("PGFERRY_STATE_DIR", str(d))
+    return d
+
+
+SCHEMA = """
+CREATE TABLE orders (id bigserial PRIMARY KEY, qty int NOT NULL, note text);
+CREATE TABLE events (at timestamptz NOT NULL DEFAULT now(), kind int, payload text);
+CREATE TABLE docs (id int PRIMARY KEY, n int NOT NULL, body text);
+ALTER TABLE docs ALTER body SET STORAGE EXTERNAL;
+CREATE SEQUENCE tickets START 100;
+INSERT INTO orders (qty, note) SELECT g % 97, 'order ' || g FROM generate_series(1, 20000) g;
+INSERT INTO events (kind, payload) SELECT g % 5, md5(g::text) FROM generate_series(1, 2000) g;
+INSERT INTO docs SELECT g, 0, repeat(md5(g::text), 300) FROM generate_series(1, 40) g;
+SELECT nextval('tickets') FROM generate_series(1, 5);
+SELECT lo_from_bytea(0, 'large object before');
+"""
+
+
+def make_source(server: LocalServer) -> str:
+    url = new_database(server, "rsrc")
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute(SCHEMA)
+    return url
+
+
+class Writer(threading.Thread):
+    """Inserts, updates and deletes on every table until stopped or until
+    the source refuses writes (promote blocked them)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.stop = threading.Event()
+        self.writes = 0
+        self.refused: Exception | None = None
+
+    def run(self) -> None:
+        i = 0
+        while not self.stop.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True) as c:
+                    while not self.stop.is_set():
+                        i += 1
+                        with c.transaction():
+                            c.execute("INSERT INTO orders (qty, note) VALUES (%s, 'w')", [i])
+                            c.execute("UPDATE orders SET qty = qty + 1 WHERE id = %s", [i % 20000])
+                            c.execute("DELETE FROM orders WHERE id = %s", [(i * 7) % 20000 + 1])
+                            c.execute(
+                                "INSERT INTO events (kind, payload) VALUES (%s, 'w')", [i % 5]
+                            )
+                            c.execute(
+                                "UPDATE events SET payload = payload || '+' WHERE kind = %s"
+                                " AND ctid = (SELECT min(ctid) FROM events WHERE kind = %s)",
+                                [i % 5, i % 5],
+                            )
+                            c.execute(
+                                "DELETE FROM events WHERE ctid = (SELECT max(ctid) FROM events)"
+                            )
+                            # body is TOASTed and left unchanged by the update
+                            c.execute("UPDATE docs SET n = n + 1 WHERE id = %s", [i % 40 + 1])
+                            c.execute("SELECT nextval('tickets')")
+                        self.writes += 1
+                        time.sleep(0.005)
+            except psycopg.errors.ReadOnlySqlTransaction as e:
+                self.refused = e
+                return
+            except psycopg.OperationalError:
+                time.sleep(0.05)  # ended by promote's block: reconnect (read-only now)
+
+
+def wait_caught_up(run_cli: Run, name: str, timeout: float = 60) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while True:
+        res = run_cli("replica", "status", "--name", name, "--json")
+        st = json.loads(res.stdout)
+        if st["lag_seconds"] is not None and st["lag_seconds"] < 2:
+            return dict(st)
+        assert time.monotonic() < deadline, res.stdout
+        time.sleep(0.2)
+
+
+def assert_source_clean(url: str, name: str) -> None:
+    slot = f"pgferry_{name}"
+    assert rows(url, "SELECT slot_name FROM pg_replication_slots WHERE slot_name = %s", slot) == []
+    assert rows(url, "SELECT pubname FROM pg_publication") == []
+    assert rows(url, "SELECT pid FROM pg_stat_replication WHERE application_name = %s", slot) == []
+    assert rows(url, "SELECT to_regnamespace('pgferry_replica')") == [(None,)]
+    with psycopg.connect(url) as c:
+        assert c.execute("SHOW default_transaction_read_only").fetchone() == ("off",)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("versions", [("15", "15"), ("15", "18"), ("18", "18")])
+def test_create_catch_up_promote(
+    logical: dict[str, LocalServer], run_cli: Run, versions: tuple[str, str]
+) -> None:
+    src_server, tgt_server = logical[versions[0]], logical[versions[1]]
+    src = make_source(src_server)
+    tgt = new_database(tgt_server, "rdst")
+    name = f"r{versions[0]}{versions[1]}"
+    writer = Writer(src)
+    writer.start()
+    try:
+        res = run_cli(
+            "replica",
+            "create",
+            "--source",
+            src,
+            "--target",
+            tgt,
+            "--name",
+            name,
+            "--jobs",
+            "2",
+            "--quiet",
+        )
+        assert res.exit_code == 1
+        assert "preflight: 1 table(s) have no primary key or replica identity" in res.stderr
+        assert "public.events; add a primary key, or pass --replica-identity-full" in res.stderr
+
+        res = run_cli(
+            "replica",
+            "create",
+            "--source",
+            src,
+            "--target",
+            tgt,
+            "--name",
+            name,
+            "--jobs",
+            "2",
+            "--quiet",
+            "--replica-identity-full",
+        )
+        assert res.exit_code == 0, res.output
+        assert f"replica '{name}' is streaming: 4 table(s) published" in res.stdout
+        writes_at_create = writer.writes
+        st = wait_caught_up(run_cli, name)
+        assert st["slot_exists"] and st["wal_status"] in ("reserved", "extended")
+        assert st["subscription"]["enabled"] is True  # type: ignore[index]
+        assert st["drift"] == [] and st["warnings"] == []
+        while writer.writes < writes_at_create + 50:  # writes keep streaming in
+            assert writer.is_alive()
+            time.sleep(0.05)
+        with psycopg.connect(src, autocommit=True) as c:  # changed after the copy
+            c.execute("SELECT lo_from_bytea(0, 'large object after')")
+
+        res = run_cli("replica", "promote", "--name", name, "--timeout", "60s")
+        assert res.exit_code == 0, res.output
+        assert "writes unavailable for" in res.stdout
+        writer.join(30)
+        assert not writer.is_alive()
+        assert isinstance(writer.refused, psycopg.errors.ReadOnlySqlTransaction)
+    finally:
+        writer.stop.set()
+        writer.join(30)
+
+    res = run_cli("verify", "--source", src, "--target", tgt)
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("ok: ")
+    for seq in ("orders_id_seq", "tickets"):
+        q = f"SELECT last_value FROM {seq}"
+        assert rows(tgt, q)[0][0] >= rows(src, q)[0][0]
+    assert rows(tgt, "SELECT count(*) FROM pg_subscription") == [(0,)]
+    assert rows(tgt, "SELECT count(*) FROM pg_replication_origin") == [(0,)]
+    # the source stays read-only after the cutover, until drop
+    with psycopg.connect(src) as c:
+        assert c.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+    res = run_cli("replica", "drop", "--name", name)
+    assert res.exit_code == 0, res.output
+    assert_source_clean(src, name)
+    drop_database(src_server, src)
+    drop_database(tgt_server, tgt)
+
+
+def test_check_only_reports(logical: dict[str, LocalServer], run_cli: Run) -> None:
+    src = make_source(logical["15"])
+    tgt = new_database(logical["15"], "rdst")
+    res = run_cli("replica", "create", "--source", src, "--target", tgt, "--check")
+    assert res.exit_code == 1
+    assert "info: source PostgreSQL 15, target PostgreSQL 15" in res.stdout
+    assert "warning: 1 large object(s): logical replication does not carry them" in res.stdout
+    assert "blocker: 1 table(s) have no primary key or replica identity" in res.stdout
+    assert rows(src, "SELECT count(*) FROM pg_replication_slots") == [(0,)]
+    res = run_cli(
+        "replica", "create", "--source", src, "--target", tgt, "--check", "--exclude", "events"
+    )
+    assert res.exit_code == 0, res.output
+    assert "blocker" not in res.stdout
+    drop_database(logical["15"], src)
+    drop_database(logical["15"], tgt)
+
+
+def test_promote_refuses_and_undoes(logical: dict[str, LocalServer], run_cli: Run) -> None:
+    server = logical["15"]
+    src = make_source(server)
+    tgt = new_database(server, "rdst")
+    name = "undo"
+    res = run_cli(
+        "replica",
+        "create",
+        "--source",
+        src,
+        "--target",
+        tgt,
+        "--name",
+        name,
+        "--exclude",
+        "events",
+        "--quiet",
+    )
+    assert res.exit_code == 0, res.output
+    wait_caught_up(run_cli, name)
+    with psycopg.connect(tgt, autocommit=True) as c:
+        c.execute("ALTER SUBSCRIPTION pgferry_undo DISABLE")
+    with psycopg.connect(src, autocommit=True) as c:
+        c.execute("INSERT INTO orders (qty) SELECT g FROM generate_series(1, 5000) g")
+
+    res = run_cli("replica", "promote", "--name", name, "--max-lag", "0")
+    assert res.exit_code == 1
+    assert "bytes behind the source, more than --max-lag (0); wait for" in res.stderr
+    res = run_cli("replica", "promote", "--name", name, "--timeout", "1s")
+    assert res.exit_code == 1
+    assert "within --timeout 1s; writes on the source are unblocked again" in res.stderr
+    # unblocked: a new session writes
+    with psycopg.connect(src, autocommit=True) as c:
+        c.execute("INSERT INTO orders (qty) VALUES (1)")
+        assert c.execute("SHOW default_transaction_read_only").fetchone() == ("off",)
+
+    with psycopg.connect(tgt, autocommit=True) as c:
+        c.execute("ALTER SUBSCRIPTION pgferry_undo ENABLE")
+    res = run_cli("replica", "promote", "--name", name)
+    assert res.exit_code == 0, res.output
+    assert rows(tgt, "SELECT count(*) FROM orders") == rows(src, "SELECT count(*) FROM orders")
+    res = run_cli("replica", "drop", "--name", name)
+    assert res.exit_code == 0, res.output
+    assert_source_clean(src, name)
+    drop_database(server, src)
+    drop_database(server, tgt)
+
+
+def test_drop_while_streaming(logical: dict[str, LocalServer], run_cli: Run) -> None:
+    server = logical["15"]
+    src = make_source(server)
+    tgt = new_database(server, "rdst")
+    res = run_cli(
+        "replica",
+        "create",
+        "--source",
+        src,
+        "--target",
+        tgt,
+        "--name",
+        "gone",
+        "--exclude",
+        "events",
+        "--quiet",
+    )
+    assert res.exit_code == 0, res.output
+    deadline = time.monotonic() + 30
+    while rows(src, "SELECT count(*) FROM pg_replication_slots WHERE active") != [(1,)]:
+        assert time.monotonic() < deadline, "the subscription never took the slot"
+        time.sleep(0.05)
+    res = run_cli("replica", "drop", "--name", "gone")
+    assert res.exit_code == 0, res.output
+    assert "dropped subscription pgferry_gone on the target" in res.stdout
+    assert_source_clean(src, "gone")
+    assert rows(tgt, "SELECT count(*) FROM pg_subscription") == [(0,)]
+    assert rows(tgt, "SELECT to_regnamespace('pgferry_replica')") == [(None,)]
+    assert rows(tgt, "SELECT count(*) FROM orders") == [(20000,)]  # the data stays
+    res = run_cli("replica", "status", "--name", "gone")
+    assert res.exit_code == 1
+    assert "no replica set-up named 'gone' is recorded" in res.stderr
+    drop_database(server, src)
+    drop_database(server, tgt)
+
+
+def _count(url: str, query: str) -> int:
+    try:
+        return int(rows(url, query)[0][0])
+    except psycopg.Error:  # not created yet
+        return -1
+
+
+@pytest.mark.slow
+def test_kill_during_copy_then_resume(
+    logical: dict[str, LocalServer], run_cli: Run, state_dir: Path
+) -> None:
+    server = logical["15"]
+    src = make_source(server)
+    with psycopg.connect(src, autocommit=True) as c:
+        c.execute(
+            "CREATE TABLE big (id bigint PRIMARY KEY, pad text);"
+            " INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 400000) g"
+        )
+    tgt = new_database(server, "rdst")
+    args = [
+        "replica",
+        "create",
+        "--source",
+        src,
+        "--target",
+        tgt,
+        "--name",
+        "killed",
+        "--replica-identity-full",
+        "--jobs",
+        "1",
+        "--quiet",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from pgferry.cli import main; main()", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        # killed once a table is in but before big is
+        while (
+            _count(tgt, "SELECT count(*) FROM pgferry.clone_progress WHERE item LIKE 'table:%'") < 1
+        ):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert rows(
+        src, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgferry_killed'"
+    ) == [(1,)]
+    with psycopg.connect(src, autocommit=True) as c:  # written while nobody copies
+        c.execute("INSERT INTO orders (qty) SELECT g FROM generate_series(1, 100) g")
+        c.execute("UPDATE big SET pad = 'changed' WHERE id <= 10")
+
+    res = run_cli(*args)
+    assert res.exit_code == 1
+    assert "a replica set-up named 'killed' already exists" in res.stderr
+    res = run_cli(*args, "--resume")
+    assert res.exit_code == 0, res.output
+    assert "dropped the slot pgferry_killed of the interrupted run" in res.stderr
+    assert rows(src, "SELECT count(*) FROM pg_replication_slots") == [(1,)]
+    with psycopg.connect(src, autocommit=True) as c:
+        c.execute("DELETE FROM big WHERE id > 399990")
+    wait_caught_up(run_cli, "killed")
+    res = run_cli("replica", "promote", "--name", "killed")
+    assert res.exit_code == 0, res.output
+    res = run_cli("verify", "--source", src, "--target", tgt)
+    assert res.exit_code == 0, res.output
+    assert rows(tgt, "SELECT count(*) FROM big WHERE pad = 'changed'") == [(10,)]
+    res = run_cli("replica", "drop", "--name", "killed")
+    assert res.exit_code == 0, res.output
+    assert_source_clean(src, "killed")
+    drop_database(server, src)
+    drop_database(server, tgt)
