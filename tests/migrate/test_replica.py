@@ -305,6 +305,12 @@ def test_drop_while_streaming(logical: dict[str, LocalServer], run_cli: Run) -> 
     while rows(src, "SELECT count(*) FROM pg_replication_slots WHERE active") != [(1,)]:
         assert time.monotonic() < deadline, "the subscription never took the slot"
         time.sleep(0.05)
+    # DDL is not replicated: a column added on the source shows as drift
+    with psycopg.connect(src, autocommit=True) as c:
+        c.execute("ALTER TABLE orders ADD COLUMN extra int")
+    res = run_cli("replica", "status", "--name", "gone")
+    assert res.exit_code == 1
+    assert "  drift: public.orders.extra: only on the source (add it on the target)" in res.stdout
     res = run_cli("replica", "drop", "--name", "gone")
     assert res.exit_code == 0, res.output
     assert "dropped subscription pgferry_gone on the target" in res.stdout
@@ -397,5 +403,178 @@ def test_kill_during_copy_then_resume(
     res = run_cli("replica", "drop", "--name", "killed")
     assert res.exit_code == 0, res.output
     assert_source_clean(src, "killed")
+    drop_database(server, src)
+    drop_database(server, tgt)
+
+
+def _promote_proc(name: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from pgferry.cli import main; main()",
+            *["replica", "promote", "--name", name, "--timeout", "120s"],
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_kill_during_promote(logical: dict[str, LocalServer], run_cli: Run) -> None:
+    server = logical["15"]
+    src = make_source(server)
+    tgt = new_database(server, "rdst")
+    name = "halfway"
+    res = run_cli(
+        "replica",
+        "create",
+        "--source",
+        src,
+        "--target",
+        tgt,
+        "--name",
+        name,
+        "--exclude",
+        "events",
+        "--quiet",
+    )
+    assert res.exit_code == 0, res.output
+    wait_caught_up(run_cli, name)
+    with psycopg.connect(tgt, autocommit=True) as c:  # promote will wait for apply
+        c.execute("ALTER SUBSCRIPTION pgferry_halfway DISABLE")
+    proc = _promote_proc(name)
+    blocked = (
+        "SELECT count(*) FROM pg_db_role_setting WHERE setdatabase ="
+        " (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND 'default_transaction_read_only=on' = ANY(setconfig)"
+    )
+    deadline = time.monotonic() + 60
+    try:
+        while _count(src, blocked) != 1:  # (promote ends our polling sessions too)
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # killed with writes blocked
+    with (
+        psycopg.connect(src, autocommit=True) as c,
+        pytest.raises(psycopg.errors.ReadOnlySqlTransaction),
+    ):
+        c.execute("INSERT INTO orders (qty) VALUES (1)")
+    res = run_cli("replica", "status", "--name", name)
+    assert "  writes blocked    yes" in res.stdout
+
+    # rerun: it finishes from where it stopped
+    with psycopg.connect(tgt, autocommit=True) as c:
+        c.execute("ALTER SUBSCRIPTION pgferry_halfway ENABLE")
+    res = run_cli("replica", "promote", "--name", name)
+    assert res.exit_code == 0, res.output
+    assert "writes unavailable for" in res.stdout
+    res = run_cli("verify", "--source", src, "--target", tgt, "--exclude", "events")
+    assert res.exit_code == 0, res.output
+    res = run_cli("replica", "drop", "--name", name)
+    assert res.exit_code == 0, res.output
+    assert_source_clean(src, name)
+    drop_database(server, src)
+    drop_database(server, tgt)
+
+
+def test_kill_during_promote_then_drop(logical: dict[str, LocalServer], run_cli: Run) -> None:
+    server = logical["15"]
+    src = make_source(server)
+    tgt = new_database(server, "rdst")
+    name = "abort"
+    res = run_cli(
+        "replica",
+        "create",
+        "--source",
+        src,
+        "--target",
+        tgt,
+        "--name",
+        name,
+        "--exclude",
+        "events",
+        "--quiet",
+    )
+    assert res.exit_code == 0, res.output
+    with psycopg.connect(tgt, autocommit=True) as c:
+        c.execute("ALTER SUBSCRIPTION pgferry_abort DISABLE")
+    proc = _promote_proc(name)
+    deadline = time.monotonic() + 60
+    try:
+        while _count(src, "SELECT n FROM pgferry_replica.heartbeat") < 1:  # the marker
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    res = run_cli("replica", "drop", "--name", name)
+    assert res.exit_code == 0, res.output
+    assert "unblocked writes on the source" in res.stdout
+    assert_source_clean(src, name)
+    with psycopg.connect(src, autocommit=True) as c:
+        c.execute("INSERT INTO orders (qty) VALUES (1)")
+    drop_database(server, src)
+    drop_database(server, tgt)
+
+
+def test_lost_slot(logical: dict[str, LocalServer], run_cli: Run) -> None:
+    server = logical["18"]
+    src = make_source(server)
+    tgt = new_database(server, "rdst")
+    name = "lost"
+    res = run_cli(
+        "replica",
+        "create",
+        "--source",
+        src,
+        "--target",
+        tgt,
+        "--name",
+        name,
+        "--exclude",
+        "events",
+        "--quiet",
+    )
+    assert res.exit_code == 0, res.output
+    with psycopg.connect(tgt, autocommit=True) as c:
+        c.execute("ALTER SUBSCRIPTION pgferry_lost DISABLE")
+    lost = "SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'pgferry_lost'"
+    with psycopg.connect(src, autocommit=True) as c:
+        c.execute("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'")
+        c.execute("SELECT pg_reload_conf()")
+        try:
+            deadline = time.monotonic() + 60
+            while rows(src, lost) != [("lost",)]:
+                assert time.monotonic() < deadline, rows(src, lost)
+                c.execute("INSERT INTO orders (qty) SELECT g FROM generate_series(1, 1000) g")
+                c.execute("SELECT pg_switch_wal()")
+                c.execute("CHECKPOINT")
+        finally:
+            c.execute("ALTER SYSTEM RESET max_slot_wal_keep_size")
+            c.execute("SELECT pg_reload_conf()")
+    res = run_cli("replica", "status", "--name", name)
+    assert res.exit_code == 1
+    assert "  wal_status        lost" in res.stdout
+    assert (
+        "warning: the slot pgferry_lost is lost (the source removed WAL it needed): the target"
+        " can no longer catch up; run 'pgferry replica drop', then create the replica again"
+    ) in res.stderr
+    res = run_cli("replica", "promote", "--name", name)
+    assert res.exit_code == 1
+    assert "error: the replication slot pgferry_lost is lost" in res.stderr
+    res = run_cli("replica", "drop", "--name", name)
+    assert res.exit_code == 0, res.output
+    assert_source_clean(src, name)
     drop_database(server, src)
     drop_database(server, tgt)
