@@ -273,8 +273,9 @@ def test_promote_refuses_and_undoes(logical: dict[str, LocalServer], run_cli: Ru
 
     with psycopg.connect(tgt, autocommit=True) as c:
         c.execute("ALTER SUBSCRIPTION pgferry_undo ENABLE")
-    res = run_cli("replica", "promote", "--name", name)
+    res = run_cli("replica", "promote", "--name", name, "--verify", "full")
     assert res.exit_code == 0, res.output
+    assert "verify rows (pgferry verify --data-only)" in res.stdout
     assert rows(tgt, "SELECT count(*) FROM orders") == rows(src, "SELECT count(*) FROM orders")
     res = run_cli("replica", "drop", "--name", name)
     assert res.exit_code == 0, res.output
@@ -576,5 +577,40 @@ def test_lost_slot(logical: dict[str, LocalServer], run_cli: Run) -> None:
     res = run_cli("replica", "drop", "--name", name)
     assert res.exit_code == 0, res.output
     assert_source_clean(src, name)
+    drop_database(server, src)
+    drop_database(server, tgt)
+
+
+def test_failed_copy_leaves_no_slot(logical: dict[str, LocalServer], run_cli: Run) -> None:
+    server = logical["15"]
+    src = make_source(server)
+    tgt = new_database(server, "rdst")
+    with psycopg.connect(tgt, autocommit=True) as c:
+        c.execute("CREATE TABLE orders (id int)")
+    args = [
+        "replica",
+        "create",
+        "--source",
+        src,
+        "--target",
+        tgt,
+        "--name",
+        "clash",
+        "--exclude",
+        "events",
+        "--quiet",
+    ]
+    res = run_cli(*args)
+    assert res.exit_code == 1
+    assert "error: the target already has table public.orders" in res.stderr
+    assert rows(src, "SELECT count(*) FROM pg_replication_slots") == [(0,)]
+    with psycopg.connect(tgt, autocommit=True) as c:
+        c.execute("DROP TABLE orders")
+    res = run_cli(*args, "--resume")
+    assert res.exit_code == 0, res.output
+    assert rows(src, "SELECT count(*) FROM pg_replication_slots") == [(1,)]
+    res = run_cli("replica", "drop", "--name", "clash")
+    assert res.exit_code == 0, res.output
+    assert_source_clean(src, "clash")
     drop_database(server, src)
     drop_database(server, tgt)

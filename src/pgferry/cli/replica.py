@@ -244,10 +244,10 @@ def status_cmd(
 @click.option("--no-block-writes", is_flag=True, help="Do not block writes on the source.")
 @click.option(
     "--verify",
-    type=click.Choice(["quick", "none"]),
+    type=click.Choice(["quick", "full", "none"]),
     default="quick",
     show_default=True,
-    help="quick: compare every table's row count before the cutover.",
+    help="Before the cutover: quick compares row counts, full runs pgferry verify --data-only.",
 )
 @json_option
 def promote_cmd(

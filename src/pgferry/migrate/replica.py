@@ -192,6 +192,9 @@ def _build(
                 ),
                 reporter,
             )
+        except BaseException:
+            _after_failed_copy(setup, src, tgt, result)
+            raise
         finally:
             if repl is not None:
                 repl.close()  # the snapshot is no longer needed
@@ -206,6 +209,25 @@ def _build(
     state.save(setup)
     result.published = setup.published
     result.consistent_lsn = setup.consistent_lsn
+
+
+def _after_failed_copy(
+    setup: Setup, src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], result: CreateResult
+) -> None:
+    """A copy that failed before its rows were all in cannot go on from this
+    slot (its snapshot dies with us), so the slot goes now rather than hold
+    WAL on the source until someone notices; --resume starts a new one."""
+    try:
+        ledger = tgt.execute(
+            "SELECT to_regclass(%s)", [f"{LEDGER_SCHEMA}.{LEDGER_TABLE}"]
+        ).fetchone()
+        if ledger and ledger[0] and _ledger_has(tgt, "phase:data"):
+            return  # the rows are in: --resume goes on from this slot
+        objs.drop_slot(src, setup.object_name)
+        setup.stage = Stage.SLOT
+        state.save(setup)
+    except (psycopg.Error, PgferryError, TimeoutError):
+        pass  # the record still names the slot: --resume or drop removes it
 
 
 def _tables_there(tgt: psycopg.Connection[Any], names: list[str]) -> bool:

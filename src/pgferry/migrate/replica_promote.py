@@ -140,6 +140,9 @@ def _run(
         if cfg.verify == "quick":
             result.counts = _verify_counts(setup, src, tgt)
             steps.done("verify row counts")
+        elif cfg.verify == "full":
+            _verify_full(setup)
+            steps.done("verify rows (pgferry verify --data-only)")
     except BaseException:
         if streaming and setup.writes_blocked:
             objs.unblock_writes(src, setup.previous_read_only)
@@ -240,3 +243,27 @@ def _verify_counts(
             )
         counts[name] = na
     return counts
+
+
+def _verify_full(setup: Setup) -> None:
+    """`pgferry verify --data-only` (every row by checksum, sequences, large
+    objects, materialized views) while the source is still blocked."""
+    from pgferry.migrate.verify import VerifyConfig, verify
+
+    found = verify(
+        VerifyConfig(
+            setup.source,
+            setup.target,
+            tuple(setup.tables),
+            (*setup.exclude, objs.HEARTBEAT_NAME),
+            schema=False,  # the source's publication is not on the target, on purpose
+        )
+    )
+    if not found.ok:
+        first = found.differences[0]
+        raise ReplicaError(
+            f"verify found {len(found.differences)} difference(s) after catch-up, first"
+            f" {first.kind} {first.name} ({first.status});"
+            " writes on the source are unblocked again",
+            hint="run 'pgferry verify' for the list, fix the target, then retry promote",
+        )
