@@ -127,16 +127,21 @@ def assert_source_clean(url: str, name: str) -> None:
     slot = f"pgferry_{name}"
     assert rows(url, "SELECT slot_name FROM pg_replication_slots WHERE slot_name = %s", slot) == []
     assert rows(url, "SELECT pubname FROM pg_publication") == []
-    assert rows(url, "SELECT pid FROM pg_stat_replication WHERE application_name = %s", slot) == []
+    for app in (slot, f"{slot}_back"):
+        assert (
+            rows(url, "SELECT pid FROM pg_stat_replication WHERE application_name = %s", app) == []
+        )
     assert rows(url, "SELECT to_regnamespace('pgferry_replica')") == [(None,)]
     with psycopg.connect(url) as c:
         assert c.execute("SHOW default_transaction_read_only").fetchone() == ("off",)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("versions", [("15", "15"), ("15", "18"), ("18", "18")])
+@pytest.mark.parametrize(
+    ("versions", "reverse"), [(("15", "15"), False), (("15", "18"), True), (("18", "18"), True)]
+)
 def test_create_catch_up_promote(
-    logical: dict[str, LocalServer], run_cli: Run, versions: tuple[str, str]
+    logical: dict[str, LocalServer], run_cli: Run, versions: tuple[str, str], reverse: bool
 ) -> None:
     src_server, tgt_server = logical[versions[0]], logical[versions[1]]
     src = make_source(src_server)
@@ -189,9 +194,12 @@ def test_create_catch_up_promote(
         with psycopg.connect(src, autocommit=True) as c:  # changed after the copy
             c.execute("SELECT lo_from_bytea(0, 'large object after')")
 
-        res = run_cli("replica", "promote", "--name", name, "--timeout", "60s")
+        back = ("--reverse",) if reverse else ()
+        res = run_cli("replica", "promote", "--name", name, "--timeout", "60s", *back)
         assert res.exit_code == 0, res.output
         assert "writes unavailable for" in res.stdout
+        said = f"the source now follows the target (subscription pgferry_{name}_back)"
+        assert (said in res.stdout) == reverse
         writer.join(30)
         assert not writer.is_alive()
         assert isinstance(writer.refused, psycopg.errors.ReadOnlySqlTransaction)
@@ -200,19 +208,64 @@ def test_create_catch_up_promote(
         writer.join(30)
 
     res = run_cli("verify", "--source", src, "--target", tgt)
-    assert res.exit_code == 0, res.output
-    assert res.stdout.startswith("ok: ")
+    if reverse:  # the way back's publication is the only difference
+        assert res.exit_code == 1
+        lines = res.stdout.splitlines()
+        assert len(lines) == 3 and lines[2].startswith("1 of ")
+        assert lines[1].split() == [
+            "publication",
+            f"pgferry_{name}_back",
+            "-",
+            "-",
+            "missing",
+            "on",
+            "source",
+        ]
+    else:
+        assert res.exit_code == 0, res.output
+        assert res.stdout.startswith("ok: ")
     for seq in ("orders_id_seq", "tickets"):
         q = f"SELECT last_value FROM {seq}"
         assert rows(tgt, q)[0][0] >= rows(src, q)[0][0]
-    assert rows(tgt, "SELECT count(*) FROM pg_subscription") == [(0,)]
-    assert rows(tgt, "SELECT count(*) FROM pg_replication_origin") == [(0,)]
+    assert rows(
+        tgt,
+        "SELECT count(*) FROM pg_subscription s JOIN pg_database d"
+        " ON d.oid = s.subdbid WHERE d.datname = current_database()",
+    ) == [(0,)]
     # the source stays read-only after the cutover, until drop
     with psycopg.connect(src) as c:
         assert c.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+    if reverse:  # writes on the new primary flow back to the old one
+        with psycopg.connect(tgt, autocommit=True) as c:
+            c.execute("INSERT INTO orders VALUES (99999999, -1, 'written on the new primary')")
+            c.execute("UPDATE docs SET n = -1 WHERE id = 1")
+        q = "SELECT count(*) FROM orders WHERE id = 99999999"
+        deadline = time.monotonic() + 30
+        while rows(src, q) != [(1,)] or rows(src, "SELECT n FROM docs WHERE id = 1") != [(-1,)]:
+            assert time.monotonic() < deadline, "the reverse subscription applied nothing"
+            time.sleep(0.05)
+        res = run_cli("replica", "status", "--name", name, "--json")
+        st = json.loads(res.stdout)
+        assert st["direction"] == "target -> source (--reverse)" and st["slot_exists"]
+        assert st["subscription"]["enabled"] is True
     res = run_cli("replica", "drop", "--name", name)
     assert res.exit_code == 0, res.output
+    assert (f"dropped subscription pgferry_{name}_back on the source" in res.stdout) == reverse
     assert_source_clean(src, name)
+    for url in (src, tgt):  # subscriptions and their origins are cluster-wide
+        assert rows(url, "SELECT count(*) FROM pg_subscription") == [(0,)]
+        assert rows(url, "SELECT count(*) FROM pg_replication_origin") == [(0,)]
+    res = run_cli("verify", "--source", src, "--target", tgt)
+    assert res.exit_code == 0, res.output
+    assert rows(
+        src,
+        "SELECT count(*) FROM pg_subscription s JOIN pg_database d"
+        " ON d.oid = s.subdbid WHERE d.datname = current_database()",
+    ) == [(0,)]
+    assert rows(
+        tgt, "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"
+    ) == [(0,)]
+    assert rows(tgt, "SELECT count(*) FROM pg_publication") == [(0,)]
     drop_database(src_server, src)
     drop_database(tgt_server, tgt)
 

@@ -138,7 +138,7 @@ def create_cmd(
 
 
 def _print_status(st: Any) -> None:
-    click.echo(f"replica {st.name} ({st.stage})")
+    click.echo(f"replica {st.name} ({st.stage}, {st.direction})")
     lag_s = "-" if st.lag_seconds is None else f"{st.lag_seconds:.2f} s"
     if st.lag_seconds is None and st.applied_beat_age is not None:
         lag_s = f">= {st.applied_beat_age:.1f} s (heartbeat not applied yet)"
@@ -249,6 +249,17 @@ def status_cmd(
     show_default=True,
     help="Before the cutover: quick compares row counts, full runs pgferry verify --data-only.",
 )
+@click.option(
+    "--reverse",
+    is_flag=True,
+    help="Then replicate from the new primary back to the old one, for a fallback.",
+)
+@click.option(
+    "--target-for-source",
+    metavar="URL",
+    callback=checked_url,
+    help="The target as the source server reaches it (default: --target or the recorded one).",
+)
 @json_option
 def promote_cmd(
     name: str,
@@ -258,6 +269,8 @@ def promote_cmd(
     timeout: str,
     no_block_writes: bool,
     verify: str,
+    reverse: bool,
+    target_for_source: str | None,
     as_json: bool,
 ) -> None:
     """Block writes on the source, let the target catch up, carry sequences
@@ -272,6 +285,8 @@ def promote_cmd(
         timeout=_duration(timeout),
         block_writes=not no_block_writes,
         verify=verify,
+        reverse=reverse,
+        target_for_source=target_for_source or target,
     )
     result = promote(cfg)
     if as_json:
@@ -294,6 +309,11 @@ def promote_cmd(
         click.echo(
             "the source stays read-only; point the application at the target"
             f" ('pgferry replica drop --name {name}' makes the source writable again)"
+        )
+    if result.reverse_options:
+        click.echo(
+            f"the source now follows the target (subscription pgferry_{name}_back);"
+            f" 'pgferry replica status --name {name}' shows its lag"
         )
 
 

@@ -283,12 +283,28 @@ def drop(name: str, source: str | None = None, target: str | None = None) -> Dro
     errors: list[PgferryError] = []
     slot = setup.object_name
     try:
+        # the way back first: its subscription holds the target's slot
+        if setup.reverse:
+            with connect_source(setup.source, autocommit=True) as src:
+                objs.writable(src)
+                if objs.subscription_exists(src, setup.reverse_name):
+                    objs.drop_subscription(src, setup.reverse_name)
+                    result.done.append(f"dropped subscription {setup.reverse_name} on the source")
+    except PgferryError as e:
+        errors.append(e)
+    except psycopg.Error as e:
+        errors.append(PgferryError(f"source: {e}", sqlstate=e.sqlstate))
+    try:
         with connect(setup.target, autocommit=True) as tgt:
             if objs.subscription_exists(tgt, slot):
                 objs.drop_subscription(tgt, slot)
                 result.done.append(f"dropped subscription {slot} on the target")
             objs.drop_heartbeat(tgt, setup.name)
             objs.drop_publication(tgt, slot)
+            if setup.reverse and objs.slot_exists(tgt, setup.reverse_name):
+                objs.drop_slot(tgt, setup.reverse_name)
+                result.done.append(f"dropped slot {setup.reverse_name} on the target")
+            objs.drop_publication(tgt, setup.reverse_name)
     except PgferryError as e:
         errors.append(e)
     except psycopg.Error as e:

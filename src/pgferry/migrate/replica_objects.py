@@ -165,6 +165,44 @@ def create_subscription(
     return opts
 
 
+def create_reverse(
+    src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], setup: Setup
+) -> list[str]:
+    """The way back: the new primary (target) publishes the replicated tables
+    into a slot, and the old source subscribes to it, without a copy: both
+    hold the same rows now (the source is blocked, the cutover just checked
+    them).  Returns the subscription's options."""
+    name = setup.reverse_name
+    tables = [n for n in setup.published if n != HEARTBEAT_NAME]
+    idents = [sql.Identifier(*n.split(".", 1)) for n in tables]
+    tgt.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
+    tgt.execute(
+        sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
+            sql.Identifier(name), sql.SQL(", ").join(idents)
+        )
+    )
+    if not slot_exists(tgt, name):
+        tgt.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", [name])
+    opts = ["create_slot = false", "copy_data = false"]
+    # 16+: changes the old source applies are not sent on again (no loops
+    # should a forward subscription ever be made again)
+    if src.info.server_version >= 160000:
+        opts.append("origin = none")
+    if not subscription_exists(src, name):
+        src.execute(
+            sql.SQL(
+                "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (slot_name = {}, {})"
+            ).format(
+                sql.Identifier(name),
+                sql.Literal(setup.target_for_source or setup.target),
+                sql.Identifier(name),
+                sql.Literal(name),
+                sql.SQL(", ".join(opts)),
+            )
+        )
+    return opts
+
+
 def drop_subscription(conn: psycopg.Connection[Any], name: str) -> None:
     """Detach the subscription from its slot first: dropping it must not need
     the source (the slot goes separately, by drop_slot)."""

@@ -44,6 +44,10 @@ class PromoteConfig:
     timeout: float = 60.0
     block_writes: bool = True
     verify: str = "quick"
+    #: then replicate from the new primary back to the old one
+    reverse: bool = False
+    #: the target as the source server reaches it (default: the target URL)
+    target_for_source: str | None = None
 
 
 @dataclass
@@ -57,6 +61,7 @@ class PromoteResult:
     sessions_ended: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    reverse_options: list[str] = field(default_factory=list)
 
 
 class _Steps:
@@ -157,6 +162,12 @@ def _run(
     objs.drop_heartbeat(src, setup.name)
     objs.drop_heartbeat(tgt, setup.name)
     steps.done("drop subscription, slot, publication, heartbeat")
+    if cfg.reverse:
+        setup.reverse = True
+        setup.target_for_source = cfg.target_for_source
+        state.save(setup)  # before the objects: drop knows to look for them
+        result.reverse_options = objs.create_reverse(src, tgt, setup)
+        steps.done("replicate back to the source (--reverse)")
     if setup.writes_blocked:
         result.write_unavailable_seconds = round(time.monotonic() - started, 3)
     setup.stage = Stage.PROMOTED

@@ -60,11 +60,20 @@ class Setup:
     previous_read_only: str | None = None
     created_at: str | None = None
     promoted_at: str | None = None
+    #: promote --reverse: the old source subscribes to the new primary
+    reverse: bool = False
+    #: the target as the source server reaches it (the reverse subscription)
+    target_for_source: str | None = None
 
     @property
     def object_name(self) -> str:
         """The slot's, the publication's and the subscription's name."""
         return f"pgferry_{self.name}"
+
+    @property
+    def reverse_name(self) -> str:
+        """The same for the way back (promote --reverse)."""
+        return f"pgferry_{self.name}_back"
 
 
 def check_name(name: str) -> str:
@@ -109,8 +118,9 @@ def save(setup: Setup) -> None:
     d = state_dir()
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     data: dict[str, Any] = asdict(setup)
-    for key in ("source", "target", "source_for_target"):
-        data[key] = without_password(data[key])
+    for key in ("source", "target", "source_for_target", "target_for_source"):
+        if data[key] is not None:
+            data[key] = without_password(data[key])
     tmp = d / f".{setup.name}.json.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

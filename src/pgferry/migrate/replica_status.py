@@ -48,6 +48,8 @@ class Status:
     drift: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     writes_blocked: bool = False
+    #: which way rows flow: after promote --reverse, from the target back
+    direction: str = "source -> target"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,17 +72,24 @@ def status(
         connect_source(setup.source, autocommit=True) as src,
         connect(setup.target, autocommit=True) as tgt,
     ):
-        _slot(src, st)
-        _wal_dir(src, st)
-        _subscription(tgt, st)
-        _drift(src, tgt, setup, st)
-        _heartbeat(src, tgt, setup, st, heartbeat_wait)
+        if setup.stage == "promoted" and setup.reverse:
+            # the way back: the target publishes, the old source subscribes
+            st.slot, st.direction = setup.reverse_name, "target -> source (--reverse)"
+            _slot(tgt, st)
+            _wal_dir(tgt, st)
+            _subscription(src, st)
+        else:
+            _slot(src, st)
+            _wal_dir(src, st)
+            _subscription(tgt, st)
+            _drift(src, tgt, setup, st)
+            _heartbeat(src, tgt, setup, st, heartbeat_wait)
     if st.slot_exists and st.wal_status == "lost":
         st.warnings.append(
             f"the slot {st.slot} is lost (the source removed WAL it needed): the target can"
             " no longer catch up; run 'pgferry replica drop', then create the replica again"
         )
-    elif not st.slot_exists and setup.stage not in ("promoted",):
+    elif not st.slot_exists and (setup.stage != "promoted" or setup.reverse):
         st.warnings.append(f"the slot {st.slot} does not exist on the source")
     if max_retained_wal is not None and (st.retained_wal_bytes or 0) > max_retained_wal:
         st.warnings.append(
