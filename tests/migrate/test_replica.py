@@ -324,8 +324,22 @@ def test_promote_refuses_and_undoes(logical: dict[str, LocalServer], run_cli: Ru
         c.execute("INSERT INTO orders (qty) VALUES (1)")
         assert c.execute("SHOW default_transaction_read_only").fetchone() == ("off",)
 
+    # a row missing on the target: the quick verify refuses the cutover
     with psycopg.connect(tgt, autocommit=True) as c:
         c.execute("ALTER SUBSCRIPTION pgferry_undo ENABLE")
+        c.execute("DELETE FROM orders WHERE id = 1")
+    res = run_cli("replica", "promote", "--name", name)
+    assert res.exit_code == 1
+    n = rows(src, "SELECT count(*) FROM orders")[0][0]
+    assert (
+        f"error: row counts differ after catch-up: public.orders has {n} rows on the source,"
+        f" {n - 1} on the target; writes on the source are unblocked again"
+    ) in res.stderr
+    with psycopg.connect(src, autocommit=True) as c:
+        c.execute("INSERT INTO orders (qty) VALUES (2)")  # writable again
+        qty, note = c.execute("SELECT qty, note FROM orders WHERE id = 1").fetchone()  # type: ignore[misc]
+    with psycopg.connect(tgt, autocommit=True) as c:
+        c.execute("INSERT INTO orders VALUES (1, %s, %s)", [qty, note])
     res = run_cli("replica", "promote", "--name", name, "--verify", "full")
     assert res.exit_code == 0, res.output
     assert "verify rows (pgferry verify --data-only)" in res.stdout
