@@ -141,13 +141,14 @@ def main() -> None:
         print(f"source: {size / 2**20:.0f} MiB generated in {gen:.0f}s", flush=True)
         copy: dict[str, list[float]] = {"clone": [], "replica create": []}
         order = ["clone", "replica create"]
+        steps: list[list[list[object]]] = []
         for rep in range(args.reps):
             for tool in order if rep % 2 == 0 else order[::-1]:
                 target = create_db(dst_server, "copy")
                 with psycopg.connect(src_server.conninfo(), autocommit=True) as c:
                     c.execute("CHECKPOINT")
                 if tool == "clone":
-                    secs, _ = pgferry(
+                    secs, out = pgferry(
                         "clone",
                         "--source",
                         source,
@@ -158,7 +159,7 @@ def main() -> None:
                         "-q",
                     )
                 else:
-                    secs, _ = pgferry(
+                    secs, out = pgferry(
                         "replica",
                         "create",
                         "--source",
@@ -170,8 +171,9 @@ def main() -> None:
                         "--jobs",
                         str(args.jobs),
                         "--replica-identity-full",
-                        "-q",
+                        "--json",
                     )
+                    steps.append(json.loads(out)["steps"])
                     pgferry("replica", "drop", "--name", "bench")
                 copy[tool].append(secs)
                 print(f"{tool}: {secs:.1f}s", flush=True)
@@ -213,6 +215,9 @@ def main() -> None:
         writer = Writer(source, args.rate)
         writer.start()
         time.sleep(10)  # steady state
+        _, st = pgferry("replica", "status", "--name", "bench", "--json")
+        lag = json.loads(st)
+        print(f"before promote: lag {lag['lag_bytes']} bytes, {lag['lag_seconds']} s", flush=True)
         before = len(writer.commits)
         t_start = time.monotonic()
         _, out = pgferry("replica", "promote", "--name", "bench", "--json", "--timeout", "120s")
@@ -220,7 +225,6 @@ def main() -> None:
         writer.stop.set()
         writer.join(30)
         result = json.loads(out)
-        done_before = [t for t in writer.commits if t < t_start]
         achieved = (before - len([t for t in writer.commits if t < t_start - 10])) / 10
         last = max((t for t in writer.commits if t <= t_end), default=t_start)
         seen = t_end - last
@@ -230,7 +234,7 @@ def main() -> None:
             flush=True,
         )
         pgferry("replica", "drop", "--name", "bench")
-        report(args, size, copy, burst, catch, result, seen, achieved, len(done_before))
+        report(args, size, copy, steps, burst, catch, lag, result, seen, achieved)
     finally:
         for s in servers:
             s.destroy()
@@ -242,12 +246,13 @@ def report(
     args: argparse.Namespace,
     size: int,
     copy: dict[str, list[float]],
+    steps: list[list[list[object]]],
     burst: int,
     catch: float,
+    lag: dict[str, object],
     promote: dict[str, object],
     seen: float,
     achieved: float,
-    writes: int,
 ) -> None:
     med = {k: sorted(v)[len(v) // 2] for k, v in copy.items()}
     ratio = med["clone"] / med["replica create"]
@@ -264,6 +269,8 @@ def report(
         f"| pgferry clone (s) | {' '.join(f'{x:.1f}' for x in copy['clone'])} |",
         f"| pgferry replica create (s) | {' '.join(f'{x:.1f}' for x in copy['replica create'])} |",
         f"| initial copy, throughput create/clone (median) | **{ratio:.3f}** (target >= 0.9) |",
+        f"| replica create steps (s), per run | {' / '.join(', '.join(f'{n} {x}' for n, x in r) for r in steps)} |",  # noqa: E501
+        f"| lag before promote (status) | {lag['lag_bytes']} bytes, {lag['lag_seconds']} s |",
         f"| catch-up after a burst | {burst / 2**20:.0f} MiB of WAL in {catch:.1f} s ="
         f" **{burst / 2**20 / catch:.1f} MiB/s** |",
         f"| write load at promote | {achieved:.0f} commits/s (asked {args.rate}) |",

@@ -379,6 +379,13 @@ def test_drop_while_streaming(logical: dict[str, LocalServer], run_cli: Run) -> 
     res = run_cli("replica", "status", "--name", "gone")
     assert res.exit_code == 1
     assert "  drift: public.orders.extra: only on the source (add it on the target)" in res.stdout
+    with psycopg.connect(src, autocommit=True) as c:
+        c.execute("CREATE TABLE added (id int PRIMARY KEY)")
+    res = run_cli("replica", "status", "--name", "gone")
+    assert (
+        "  drift: public.added: new on the source, not replicated"
+        " (drop and create the replica again to include it)"
+    ) in res.stdout
     res = run_cli("replica", "drop", "--name", "gone")
     assert res.exit_code == 0, res.output
     assert "dropped subscription pgferry_gone on the target" in res.stdout

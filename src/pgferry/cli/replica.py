@@ -120,6 +120,7 @@ def create_cmd(
             "consistent_lsn": result.consistent_lsn,
             "subscription_options": result.subscription_options,
             "notes": result.notes,
+            "steps": result.steps,
         }
         click.echo(json.dumps(out))
     else:
@@ -127,6 +128,10 @@ def create_cmd(
             click.echo(f"{f.level}: {f.message}")
         for note in result.notes:
             click.echo(f"note: {note}", err=True)
+        if result.steps and not result.checked_only:
+            click.echo(f"{'step':<40}{'seconds':>10}")
+            for step, secs in result.steps:
+                click.echo(f"{step:<40}{secs:>10.2f}")
         if not result.checked_only and result.published:
             click.echo(
                 f"replica {result.name!r} is streaming: {len(result.published)} table(s)"

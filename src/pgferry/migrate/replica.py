@@ -14,6 +14,7 @@ and `drop` know what may exist.
 from __future__ import annotations
 
 import datetime
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,13 @@ class CreateResult:
     subscription_options: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     checked_only: bool = False
+    #: (step, seconds): preflight, slot, copy (the clone), subscribe
+    steps: list[tuple[str, float]] = field(default_factory=list)
+
+    def step(self, name: str, since: float) -> float:
+        now = time.monotonic()
+        self.steps.append((name, round(now - since, 3)))
+        return now
 
 
 def _selection(src: psycopg.Connection[Any], setup: Setup) -> catalog.Selection:
@@ -105,6 +113,7 @@ def create(cfg: CreateConfig, reporter: Reporter | None = None) -> CreateResult:
     if setup.stage in (Stage.STREAMING, Stage.PROMOTING, Stage.PROMOTED) and not cfg.check:
         result.notes.append(f"nothing to resume: {name!r} is {setup.stage}")
         return result
+    t0 = time.monotonic()
     src = connect_source(setup.source, autocommit=True)
     tgt = connect(setup.target, autocommit=True)
     try:
@@ -116,6 +125,7 @@ def create(cfg: CreateConfig, reporter: Reporter | None = None) -> CreateResult:
         if cfg.check:
             result.checked_only = True
             return result
+        result.step("preflight", t0)
         if bad := preflight.blockers(result.findings):
             raise ReplicaPreflightFailed(
                 f"preflight: {bad[0].message}"
@@ -147,6 +157,7 @@ def _build(
     )
     data_done = has_ledger and _ledger_has(tgt, "phase:data")
     if not copied:
+        t0 = time.monotonic()
         keep_slot = setup.stage == Stage.COPY and data_done and objs.slot_exists(src, slot)
         repl: psycopg.Connection[Any] | None = None
         snapshot: str | None = None
@@ -177,6 +188,7 @@ def _build(
             repl, setup.consistent_lsn, snapshot = objs.create_slot(setup.source, slot, smajor)
             setup.stage = Stage.COPY
             state.save(setup)
+        t0 = result.step("heartbeat, publication, slot", t0)
         try:
             tables = tuple(setup.tables) + ((objs.HEARTBEAT_NAME,) if setup.tables else ())
             result.clone = clone(
@@ -200,6 +212,8 @@ def _build(
                 repl.close()  # the snapshot is no longer needed
         setup.stage = Stage.SUBSCRIBE
         state.save(setup)
+        result.step("copy (clone in the slot's snapshot)", t0)
+    t0 = time.monotonic()
     # the clone restored the source's publication too; the target publishes nothing
     objs.drop_publication(tgt, slot)
     objs.create_heartbeat(tgt, setup.name, row=False)
@@ -207,6 +221,7 @@ def _build(
         result.subscription_options = objs.create_subscription(tgt, setup, smajor, tmajor)
     setup.stage = Stage.STREAMING
     state.save(setup)
+    result.step("subscription", t0)
     result.published = setup.published
     result.consistent_lsn = setup.consistent_lsn
 

@@ -31,7 +31,7 @@ from pgferry.migrate import catalog, finish, largeobjects
 from pgferry.migrate import replica_objects as objs
 from pgferry.migrate import replica_state as state
 from pgferry.migrate.replica_state import Setup, Stage
-from pgferry.migrate.replica_status import SLOT_SQL
+from pgferry.migrate.replica_status import slot_row
 from pgferry.migrate.schema import RestoreOptions
 from pgferry.target import connect
 
@@ -100,7 +100,7 @@ def promote(cfg: PromoteConfig) -> PromoteResult:
 def _check_lag(
     cfg: PromoteConfig, setup: Setup, src: psycopg.Connection[Any], result: PromoteResult
 ) -> None:
-    row = src.execute(SLOT_SQL, [setup.object_name]).fetchone()
+    row = slot_row(src, setup.object_name)
     if row is None or row[1] == "lost":
         raise SlotLost(
             f"the replication slot {setup.object_name} is "

@@ -18,8 +18,10 @@ from typing import Any
 
 import psycopg
 
+from pgferry.migrate import catalog
 from pgferry.migrate import replica_objects as objs
 from pgferry.migrate.finish import connect_source
+from pgferry.migrate.replica_preflight import unlogged
 from pgferry.migrate.replica_state import Setup
 from pgferry.target import connect
 
@@ -104,17 +106,22 @@ def status(
     return st
 
 
-def _slot(src: psycopg.Connection[Any], st: Status) -> None:
+def slot_row(src: psycopg.Connection[Any], slot: str) -> tuple[Any, ...] | None:
+    """(active, wal_status, lag bytes, retained bytes, safe_wal_size) of the slot."""
     try:
-        row = src.execute(SLOT_SQL, [st.slot]).fetchone()
+        return src.execute(SLOT_SQL, [slot]).fetchone()
     except psycopg.errors.UndefinedColumn:  # 11-12: no wal_status/safe_wal_size
-        row = src.execute(
+        return src.execute(
             "SELECT active, NULL,"
             " pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint,"
             " pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, NULL"
             " FROM pg_replication_slots WHERE slot_name = %s",
-            [st.slot],
+            [slot],
         ).fetchone()
+
+
+def _slot(src: psycopg.Connection[Any], st: Status) -> None:
+    row = slot_row(src, st.slot)
     if row is None:
         return
     st.slot_exists = True
@@ -196,6 +203,19 @@ def _drift(
             found.setdefault(table, {})[col] = typ
         cols.append(found)
     s, t = cols
+    # a new table the selection matches is not in the publication
+    sel = catalog.select_tables(src, setup.tables, setup.exclude)
+    loose = {t.oid for t in unlogged(src, sel.leaves)}  # never published
+    for table in sel.leaves:
+        if (
+            table.qualified not in names
+            and table.qualified != objs.HEARTBEAT_NAME
+            and (table.oid not in loose)
+        ):
+            st.drift.append(
+                f"{table.qualified}: new on the source, not replicated"
+                " (drop and create the replica again to include it)"
+            )
     for table in names:
         if table not in s:
             st.drift.append(f"{table}: dropped on the source")
