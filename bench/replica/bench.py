@@ -11,8 +11,8 @@ source, then:
 1. copy: `pgferry clone` and `pgferry replica create` into fresh target
    databases, alternating which goes first, `--reps` times each;
 2. catch-up: the subscription is disabled, a burst of updates is written,
-   the subscription enabled again; timed until the slot's confirmed_flush_lsn
-   reaches the burst's end LSN (MB of WAL applied per second);
+   the subscription enabled again; timed until a heartbeat committed after
+   the burst shows on the target (MB of WAL applied per second);
 3. promote: a writer thread commits single-row inserts and updates at
    `--rate` per second; `replica promote` runs; the window is both what
    promote reports (block to end) and what the writer saw (its last commit
@@ -69,10 +69,21 @@ def db_size(url: str) -> int:
     return int(one(url, "SELECT pg_database_size(current_database())"))  # type: ignore[arg-type]
 
 
-def wait_caught_up(source: str, slot: str, lsn: str, timeout: float = 3600) -> float:
+def wait_caught_up(source: str, target: str, timeout: float = 3600) -> float:
+    """Until a heartbeat committed now on the source is visible on the
+    target: apply is in commit order, so the burst before it is applied.
+    (The slot's confirmed_flush_lsn is no such proof: while a streamed
+    transaction is still being applied, the subscriber may report as
+    flushed what it has only received.)"""
     t0 = time.monotonic()
-    q = "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots WHERE slot_name = %s"
-    while not one(source, q, [lsn, slot]):
+    q = "SELECT n FROM pgferry_replica.heartbeat WHERE name = 'bench'"
+    with psycopg.connect(source, autocommit=True) as c:
+        row = c.execute(
+            "UPDATE pgferry_replica.heartbeat SET n = n + 1 WHERE name = 'bench' RETURNING n"
+        ).fetchone()
+        assert row is not None
+        marker = int(row[0])
+    while int(one(target, q) or 0) < marker:  # type: ignore[call-overload]
         if time.monotonic() - t0 > timeout:
             sys.exit("catch-up timed out")
         time.sleep(0.02)
@@ -205,7 +216,9 @@ def main() -> None:
             )  # type: ignore[index]
         with psycopg.connect(target, autocommit=True) as c:
             c.execute("ALTER SUBSCRIPTION pgferry_bench ENABLE")
-        catch = wait_caught_up(source, "pgferry_bench", end_lsn)
+        t_enable = time.monotonic()
+        wait_caught_up(source, target)
+        catch = time.monotonic() - t_enable
         rate_mb = burst / 2**20 / catch
         print(
             f"catch-up: {burst / 2**20:.0f} MiB of WAL in {catch:.1f}s = {rate_mb:.1f} MiB/s",
