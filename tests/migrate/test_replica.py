@@ -688,3 +688,58 @@ def test_failed_copy_leaves_no_slot(logical: dict[str, LocalServer], run_cli: Ru
     assert_source_clean(src, "clash")
     drop_database(server, src)
     drop_database(server, tgt)
+
+
+def test_target_restart_and_source_down(logical: dict[str, LocalServer], run_cli: Run) -> None:
+    src_server, tgt_server = logical["15"], logical["18"]
+    src = make_source(src_server)
+    tgt = new_database(tgt_server, "rdst")
+    name = "bumpy"
+    res = run_cli(
+        "replica",
+        "create",
+        "--source",
+        src,
+        "--target",
+        tgt,
+        "--name",
+        name,
+        "--exclude",
+        "events",
+        "--quiet",
+    )
+    assert res.exit_code == 0, res.output
+    wait_caught_up(run_cli, name)
+    tgt_server.stop()
+    try:
+        with psycopg.connect(src, autocommit=True) as c:  # written while the target is down
+            c.execute("INSERT INTO orders (qty) SELECT g FROM generate_series(1, 3000) g")
+        res = run_cli("replica", "status", "--name", name)
+        assert res.exit_code == 1
+        assert res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1
+        assert "target" in res.stderr
+    finally:
+        tgt_server.start(LOGICAL)
+    wait_caught_up(run_cli, name)  # the subscription resumes from its slot by itself
+    assert rows(tgt, "SELECT count(*) FROM orders") == rows(src, "SELECT count(*) FROM orders")
+
+    src_server.stop()
+    try:
+        res = run_cli("replica", "status", "--name", name)
+        assert res.exit_code == 1
+        assert (
+            res.stderr.startswith("error: source: ") and len(res.stderr.strip().splitlines()) == 1
+        )
+        res = run_cli("replica", "promote", "--name", name)
+        assert res.exit_code == 1
+        assert res.stderr.startswith("error: source: ")
+    finally:
+        src_server.start(LOGICAL)
+    with psycopg.connect(src, autocommit=True) as c:  # promote never blocked writes
+        c.execute("INSERT INTO orders (qty) VALUES (1)")
+    wait_caught_up(run_cli, name)
+    res = run_cli("replica", "drop", "--name", name)
+    assert res.exit_code == 0, res.output
+    assert_source_clean(src, name)
+    drop_database(src_server, src)
+    drop_database(tgt_server, tgt)
