@@ -746,3 +746,49 @@ def test_target_restart_and_source_down(logical: dict[str, LocalServer], run_cli
     assert_source_clean(src, name)
     drop_database(src_server, src)
     drop_database(tgt_server, tgt)
+
+
+@pytest.mark.slow
+def test_apply_conflict_shows_and_clears(logical: dict[str, LocalServer], run_cli: Run) -> None:
+    server = logical["15"]
+    src = make_source(server)
+    tgt = new_database(server, "rdst")
+    name = "clash2"
+    res = run_cli(
+        "replica",
+        "create",
+        "--source",
+        src,
+        "--target",
+        tgt,
+        "--name",
+        name,
+        "--exclude",
+        "events",
+        "--quiet",
+    )
+    assert res.exit_code == 0, res.output
+    wait_caught_up(run_cli, name)
+    with psycopg.connect(tgt, autocommit=True) as c:  # a row written on the target by hand
+        c.execute("INSERT INTO orders VALUES (20001, 0, 'by hand')")
+    with psycopg.connect(src, autocommit=True) as c:
+        c.execute("INSERT INTO orders (qty) VALUES (7)")  # id 20001 too
+    deadline = time.monotonic() + 60
+    while True:
+        res = run_cli("replica", "status", "--name", name, "--json")
+        st = json.loads(res.stdout)
+        if st["subscription"].get("apply_error_count"):
+            break
+        assert time.monotonic() < deadline, res.stdout
+        time.sleep(0.2)
+    assert res.exit_code == 1
+    assert st["lag_seconds"] is None  # the heartbeat is stuck behind the conflict
+    assert any("apply error(s) since it was created" in w for w in st["warnings"])
+    with psycopg.connect(tgt, autocommit=True) as c:
+        c.execute("DELETE FROM orders WHERE id = 20001")
+    wait_caught_up(run_cli, name, timeout=90)
+    assert rows(tgt, "SELECT qty FROM orders WHERE id = 20001") == [(7,)]
+    res = run_cli("replica", "drop", "--name", name)
+    assert res.exit_code == 0, res.output
+    drop_database(server, src)
+    drop_database(server, tgt)

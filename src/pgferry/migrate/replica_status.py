@@ -101,7 +101,9 @@ def status(
     errors = st.subscription.get("apply_error_count")
     if errors:
         st.warnings.append(
-            f"the subscription reported {errors} apply error(s): see the target's server log"
+            f"the subscription reported {errors} apply error(s) since it was created: the"
+            " target's server log names the table and key; fix or remove the conflicting row"
+            " on the target and apply resumes by itself"
         )
     return st
 
