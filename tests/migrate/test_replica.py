@@ -5,6 +5,7 @@ replica), under a steady write load."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -792,3 +793,70 @@ def test_apply_conflict_shows_and_clears(logical: dict[str, LocalServer], run_cl
     assert res.exit_code == 0, res.output
     drop_database(server, src)
     drop_database(server, tgt)
+
+
+@pytest.mark.slow
+def test_source_crash_while_streaming(logical: dict[str, LocalServer], run_cli: Run) -> None:
+    src_server, tgt_server = logical["15"], logical["18"]
+    src = make_source(src_server)
+    tgt = new_database(tgt_server, "rdst")
+    name = "crash"
+    res = run_cli(
+        "replica",
+        "create",
+        "--source",
+        src,
+        "--target",
+        tgt,
+        "--name",
+        name,
+        "--replica-identity-full",
+        "--quiet",
+    )
+    assert res.exit_code == 0, res.output
+    writer = Writer(src)
+    writer.start()
+    try:
+        wait_caught_up(run_cli, name)
+        while writer.writes < 50:
+            time.sleep(0.05)
+        # SIGKILL the WAL sender: the source server crashes and recovers
+        sender = rows(
+            src,
+            "SELECT pid FROM pg_stat_replication WHERE application_name = %s",
+            f"pgferry_{name}",
+        )
+        assert len(sender) == 1
+        probe = psycopg.connect(src, autocommit=True)
+        os.kill(sender[0][0], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        try:  # the crash ends every session
+            while True:
+                probe.execute("SELECT 1")
+                assert time.monotonic() < deadline, "the source did not crash"
+                time.sleep(0.05)
+        except psycopg.OperationalError:
+            pass
+        finally:
+            probe.close()
+        while _count(src, "SELECT 1") != 1:
+            assert time.monotonic() < deadline, "the source did not come back"
+            time.sleep(0.1)
+        seen = writer.writes
+        while writer.writes < seen + 50:  # the load goes on after the crash
+            assert writer.is_alive() and time.monotonic() < deadline
+            time.sleep(0.05)
+        wait_caught_up(run_cli, name)
+        res = run_cli("replica", "promote", "--name", name)
+        assert res.exit_code == 0, res.output
+        writer.join(30)
+    finally:
+        writer.stop.set()
+        writer.join(30)
+    res = run_cli("verify", "--source", src, "--target", tgt)
+    assert res.exit_code == 0, res.output
+    res = run_cli("replica", "drop", "--name", name)
+    assert res.exit_code == 0, res.output
+    assert_source_clean(src, name)
+    drop_database(src_server, src)
+    drop_database(tgt_server, tgt)
