@@ -205,7 +205,10 @@ def _build(
                 reporter,
             )
         except BaseException:
-            _after_failed_copy(setup, src, tgt, result)
+            if repl is not None:
+                repl.close()
+                repl = None
+            _after_failed_copy(setup, src, tgt)
             raise
         finally:
             if repl is not None:
@@ -227,7 +230,7 @@ def _build(
 
 
 def _after_failed_copy(
-    setup: Setup, src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], result: CreateResult
+    setup: Setup, src: psycopg.Connection[Any], tgt: psycopg.Connection[Any]
 ) -> None:
     """A copy that failed before its rows were all in cannot go on from this
     slot (its snapshot dies with us), so the slot goes now rather than hold
