@@ -47,6 +47,40 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return d
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["promote", "--max-lag", "abc"],
+            "error: cannot read --max-lag 'abc'; write it like 64MB or 0",
+        ),
+        (
+            ["promote", "--timeout", "5x"],
+            "error: cannot read --timeout '5x'; write it like 60s, 2m or 500ms",
+        ),
+        (
+            ["status", "--name", "Bad Name"],
+            "error: --name 'Bad Name' is not a valid replica name;"
+            " use 1-40 lower-case letters, digits and _, starting with a letter",
+        ),
+    ],
+)
+def test_usage_errors(run_cli: Run, args: list[str], message: str) -> None:
+    res = run_cli("replica", *args)
+    assert res.exit_code == 2
+    assert res.stderr.strip() == message
+
+
+def test_unknown_name(run_cli: Run, state_dir: Path) -> None:
+    for command in ("status", "promote", "drop"):
+        res = run_cli("replica", command, "--name", "nope")
+        assert res.exit_code == 1
+        assert res.stderr.strip() == (
+            f"error: no replica set-up named 'nope' is recorded (looked in {state_dir});"
+            " run 'pgferry replica create' first, or pass the --name it was created with"
+        )
+
+
 SCHEMA = """
 CREATE TABLE orders (id bigserial PRIMARY KEY, qty int NOT NULL, note text);
 CREATE TABLE events (at timestamptz NOT NULL DEFAULT now(), kind int, payload text);

@@ -14,13 +14,13 @@ from pgferry import units
 from pgferry.cli import checked_url, json_option
 from pgferry.errors import UsageError
 
-NAME_HELP = "Name of the set-up (default: main); its slot, publication, subscription: pgferry_NAME."
+NAME_HELP = "Name of the set-up; its slot, publication and subscription are pgferry_NAME."
 
 
-def _duration(text: str) -> float:
+def _duration(text: str, option: str) -> float:
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*", text)
     if not m:
-        raise UsageError(f"bad duration {text!r}", hint="write e.g. 60s, 2m, 500ms")
+        raise UsageError(f"cannot read {option} {text!r}", hint="write it like 60s, 2m or 500ms")
     factor = {"ms": 0.001, "s": 1, None: 1, "m": 60, "min": 60, "h": 3600}[m.group(2)]
     return float(m.group(1)) * factor
 
@@ -287,7 +287,7 @@ def promote_cmd(
         source=source,
         target=target,
         max_lag=_size(max_lag, "--max-lag"),
-        timeout=_duration(timeout),
+        timeout=_duration(timeout, "--timeout"),
         block_writes=not no_block_writes,
         verify=verify,
         reverse=reverse,
