@@ -348,6 +348,10 @@ def test_promote_refuses_and_undoes(logical: dict[str, LocalServer], run_cli: Ru
     with psycopg.connect(src, autocommit=True) as c:
         c.execute("INSERT INTO orders (qty) SELECT g FROM generate_series(1, 5000) g")
 
+    res = run_cli("replica", "status", "--name", name, "--max-retained-wal", "64kB")
+    assert res.exit_code == 1
+    assert "warning: the slot retains " in res.stderr
+    assert "bytes of WAL on the source, more than --max-retained-wal (65536)" in res.stderr
     res = run_cli("replica", "promote", "--name", name, "--max-lag", "0")
     assert res.exit_code == 1
     assert "bytes behind the source, more than --max-lag (0); wait for" in res.stderr
