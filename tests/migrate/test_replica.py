@@ -25,7 +25,9 @@ from tests.migrate.dbgen import generate
 from tests.services import FAST, postgres
 
 Run = Callable[..., Result]
-LOGICAL = {**FAST, "wal_level": "logical"}
+# apply workers restart (after an error, ENABLE, a lost connection) this
+# soon, instead of 5 s: keeps the tests that disable and enable quick
+LOGICAL = {**FAST, "wal_level": "logical", "wal_retrieve_retry_interval": "200ms"}
 
 
 @pytest.fixture(scope="module")
