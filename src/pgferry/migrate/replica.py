@@ -244,7 +244,7 @@ def _after_failed_copy(
         objs.drop_slot(src, setup.object_name)
         setup.stage = Stage.SLOT
         state.save(setup)
-    except (psycopg.Error, PgferryError, TimeoutError):
+    except (psycopg.Error, PgferryError):
         pass  # the record still names the slot: --resume or drop removes it
 
 

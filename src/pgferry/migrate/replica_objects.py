@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgferry.errors import ReplicaError
 from pgferry.migrate.catalog import Table
 from pgferry.migrate.replica_state import HEARTBEAT_SCHEMA, HEARTBEAT_TABLE, Setup
 
@@ -127,7 +128,10 @@ def drop_slot(conn: psycopg.Connection[Any], slot: str, wait: float = 30.0) -> N
         else:
             conn.execute("SELECT pg_terminate_backend(%s)", [row[0]])
         if time.monotonic() > deadline:
-            raise TimeoutError(slot)
+            raise ReplicaError(
+                f"the replication slot {slot} is still in use after {wait:g}s",
+                hint="end the session holding it (pg_stat_replication), then rerun",
+            )
         time.sleep(0.1)
 
 
