@@ -959,3 +959,46 @@ def test_realistic_database(logical: dict[str, LocalServer], run_cli: Run) -> No
     assert_source_clean(src, name)
     drop_database(src_server, src)
     drop_database(tgt_server, tgt)
+
+
+def test_promote_without_blocking(logical: dict[str, LocalServer], run_cli: Run) -> None:
+    server = logical["15"]
+    src = make_source(server)
+    tgt = new_database(server, "rdst")
+    name = "noblock"
+    res = run_cli(
+        "replica",
+        "create",
+        "--source",
+        src,
+        "--target",
+        tgt,
+        "--name",
+        name,
+        "--exclude",
+        "events",
+        "--quiet",
+    )
+    assert res.exit_code == 0, res.output
+    with psycopg.connect(src, autocommit=True) as c:
+        c.execute("INSERT INTO orders (qty) SELECT g FROM generate_series(1, 100) g")
+    res = run_cli("replica", "promote", "--name", name, "--no-block-writes", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["write_unavailable_seconds"] is None and out["sessions_ended"] == 0
+    assert [s[0] for s in out["steps"]] == [
+        "wait for the target to apply",
+        "sequences, large objects, materialized views",
+        "verify row counts",
+        "drop subscription, slot, publication, heartbeat",
+    ]
+    assert out["counts"]["public.orders"] == 20100
+    with psycopg.connect(src, autocommit=True) as c:  # never read-only
+        c.execute("INSERT INTO orders (qty) VALUES (1)")
+    assert rows(src, "SELECT count(*) FROM pg_replication_slots") == [(0,)]
+    res = run_cli("replica", "drop", "--name", name)
+    assert res.exit_code == 0, res.output
+    assert "unblocked" not in res.stdout
+    assert_source_clean(src, name)
+    drop_database(server, src)
+    drop_database(server, tgt)
