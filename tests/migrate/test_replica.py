@@ -1002,3 +1002,52 @@ def test_promote_without_blocking(logical: dict[str, LocalServer], run_cli: Run)
     assert_source_clean(src, name)
     drop_database(server, src)
     drop_database(server, tgt)
+
+
+def test_ctrl_c_during_promote_unblocks(logical: dict[str, LocalServer], run_cli: Run) -> None:
+    server = logical["15"]
+    src = make_source(server)
+    tgt = new_database(server, "rdst")
+    name = "sigint"
+    res = run_cli(
+        "replica",
+        "create",
+        "--source",
+        src,
+        "--target",
+        tgt,
+        "--name",
+        name,
+        "--exclude",
+        "events",
+        "--quiet",
+    )
+    assert res.exit_code == 0, res.output
+    with psycopg.connect(tgt, autocommit=True) as c:  # promote will wait for apply
+        c.execute("ALTER SUBSCRIPTION pgferry_sigint DISABLE")
+    proc = _promote_proc(name)
+    deadline = time.monotonic() + 60
+    try:
+        while _count(src, "SELECT n FROM pgferry_replica.heartbeat") < 1:  # blocked, waiting
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert err.decode().strip() == "error: interrupted"
+    with psycopg.connect(src, autocommit=True) as c:  # writes unblocked on the way out
+        c.execute("INSERT INTO orders (qty) VALUES (1)")
+    with psycopg.connect(tgt, autocommit=True) as c:
+        c.execute("ALTER SUBSCRIPTION pgferry_sigint ENABLE")
+    st = wait_caught_up(run_cli, name)  # still a working replica
+    assert st["stage"] == "streaming" and st["writes_blocked"] is False
+    res = run_cli("replica", "drop", "--name", name)
+    assert res.exit_code == 0, res.output
+    assert_source_clean(src, name)
+    drop_database(server, src)
+    drop_database(server, tgt)
