@@ -320,3 +320,34 @@ class SourceLoginRejected(PermissionDenied):
 
 class RowsRejected(MigrateError):
     """Rows were rejected (recorded in the rejects table) beyond --max-rejects."""
+
+
+# --- replica (online migration) ---
+
+
+class ReplicaError(MigrateError):
+    """A replica set-up (slot, publication, subscription) step failed."""
+
+
+class ReplicaPreflightFailed(ReplicaError):
+    """The preflight found blockers: logical replication cannot start."""
+
+
+class ReplicaNotFound(ReplicaError):
+    """No replica set-up of that name is recorded."""
+
+
+class ReplicaExists(ReplicaError):
+    """A replica set-up of that name is already recorded."""
+
+
+class ReplicaLagging(ReplicaError):
+    """The target is too far behind to promote now."""
+
+
+class ReplicaTimeout(ReplicaError):
+    """The target did not apply up to the cutover point in time."""
+
+
+class SlotLost(ReplicaError):
+    """The source invalidated the replication slot (wal_status = lost)."""

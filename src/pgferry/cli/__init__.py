@@ -33,6 +33,7 @@ _COMMANDS = {
     "extension": "extension",
     "watch": "watch",
     "files": "watch",
+    "replica": "replica",
 }
 
 # `pgferry --help` lists these without loading any command module (a test
@@ -45,6 +46,7 @@ SHORT_HELP = {
     "extension": "The aws_s3 / aws_commons extensions for self-hosted PostgreSQL.",
     "files": "List, retry or skip the object versions in the watch ledger.",
     "import": "Import SOURCE (s3://bucket/key, file://, a path, or - for stdin) into a table.",
+    "replica": "Online migration: keep --target a logical replica of --source, then promote it.",
     "psql": "Open psql on the target; every other argument goes to psql.",
     "snapshot": "Consistent database snapshots on S3: create, restore, list, delete.",
     "target": "Print the resolved target URL (password masked) and where it came from.",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from pgferry.errors import TableNotFound, UsageError
 from pgferry.migrate import (
@@ -56,6 +57,9 @@ class CloneConfig:
     resume: bool = False
     #: carry the database's comment, grants and ALTER DATABASE/ROLE ... SET
     database_settings: bool = False
+    #: read the source in this exported snapshot (replica create: the one its
+    #: replication slot exported) instead of exporting one of our own
+    snapshot: str | None = None
 
 
 CloneResult = MigrateResult
@@ -178,7 +182,11 @@ def _run(
     # the coordinator: holds the exported snapshot until every reader is done
     src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     src.read_only = True
-    snapshot = str(src.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+    if cfg.snapshot:
+        src.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(cfg.snapshot)))
+        snapshot = cfg.snapshot
+    else:
+        snapshot = str(src.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
     sel = catalog.select_tables(src, list(cfg.tables), list(cfg.exclude))
     if cfg.resume and not ledger.exists() and _finished(cfg, tgt, sel):
         ph = Phases(ledger, done, result, rep)
@@ -237,7 +245,10 @@ def _run(
                 cfg.target,
                 opts,
                 tmp,
-                indexer_by_table(src, early),
+                # a resumed data phase may reload tables whose indexes exist
+                indexer_by_table(
+                    src, schema.missing_on_target(tgt, early) if cfg.resume else early
+                ),
                 cfg.jobs,
             )
 
