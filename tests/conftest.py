@@ -87,3 +87,18 @@ def db(pgserver: LocalServer) -> Iterator[str]:
 def conn(db: str) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(db, autocommit=True) as c:
         yield c
+
+
+@pytest.fixture()
+def server_home() -> Iterator[Path]:
+    """A directory for a server that runs as another OS user. Not under
+    pytest's tmp_path: every pytest session resets /tmp/pytest-of-<user> to
+    0700, which would lock that user out of a server already running."""
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="pgferry-test-home-"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -196,9 +196,9 @@ def test_psql_opens_on_target(db, cli_env) -> None:
     assert p.stdout.strip() == db.rsplit("/", 1)[1].split("?")[0]
 
 
-def test_embedded_default(tmp_path, cli_env) -> None:
+def test_embedded_default(tmp_path, cli_env, server_home) -> None:
     """No target configured: pgferry starts its own PostgreSQL 18 and reuses it."""
-    env = dict(cli_env, PGFERRY_HOME=str(tmp_path / "home"))
+    env = dict(cli_env, PGFERRY_HOME=str(server_home / "home"))
     csv = tmp_path / "cities.csv"
     csv.write_text("city,pop\nLyon,522000\nNantes,320000\n")
     try:

@@ -43,8 +43,8 @@ def psql_as_nobody(server: LocalServer, *conn: str) -> subprocess.CompletedProce
 
 
 @pytest.fixture()
-def server(tmp_path: Path) -> Iterator[LocalServer]:
-    s = LocalServer(bindir=_bindir(), datadir=tmp_path / "pg" / "data")
+def server(server_home: Path) -> Iterator[LocalServer]:
+    s = LocalServer(bindir=_bindir(), datadir=server_home / "pg" / "data")
     yield s
     s.destroy()
 
@@ -121,10 +121,10 @@ def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([PGFERRY, *args], capture_output=True, text=True, env=env, timeout=120)
 
 
-def test_cli_lifecycle(tmp_path: Path) -> None:
+def test_cli_lifecycle(tmp_path: Path, server_home: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DATABASE_URL"))}
-    env["PGFERRY_HOME"] = str(tmp_path / "home")
-    datadir = tmp_path / "home" / "embedded-pg18"
+    env["PGFERRY_HOME"] = str(server_home / "home")
+    datadir = server_home / "home" / "embedded-pg18"
     try:
         p = run("embedded", "status", env=env)
         assert (p.returncode, p.stdout) == (3, f"not initialised (data would live in {datadir})\n")
@@ -144,7 +144,8 @@ def test_cli_lifecycle(tmp_path: Path) -> None:
         assert p.stdout.startswith("2|PostgreSQL 18"), p.stderr
         assert p.stderr == note
 
-        assert run("embedded", "stop", env=env).returncode == 0
+        p = run("embedded", "stop", env=env)
+        assert p.returncode == 0, p.stderr
         p = run("embedded", "status", env=env)
         assert (p.returncode, p.stdout) == (3, f"stopped: {url.strip()} (data in {datadir})\n")
         assert run("embedded", "start", env=env).stdout == url  # same port, same URL
