@@ -790,11 +790,23 @@ def test_target_restart_and_source_down(logical: dict[str, LocalServer], run_cli
     drop_database(tgt_server, tgt)
 
 
+def _stuck(run_cli: Run, name: str) -> tuple[Result, dict[str, object]]:
+    """Status, polled until it names the row apply is stuck on."""
+    deadline = time.monotonic() + 60
+    while True:
+        res = run_cli("replica", "status", "--name", name, "--json")
+        st = json.loads(res.stdout)
+        if st["conflict"] is not None:
+            return res, st
+        assert time.monotonic() < deadline, res.stdout
+        time.sleep(0.2)
+
+
 @pytest.mark.slow
-def test_apply_conflict_shows_and_clears(logical: dict[str, LocalServer], run_cli: Run) -> None:
-    server = logical["15"]
-    src = make_source(server)
-    tgt = new_database(server, "rdst")
+def test_apply_conflict_named_and_cleared(logical: dict[str, LocalServer], run_cli: Run) -> None:
+    src_server, tgt_server = logical["15"], logical["18"]
+    src = make_source(src_server)
+    tgt = new_database(tgt_server, "rdst")
     name = "clash2"
     res = run_cli(
         "replica",
@@ -811,29 +823,84 @@ def test_apply_conflict_shows_and_clears(logical: dict[str, LocalServer], run_cl
     )
     assert res.exit_code == 0, res.output
     wait_caught_up(run_cli, name)
-    with psycopg.connect(tgt, autocommit=True) as c:  # a row written on the target by hand
-        c.execute("INSERT INTO orders VALUES (20001, 0, 'by hand')")
-    with psycopg.connect(src, autocommit=True) as c:
+    with psycopg.connect(tgt, autocommit=True) as c:  # rows written on the target by hand
+        c.execute("INSERT INTO orders VALUES (20001, 0, 'by hand'), (20002, 0, 'by hand')")
+    with psycopg.connect(src, autocommit=True) as c, c.transaction():
+        # a key deleted and added back in the transaction is no conflict
+        c.execute("DELETE FROM orders WHERE id = 5")
+        c.execute("INSERT INTO orders VALUES (5, 5, 'again')")
         c.execute("INSERT INTO orders (qty) VALUES (7)")  # id 20001 too
-    deadline = time.monotonic() + 60
-    while True:
-        res = run_cli("replica", "status", "--name", name, "--json")
-        st = json.loads(res.stdout)
-        if st["subscription"].get("apply_error_count"):
-            break
-        assert time.monotonic() < deadline, res.stdout
-        time.sleep(0.2)
+    res, st = _stuck(run_cli, name)
     assert res.exit_code == 1
     assert st["lag_seconds"] is None  # the heartbeat is stuck behind the conflict
-    assert any("apply error(s) since it was created" in w for w in st["warnings"])
+    found = st["conflict"]
+    assert isinstance(found, dict)
+    lsn = found["finish_lsn"]
+    assert found == {
+        "table": "public.orders",
+        "finish_lsn": lsn,
+        "key": "(id)=(20001)",
+        "index": "orders_pkey",
+    }
+    said = (
+        "apply is stuck on public.orders: the target already has the row with key (id)=(20001)"
+        f" that the source's transaction finishing at {lsn} adds; delete that row on the"
+        " target and apply resumes by itself, or drop that source transaction's changes on the"
+        f" target with ALTER SUBSCRIPTION pgferry_clash2 SKIP (lsn = '{lsn}')"
+    )
+    assert st["warnings"] == [said]
+    res = run_cli("replica", "status", "--name", name)
+    assert res.exit_code == 1
+    assert res.stderr.strip() == f"warning: {said}"
+    res = run_cli("replica", "promote", "--name", name)
+    assert res.exit_code == 1
+    assert res.stderr.strip() == f"error: promote refused: {said}"
+    with psycopg.connect(src, autocommit=True) as c:  # refused before blocking writes
+        c.execute("UPDATE orders SET qty = 1 WHERE id = 1")
+
+    # the LSN named is the one SKIP takes: the whole transaction is dropped
     with psycopg.connect(tgt, autocommit=True) as c:
-        c.execute("DELETE FROM orders WHERE id = 20001")
+        c.execute(f"ALTER SUBSCRIPTION pgferry_clash2 SKIP (lsn = '{lsn}')")
     wait_caught_up(run_cli, name, timeout=90)
-    assert rows(tgt, "SELECT qty FROM orders WHERE id = 20001") == [(7,)]
+    assert rows(tgt, "SELECT id, note FROM orders WHERE id IN (5, 20001) ORDER BY id") == [
+        (5, "order 5"),
+        (20001, "by hand"),
+    ]
+    assert rows(tgt, "SELECT qty FROM orders WHERE id = 1") == [(1,)]
+
+    with psycopg.connect(src, autocommit=True) as c:
+        c.execute("INSERT INTO orders (qty) VALUES (8)")  # id 20002, held on the target
+    _, st = _stuck(run_cli, name)
+    assert st["conflict"]["key"] == "(id)=(20002)"  # type: ignore[index]
+    with psycopg.connect(tgt, autocommit=True) as c:
+        c.execute("DELETE FROM orders WHERE id = 20002")
+    st = wait_caught_up(run_cli, name, timeout=90)
+    assert st["conflict"] is None and st["warnings"] == []  # past errors: no warning
+    assert st["subscription"]["apply_error_count"] >= 2  # type: ignore[index]
+    assert rows(tgt, "SELECT qty, note FROM orders WHERE id = 20002") == [(8, None)]
+
+    # stuck on something else than a key: only the transaction is named
+    with psycopg.connect(tgt, autocommit=True) as c:
+        c.execute("ALTER TABLE orders ADD CONSTRAINT small CHECK (qty < 1000)")
+    with psycopg.connect(src, autocommit=True) as c:
+        c.execute("INSERT INTO orders (qty) VALUES (5000)")
+    _, st = _stuck(run_cli, name)
+    lsn = st["conflict"]["finish_lsn"]  # type: ignore[index]
+    assert st["warnings"] == [
+        f"apply is stuck on the source's transaction finishing at {lsn} (first change on"
+        " public.orders); no duplicate key was found on the target; the target's server log"
+        " names the failing constraint or column: fix the target and apply resumes by itself,"
+        " or drop that source transaction's changes on the target with ALTER SUBSCRIPTION"
+        f" pgferry_clash2 SKIP (lsn = '{lsn}')"
+    ]
+    with psycopg.connect(tgt, autocommit=True) as c:
+        c.execute("ALTER TABLE orders DROP CONSTRAINT small")
+    wait_caught_up(run_cli, name, timeout=90)
     res = run_cli("replica", "drop", "--name", name)
     assert res.exit_code == 0, res.output
-    drop_database(server, src)
-    drop_database(server, tgt)
+    assert_source_clean(src, name)
+    drop_database(src_server, src)
+    drop_database(tgt_server, tgt)
 
 
 @pytest.mark.slow

@@ -26,8 +26,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgferry.errors import ReplicaError, ReplicaLagging, ReplicaTimeout, SlotLost
+from pgferry.errors import ApplyConflict, ReplicaError, ReplicaLagging, ReplicaTimeout, SlotLost
 from pgferry.migrate import catalog, finish, largeobjects
+from pgferry.migrate import replica_conflict as conflict
 from pgferry.migrate import replica_objects as objs
 from pgferry.migrate import replica_state as state
 from pgferry.migrate.replica_state import Setup, Stage
@@ -98,7 +99,11 @@ def promote(cfg: PromoteConfig) -> PromoteResult:
 
 
 def _check_lag(
-    cfg: PromoteConfig, setup: Setup, src: psycopg.Connection[Any], result: PromoteResult
+    cfg: PromoteConfig,
+    setup: Setup,
+    src: psycopg.Connection[Any],
+    tgt: psycopg.Connection[Any],
+    result: PromoteResult,
 ) -> None:
     row = slot_row(src, setup.object_name)
     if row is None or row[1] == "lost":
@@ -114,6 +119,28 @@ def _check_lag(
             f" more than --max-lag ({cfg.max_lag})",
             hint="wait for 'pgferry replica status' to show less lag, or raise --max-lag",
         )
+    running, errors = conflict.worker(tgt, setup.object_name)
+    if not running or errors:  # the worker exits on an apply error and restarts
+        found = conflict.probe(src, tgt, setup.object_name)
+        if found is not None and found.key is not None:
+            raise _conflict_error(found, setup, tgt, "promote refused: ", "")
+
+
+def _conflict_error(
+    found: conflict.Conflict,
+    setup: Setup,
+    tgt: psycopg.Connection[Any],
+    prefix: str,
+    suffix: str,
+) -> ApplyConflict:
+    what, todo = conflict.describe(found, setup.object_name, tgt.info.server_version // 10000)
+    return ApplyConflict(
+        f"{prefix}{what}{suffix}",
+        hint=todo,
+        table=found.table,
+        row_key=found.key,
+        lsn=found.finish_lsn,
+    )
 
 
 def _run(
@@ -126,7 +153,7 @@ def _run(
     objs.writable(src)
     streaming = objs.subscription_exists(tgt, setup.object_name)
     if setup.stage == Stage.STREAMING:
-        _check_lag(cfg, setup, src, result)
+        _check_lag(cfg, setup, src, tgt, result)
     if not setup.writes_blocked:
         setup.previous_read_only = objs.read_only_setting(src)
     setup.stage = Stage.PROMOTING
@@ -193,6 +220,15 @@ def _catch_up(
         if got is not None and got[0] >= marker:
             return
         if time.monotonic() > deadline:
+            found = conflict.probe(src, tgt, setup.object_name)
+            if found is not None:
+                raise _conflict_error(
+                    found,
+                    setup,
+                    tgt,
+                    "the target did not apply up to the cutover point: ",
+                    "; writes on the source are unblocked again",
+                )
             raise ReplicaTimeout(
                 f"the target did not apply up to the cutover point ({result.cutover_lsn})"
                 f" within --timeout {cfg.timeout:g}s; writes on the source are unblocked again",

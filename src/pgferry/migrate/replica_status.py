@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 
 from pgferry.migrate import catalog
+from pgferry.migrate import replica_conflict as conflict
 from pgferry.migrate import replica_objects as objs
 from pgferry.migrate.finish import connect_source
 from pgferry.migrate.replica_preflight import unlogged
@@ -49,6 +50,9 @@ class Status:
     tables_not_ready: list[str] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: the row apply is stuck on: table, finish_lsn, key, index (None: not stuck
+    #: or not told; see replica_conflict)
+    conflict: dict[str, Any] | None = None
     writes_blocked: bool = False
     #: which way rows flow: after promote --reverse, from the target back
     direction: str = "source -> target"
@@ -85,7 +89,13 @@ def status(
             _wal_dir(src, st)
             _subscription(tgt, st)
             _drift(src, tgt, setup, st)
-            _heartbeat(src, tgt, setup, st, heartbeat_wait)
+            stuck = _heartbeat(src, tgt, setup, st, heartbeat_wait)
+            if stuck and st.wal_status != "lost":
+                found = conflict.probe(src, tgt, st.slot)
+                if found is not None:
+                    st.conflict = asdict(found)
+                    what, todo = conflict.describe(found, st.slot, tgt.info.server_version // 10000)
+                    st.warnings.append(f"{what}; {todo}")
     if st.slot_exists and st.wal_status == "lost":
         st.warnings.append(
             f"the slot {st.slot} is lost (the source removed WAL it needed): the target can"
@@ -99,11 +109,12 @@ def status(
             f" more than --max-retained-wal ({max_retained_wal})"
         )
     errors = st.subscription.get("apply_error_count")
-    if errors:
+    # a count since creation: once a fresh beat arrives, apply runs again
+    if errors and st.conflict is None and st.lag_seconds is None:
         st.warnings.append(
-            f"the subscription reported {errors} apply error(s) since it was created: the"
-            " target's server log names the table and key; fix or remove the conflicting row"
-            " on the target and apply resumes by itself"
+            f"the subscription reported {errors} apply error(s) since it was created and"
+            " has not applied a fresh heartbeat: the target's server log names the table and"
+            " key; fix or remove the conflicting row on the target and apply resumes by itself"
         )
     return st
 
@@ -241,23 +252,32 @@ def _heartbeat(
     setup: Setup,
     st: Status,
     wait: float,
-) -> None:
+) -> bool:
+    """Time a fresh beat's arrival.  True when it did not arrive and apply
+    looks stuck: the worker was seen not running (it exits on an error and
+    restarts) or its error count grew while we waited."""
     if not (st.slot_exists and st.subscription):
-        return
+        return False
     try:
         n = objs.beat(src, setup.name)
     except (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.UndefinedTable):
-        return  # writes blocked by promote, or no heartbeat table: no fresh beat
+        return False  # writes blocked by promote, or no heartbeat table: no fresh beat
+    running, errors0 = conflict.worker(tgt, st.slot)
     t0 = time.monotonic()
     while True:
         got = objs.applied_beat(tgt, setup.name)
         if got is not None and got[0] >= n:
             st.lag_seconds = round(time.monotonic() - t0, 3)
             st.applied_beat_age = 0.0
-            return
+            return False
         if time.monotonic() - t0 >= wait:
             break
         time.sleep(0.05)
+        seen, _ = conflict.worker(tgt, st.slot)
+        running = running and seen
     if got is not None:
         row = src.execute("SELECT extract(epoch FROM clock_timestamp() - %s)", [got[1]]).fetchone()
         st.applied_beat_age = float(row[0]) if row else None
+    _, errors1 = conflict.worker(tgt, st.slot)
+    grew = errors0 is not None and errors1 is not None and errors1 > errors0
+    return bool(st.subscription.get("enabled")) and (grew or not running)
