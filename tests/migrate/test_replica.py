@@ -904,7 +904,9 @@ def test_apply_conflict_named_and_cleared(logical: dict[str, LocalServer], run_c
 
 
 @pytest.mark.slow
-def test_source_crash_while_streaming(logical: dict[str, LocalServer], run_cli: Run) -> None:
+def test_source_and_target_crash_while_streaming(
+    logical: dict[str, LocalServer], run_cli: Run
+) -> None:
     src_server, tgt_server = logical["15"], logical["18"]
     src = make_source(src_server)
     tgt = new_database(tgt_server, "rdst")
@@ -952,6 +954,35 @@ def test_source_crash_while_streaming(logical: dict[str, LocalServer], run_cli: 
             time.sleep(0.1)
         seen = writer.writes
         while writer.writes < seen + 50:  # the load goes on after the crash
+            assert writer.is_alive() and time.monotonic() < deadline
+            time.sleep(0.05)
+        wait_caught_up(run_cli, name)
+        # SIGKILL the target's apply worker: the target crashes and recovers,
+        # and apply restarts from its origin (no row applied twice: events
+        # has no key, a double insert would show in verify)
+        worker = rows(
+            tgt,
+            "SELECT pid FROM pg_stat_subscription WHERE subname = %s AND relid IS NULL",
+            f"pgferry_{name}",
+        )
+        assert len(worker) == 1 and worker[0][0] is not None
+        probe = psycopg.connect(tgt, autocommit=True)
+        os.kill(worker[0][0], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        try:  # the postmaster ends every session, then recovers
+            while True:
+                probe.execute("SELECT 1")
+                assert time.monotonic() < deadline, "the target did not crash"
+                time.sleep(0.05)
+        except psycopg.OperationalError:
+            pass
+        finally:
+            probe.close()
+        while _count(tgt, "SELECT 1") != 1:
+            assert time.monotonic() < deadline, "the target did not come back"
+            time.sleep(0.1)
+        seen = writer.writes
+        while writer.writes < seen + 50:
             assert writer.is_alive() and time.monotonic() < deadline
             time.sleep(0.05)
         wait_caught_up(run_cli, name)
