@@ -428,6 +428,17 @@ def test_drop_while_streaming(logical: dict[str, LocalServer], run_cli: Run) -> 
         "  drift: public.added: new on the source, not replicated"
         " (drop and create the replica again to include it)"
     ) in res.stdout
+    with psycopg.connect(tgt, autocommit=True) as c:
+        c.execute("CREATE TABLE only_here (id int)")
+        c.execute("ALTER TABLE docs ADD COLUMN mine text")
+    res = run_cli("replica", "status", "--name", "gone")
+    assert [line for line in res.stdout.splitlines() if "drift:" in line] == [
+        "  drift: public.added: new on the source, not replicated"
+        " (drop and create the replica again to include it)",
+        "  drift: public.only_here: new on the target, not on the source",
+        "  drift: public.orders.extra: only on the source (add it on the target)",
+        "  drift: public.docs.mine: only on the target",
+    ]
     res = run_cli("replica", "drop", "--name", "gone")
     assert res.exit_code == 0, res.output
     assert "dropped subscription pgferry_gone on the target" in res.stdout

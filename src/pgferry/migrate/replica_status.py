@@ -229,6 +229,11 @@ def _drift(
                 f"{table.qualified}: new on the source, not replicated"
                 " (drop and create the replica again to include it)"
             )
+    # and one made on the target alone (it would outlive the cutover unnoticed)
+    on_source = {t.qualified for t in sel.tables}
+    for table in catalog.select_tables(tgt, setup.tables, setup.exclude).tables:
+        if table.qualified not in on_source and table.qualified != objs.HEARTBEAT_NAME:
+            st.drift.append(f"{table.qualified}: new on the target, not on the source")
     for table in names:
         if table not in s:
             st.drift.append(f"{table}: dropped on the source")
