@@ -840,6 +840,7 @@ def test_apply_conflict_named_and_cleared(logical: dict[str, LocalServer], run_c
         # a key deleted and added back in the transaction is no conflict
         c.execute("DELETE FROM orders WHERE id = 5")
         c.execute("INSERT INTO orders VALUES (5, 5, 'again')")
+        c.execute("UPDATE orders SET qty = qty + 1 WHERE id = 6")  # a key kept: no conflict
         c.execute("INSERT INTO orders (qty) VALUES (7)")  # id 20001 too
     res, st = _stuck(run_cli, name)
     assert res.exit_code == 1
@@ -873,9 +874,10 @@ def test_apply_conflict_named_and_cleared(logical: dict[str, LocalServer], run_c
     with psycopg.connect(tgt, autocommit=True) as c:
         c.execute(f"ALTER SUBSCRIPTION pgferry_clash2 SKIP (lsn = '{lsn}')")
     wait_caught_up(run_cli, name, timeout=90)
-    assert rows(tgt, "SELECT id, note FROM orders WHERE id IN (5, 20001) ORDER BY id") == [
-        (5, "order 5"),
-        (20001, "by hand"),
+    assert rows(tgt, "SELECT id, qty, note FROM orders WHERE id IN (5, 6, 20001) ORDER BY id") == [
+        (5, 5, "order 5"),
+        (6, 6, "order 6"),
+        (20001, 0, "by hand"),
     ]
     assert rows(tgt, "SELECT qty FROM orders WHERE id = 1") == [(1,)]
 

@@ -95,6 +95,7 @@ class _Change:
     new: dict[str, str | bool | None] | None
     #: the old row's known columns (the replica identity, or all with FULL)
     old: dict[str, str | bool | None] | None
+    update: bool = False
 
 
 def _first_pending(
@@ -141,7 +142,7 @@ def _first_pending(
                         kind = r.take("!c")
                 if kind == b"N":
                     new = dict(zip(cols, r.tuple(), strict=False))
-                changes.append(_Change(table, new, old))
+                changes.append(_Change(table, new, old, tag == b"U"))
             elif finish is not None and tag == b"C":
                 rows.close()  # the rest is not needed: cancels the peek
                 return finish, changes
@@ -187,8 +188,10 @@ def _duplicate(
             new = _key(ch.new, cols)
             if new is None or new == old or (index, new) in freed:
                 continue
-            if ch.old is not None and old is None and ch.new is not None:
-                continue  # an update whose old key is unknown: it may keep its key
+            if ch.update and old is None:
+                # an update that sends no old key keeps its replica identity,
+                # and an unknown old key may well equal the new one
+                continue
             schema, _, name = ch.table.partition(".")
             q = sql.SQL("SELECT 1 FROM {} WHERE {} LIMIT 1").format(
                 sql.Identifier(schema, name),
