@@ -817,6 +817,9 @@ def _stuck(run_cli: Run, name: str) -> tuple[Result, dict[str, object]]:
 def test_apply_conflict_named_and_cleared(logical: dict[str, LocalServer], run_cli: Run) -> None:
     src_server, tgt_server = logical["15"], logical["18"]
     src = make_source(src_server)
+    with psycopg.connect(src, autocommit=True) as c:
+        c.execute("CREATE TABLE users (id int PRIMARY KEY, email text UNIQUE)")
+        c.execute("INSERT INTO users VALUES (1, 'a@x'), (2, 'b@x')")
     tgt = new_database(tgt_server, "rdst")
     name = "clash2"
     res = run_cli(
@@ -841,6 +844,9 @@ def test_apply_conflict_named_and_cleared(logical: dict[str, LocalServer], run_c
         c.execute("DELETE FROM orders WHERE id = 5")
         c.execute("INSERT INTO orders VALUES (5, 5, 'again')")
         c.execute("UPDATE orders SET qty = qty + 1 WHERE id = 6")  # a key kept: no conflict
+        # the delete sends only the primary key: the email it frees cannot be told
+        c.execute("DELETE FROM users WHERE id = 1")
+        c.execute("INSERT INTO users VALUES (3, 'a@x')")
         c.execute("INSERT INTO orders (qty) VALUES (7)")  # id 20001 too
     res, st = _stuck(run_cli, name)
     assert res.exit_code == 1

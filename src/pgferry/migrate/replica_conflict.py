@@ -175,6 +175,7 @@ def _duplicate(
     transaction did not delete or move away first)."""
     indexes: dict[str, list[tuple[str, list[str]]]] = {}
     freed: set[tuple[str, tuple[str, ...]]] = set()
+    blind: set[str] = set()
     for ch in changes[:MAX_LOOKUPS]:
         if ch.table not in indexes:
             schema, _, name = ch.table.partition(".")
@@ -185,12 +186,15 @@ def _duplicate(
             old = _key(ch.old, cols)
             if old is not None:
                 freed.add((index, old))
+            elif ch.old is not None:
+                # a row deleted or changed whose key in this index was not
+                # sent: any key may have been freed, so none can be told
+                blind.add(index)
             new = _key(ch.new, cols)
-            if new is None or new == old or (index, new) in freed:
+            if new is None or new == old or (index, new) in freed or index in blind:
                 continue
             if ch.update and old is None:
-                # an update that sends no old key keeps its replica identity,
-                # and an unknown old key may well equal the new one
+                # an update that sends no old key keeps its replica identity
                 continue
             schema, _, name = ch.table.partition(".")
             q = sql.SQL("SELECT 1 FROM {} WHERE {} LIMIT 1").format(
