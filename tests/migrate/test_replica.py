@@ -353,6 +353,11 @@ def test_promote_refuses_and_undoes(logical: dict[str, LocalServer], run_cli: Ru
 
     res = run_cli("replica", "status", "--name", name, "--max-retained-wal", "64kB")
     assert res.exit_code == 1
+    assert "  free storage      " in res.stdout
+    # a server on this host: its disk's free space, by its data directory
+    st = json.loads(run_cli("replica", "status", "--name", name, "--json").stdout)
+    fs = os.statvfs(server.datadir)
+    assert abs(st["free_storage_bytes"] - fs.f_bavail * fs.f_frsize) < 256 << 20
     assert "warning: the slot retains " in res.stderr
     assert "bytes of WAL on the source, more than --max-retained-wal (65536)" in res.stderr
     res = run_cli("replica", "promote", "--name", name, "--max-lag", "0")

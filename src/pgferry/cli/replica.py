@@ -163,7 +163,12 @@ def _print_status(st: Any) -> None:
             _human(st.safe_wal_size) if st.safe_wal_size is not None else "unlimited",
         ),
         ("source WAL size", _human(st.wal_dir_bytes)),
-        ("free storage", "not readable over SQL"),
+        (
+            "free storage",
+            _human(st.free_storage_bytes)
+            if st.free_storage_bytes is not None
+            else "not readable from here",
+        ),
         ("writes blocked", "yes" if st.writes_blocked else "no"),
     ]
     sub = st.subscription

@@ -281,11 +281,13 @@ def describe(c: Conflict, subscription: str, target_major: int) -> tuple[str, st
     )
 
 
-def worker(tgt: psycopg.Connection[Any], subscription: str) -> tuple[bool, int | None]:
-    """(apply worker running, apply_error_count (15+, else None))."""
+def worker(tgt: psycopg.Connection[Any], subscription: str) -> tuple[bool, bool, int | None]:
+    """(subscription enabled, apply worker running, apply_error_count (15+,
+    else None))."""
     row = tgt.execute(
-        "SELECT p.pid IS NOT NULL FROM pg_subscription s LEFT JOIN pg_stat_subscription p"
-        " ON p.subid = s.oid AND p.relid IS NULL WHERE s.subname = %s",
+        "SELECT s.subenabled, p.pid IS NOT NULL FROM pg_subscription s"
+        " LEFT JOIN pg_stat_subscription p ON p.subid = s.oid AND p.relid IS NULL"
+        " WHERE s.subname = %s",
         [subscription],
     ).fetchone()
     errors = None
@@ -295,4 +297,4 @@ def worker(tgt: psycopg.Connection[Any], subscription: str) -> tuple[bool, int |
             [subscription],
         ).fetchone()
         errors = int(e[0]) if e else None
-    return bool(row and row[0]), errors
+    return bool(row and row[0]), bool(row and row[1]), errors

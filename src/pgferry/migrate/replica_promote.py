@@ -119,7 +119,7 @@ def _check_lag(
             f" more than --max-lag ({cfg.max_lag})",
             hint="wait for 'pgferry replica status' to show less lag, or raise --max-lag",
         )
-    running, errors = conflict.worker(tgt, setup.object_name)
+    _, running, errors = conflict.worker(tgt, setup.object_name)
     if not running or errors:  # the worker exits on an apply error and restarts
         found = conflict.probe(src, tgt, setup.object_name)
         if found is not None and found.key is not None:
@@ -220,8 +220,13 @@ def _catch_up(
         if got is not None and got[0] >= marker:
             return
         if time.monotonic() > deadline:
-            found = conflict.probe(src, tgt, setup.object_name)
-            if found is not None:
+            enabled, running, errors = conflict.worker(tgt, setup.object_name)
+            # a key the target holds is proof; else only a worker that is
+            # down while enabled (it exits on each error) says apply is stuck
+            found = None
+            if enabled and (not running or errors):
+                found = conflict.probe(src, tgt, setup.object_name)
+            if found is not None and (found.key is not None or not running):
                 raise _conflict_error(
                     found,
                     setup,

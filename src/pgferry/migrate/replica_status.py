@@ -12,8 +12,10 @@ this database's stream, behind everything committed before it.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -145,14 +147,46 @@ def _slot(src: psycopg.Connection[Any], st: Status) -> None:
 
 
 def _wal_dir(src: psycopg.Connection[Any], st: Status) -> None:
-    # pg_ls_waldir needs superuser or pg_monitor; the free space of the
-    # source's disk is not readable through SQL at all (read it from the host
-    # or the cloud console), so it stays None
+    # pg_ls_waldir needs superuser or pg_monitor
     try:
         row = src.execute("SELECT coalesce(sum(size), 0)::bigint FROM pg_ls_waldir()").fetchone()
         st.wal_dir_bytes = int(row[0]) if row else None
     except psycopg.errors.InsufficientPrivilege:
         pass
+    st.free_storage_bytes = free_storage(src)
+
+
+def free_storage(conn: psycopg.Connection[Any]) -> int | None:
+    """Free bytes on the server's data disk, when that disk is this host's.
+
+    SQL has no way to read it, so only a server on this machine (a Unix
+    socket or a loopback address) can be measured, by statvfs of its data
+    directory; the directory is proven to be that server's by its
+    postmaster.pid, whose third line is the start time the server reports.
+    Elsewhere (a managed database) it stays None: read FreeStorageSpace
+    from the host or the cloud console."""
+    host = conn.info.host or ""
+    if not (host.startswith("/") or conn.info.hostaddr in ("127.0.0.1", "::1")):
+        return None
+    try:
+        row = conn.execute(
+            "SELECT current_setting('data_directory'),"
+            " floor(extract(epoch FROM pg_postmaster_start_time()))::bigint"
+        ).fetchone()
+    except psycopg.errors.InsufficientPrivilege:  # data_directory: pg_read_all_settings
+        return None
+    if row is None:
+        return None
+    datadir, started = Path(str(row[0])), int(row[1])
+    try:
+        lines = (datadir / "postmaster.pid").read_text().splitlines()
+        # the file's time is taken a moment before the one SQL reports
+        if len(lines) < 3 or abs(int(lines[2]) - started) > 1:
+            return None  # another server's directory at the same path
+        fs = os.statvfs(datadir)
+    except (OSError, ValueError):
+        return None
+    return fs.f_bavail * fs.f_frsize
 
 
 def _subscription(tgt: psycopg.Connection[Any], st: Status) -> None:
@@ -267,7 +301,7 @@ def _heartbeat(
         n = objs.beat(src, setup.name)
     except (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.UndefinedTable):
         return False  # writes blocked by promote, or no heartbeat table: no fresh beat
-    running, errors0 = conflict.worker(tgt, st.slot)
+    _, running, errors0 = conflict.worker(tgt, st.slot)
     t0 = time.monotonic()
     while True:
         got = objs.applied_beat(tgt, setup.name)
@@ -278,11 +312,11 @@ def _heartbeat(
         if time.monotonic() - t0 >= wait:
             break
         time.sleep(0.05)
-        seen, _ = conflict.worker(tgt, st.slot)
+        _, seen, _ = conflict.worker(tgt, st.slot)
         running = running and seen
     if got is not None:
         row = src.execute("SELECT extract(epoch FROM clock_timestamp() - %s)", [got[1]]).fetchone()
         st.applied_beat_age = float(row[0]) if row else None
-    _, errors1 = conflict.worker(tgt, st.slot)
+    enabled, _, errors1 = conflict.worker(tgt, st.slot)
     grew = errors0 is not None and errors1 is not None and errors1 > errors0
-    return bool(st.subscription.get("enabled")) and (grew or not running)
+    return enabled and (grew or not running)
