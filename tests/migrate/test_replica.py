@@ -901,6 +901,8 @@ def test_apply_conflict_named_and_cleared(logical: dict[str, LocalServer], run_c
     st = wait_caught_up(run_cli, name, timeout=90)
     assert st["conflict"] is None and st["warnings"] == []  # past errors: no warning
     assert st["subscription"]["apply_error_count"] >= 2  # type: ignore[index]
+    assert st["subscription"]["conflicts"]["insert_exists"] >= 2  # type: ignore[index]
+    assert st["subscription"]["conflicts"]["update_missing"] == 0  # type: ignore[index]
     assert rows(tgt, "SELECT qty, note FROM orders WHERE id = 20002") == [(8, None)]
 
     # stuck on something else than a key: only the transaction is named
@@ -920,6 +922,25 @@ def test_apply_conflict_named_and_cleared(logical: dict[str, LocalServer], run_c
     with psycopg.connect(tgt, autocommit=True) as c:
         c.execute("ALTER TABLE orders DROP CONSTRAINT small")
     wait_caught_up(run_cli, name, timeout=90)
+
+    # a row missing on the target: apply skips the source's update, 18 counts it
+    with psycopg.connect(tgt, autocommit=True) as c:
+        c.execute("DELETE FROM orders WHERE id = 10")
+    with psycopg.connect(src, autocommit=True) as c:
+        c.execute("UPDATE orders SET qty = -1 WHERE id = 10")
+    deadline = time.monotonic() + 30
+    while not (st := wait_caught_up(run_cli, name))["warnings"]:  # stats are flushed lazily
+        assert time.monotonic() < deadline, st
+        time.sleep(0.2)
+    assert st["warnings"] == [
+        "the target lacked 1 row(s) the source updated or deleted (apply skips such changes,"
+        " so the target has diverged): run 'pgferry verify' to find them and copy them from"
+        " the source; the count stays until pg_stat_reset_subscription_stats"
+    ]
+    res = run_cli("replica", "status", "--name", name)
+    assert res.exit_code == 1
+    assert "  conflicts         insert_exists " in res.stdout
+    assert res.stdout.rstrip().endswith(", update_missing 1")
     res = run_cli("replica", "drop", "--name", name)
     assert res.exit_code == 0, res.output
     assert_source_clean(src, name)

@@ -177,6 +177,9 @@ def _print_status(st: Any) -> None:
         rows.append(("apply worker", str(sub.get("worker_pid") or "not running")))
         if "apply_error_count" in sub:
             rows.append(("apply errors", str(sub["apply_error_count"])))
+        if "conflicts" in sub:
+            told = [f"{k} {v}" for k, v in sub["conflicts"].items() if v]
+            rows.append(("conflicts", ", ".join(told) or "0"))
     for k, v in rows:
         click.echo(f"  {k:<18}{v}")
     for t in st.tables_not_ready:

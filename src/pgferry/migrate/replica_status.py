@@ -110,6 +110,14 @@ def status(
             f"the slot retains {st.retained_wal_bytes} bytes of WAL on the source,"
             f" more than --max-retained-wal ({max_retained_wal})"
         )
+    seen = st.subscription.get("conflicts", {})
+    missing = seen.get("update_missing", 0) + seen.get("delete_missing", 0)
+    if missing:
+        st.warnings.append(
+            f"the target lacked {missing} row(s) the source updated or deleted (apply skips"
+            " such changes, so the target has diverged): run 'pgferry verify' to find them and"
+            " copy them from the source; the count stays until pg_stat_reset_subscription_stats"
+        )
     errors = st.subscription.get("apply_error_count")
     # a count since creation: once a fresh beat arrives, apply runs again
     if errors and st.conflict is None and st.lag_seconds is None:
@@ -216,6 +224,16 @@ def _subscription(tgt: psycopg.Connection[Any], st: Status) -> None:
         if stats:
             st.subscription["apply_error_count"] = int(stats[0])
             st.subscription["sync_error_count"] = int(stats[1])
+    if tgt.info.server_version >= 180000:
+        # 18+ counts conflicts by kind, those apply skips silently included
+        cur = tgt.execute("SELECT * FROM pg_stat_subscription_stats WHERE subname = %s", [st.slot])
+        row = cur.fetchone()
+        if row and cur.description:
+            st.subscription["conflicts"] = {
+                d.name.removeprefix("confl_"): int(v)
+                for d, v in zip(cur.description, row, strict=True)
+                if d.name.startswith("confl_")
+            }
     st.tables_not_ready = [
         f"{r[0]} ({r[1]})"
         for r in tgt.execute(
