@@ -21,6 +21,7 @@ difference, and only the transaction (its LSN and first table) is named.
 from __future__ import annotations
 
 import contextlib
+import os
 import struct
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -103,7 +104,7 @@ def _first_pending(
 ) -> tuple[int, list[_Change]] | None:
     """The first transaction the slot holds that finishes at or past
     `applied_end`: its finish LSN and its row changes (None: none pending)."""
-    probe = f"{slot}_probe"[:63]
+    probe = f"{slot}_probe_{os.getpid()}"  # two status runs at once: two probes
     src.execute("SELECT pg_copy_logical_replication_slot(%s, %s, true)", [slot, probe])
     try:
         rels: dict[int, tuple[str, list[str]]] = {}
@@ -241,6 +242,7 @@ def probe(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], slot: str)
         found = _first_pending(src, slot, end)
     except (
         psycopg.errors.ConfigurationLimitExceeded,  # no free slot for the copy
+        psycopg.errors.DuplicateObject,
         psycopg.errors.InsufficientPrivilege,
         psycopg.errors.ObjectNotInPrerequisiteState,
         psycopg.errors.UndefinedObject,  # the slot went meanwhile
