@@ -100,10 +100,10 @@ class _Change:
 
 
 def _first_pending(
-    src: psycopg.Connection[Any], slot: str, applied_end: int | None
+    src: psycopg.Connection[Any], slot: str, after: int
 ) -> tuple[int, list[_Change]] | None:
     """The first transaction the slot holds that finishes at or past
-    `applied_end`: its finish LSN and its row changes (None: none pending)."""
+    `after`: its finish LSN and its row changes (None: none pending)."""
     probe = f"{slot}_probe_{os.getpid()}"  # two status runs at once: two probes
     src.execute("SELECT pg_copy_logical_replication_slot(%s, %s, true)", [slot, probe])
     try:
@@ -121,7 +121,7 @@ def _first_pending(
             tag = r.take("!c")
             if tag == b"B":
                 final = r.take("!q")
-                if applied_end is None or final >= applied_end:
+                if final >= after:
                     finish = final
             elif tag == b"R":
                 relid, ns, name = r.take("!I"), r.cstr(), r.cstr()
@@ -234,10 +234,15 @@ def applied_end(tgt: psycopg.Connection[Any], subscription: str) -> int | None:
 def probe(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], slot: str) -> Conflict | None:
     """The transaction apply is stuck on, and its conflicting key when the
     target holds one.  None when nothing is pending or this cannot be read
-    (before PostgreSQL 12, no free replication slot, no privilege)."""
+    (source before PostgreSQL 12, no free replication slot, the target
+    role may not read pg_replication_origin_status)."""
     if src.info.server_version < 120000:
         return None
     end = applied_end(tgt, slot)
+    if end is None:
+        # the slot's confirmed position trails what was applied, so without
+        # the origin an applied row could pass for a duplicate: say nothing
+        return None
     try:
         found = _first_pending(src, slot, end)
     except (
