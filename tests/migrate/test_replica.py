@@ -1125,6 +1125,8 @@ def test_promote_without_blocking(logical: dict[str, LocalServer], run_cli: Run)
     assert res.exit_code == 0, res.output
     with psycopg.connect(src, autocommit=True) as c:
         c.execute("INSERT INTO orders (qty) SELECT g FROM generate_series(1, 100) g")
+    with psycopg.connect(tgt, autocommit=True) as c:  # used on the target: kept
+        c.execute("SELECT setval('tickets', 1000000)")
     res = run_cli("replica", "promote", "--name", name, "--no-block-writes", "--json")
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
@@ -1136,6 +1138,8 @@ def test_promote_without_blocking(logical: dict[str, LocalServer], run_cli: Run)
         "drop subscription, slot, publication, heartbeat",
     ]
     assert out["counts"]["public.orders"] == 20100
+    assert rows(tgt, "SELECT last_value FROM tickets") == [(1000000,)]
+    assert rows(tgt, "SELECT last_value FROM orders_id_seq") == [(20100,)]
     with psycopg.connect(src, autocommit=True) as c:  # never read-only
         c.execute("INSERT INTO orders (qty) VALUES (1)")
     assert rows(src, "SELECT count(*) FROM pg_replication_slots") == [(0,)]

@@ -245,17 +245,32 @@ def _catch_up(
 def _finish_data(setup: Setup, src: psycopg.Connection[Any], tgt: psycopg.Connection[Any]) -> None:
     sel = catalog.select_tables(src, setup.tables, setup.exclude)
     seqs = catalog.sequences(src, None if sel.everything else sel.tables, not sel.picked)
+    # (schema, name) -> (increment, last value or None when never called)
     there = {
-        (str(r[0]), str(r[1]))
+        (str(r[0]), str(r[1])): (int(r[2]), r[3])
         for r in tgt.execute(
-            "SELECT n.nspname, c.relname FROM pg_class c"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'S'"
+            "SELECT schemaname, sequencename, increment_by, last_value FROM pg_sequences"
         )
     }
-    finish.set_sequences(setup.target, [s for s in seqs if (s[0], s[1]) in there])
+    # at least the source's value: one the target used already (a row added
+    # there by hand) is never handed out again
+    finish.set_sequences(
+        setup.target,
+        [s for s in seqs if (s[0], s[1]) in there and not _ahead(there[s[0], s[1]], s[2], s[3])],
+    )
     if not sel.picked:
         _large_objects(src, setup.target)
     finish.refresh_matviews(setup.target, finish.populated_matviews(src, tgt))
+
+
+def _ahead(target: tuple[int, int | None], last: int, called: bool) -> bool:
+    """Whether the target's sequence has gone past the source's value."""
+    inc, tlast = target
+    if tlast is None:
+        return False  # never called on the target
+    if not called:
+        return (tlast >= last) if inc > 0 else (tlast <= last)
+    return (tlast > last) if inc > 0 else (tlast < last)
 
 
 def _large_objects(src: psycopg.Connection[Any], target: str) -> None:
@@ -318,10 +333,13 @@ def _verify_full(setup: Setup) -> None:
             schema=False,  # the source's publication is not on the target, on purpose
         )
     )
-    if not found.ok:
-        first = found.differences[0]
+    # sequences were just set to at least the source's values: one the
+    # target has taken further is meant to differ
+    diffs = [d for d in found.differences if d.kind != "sequence"]
+    if diffs:
+        first = diffs[0]
         raise ReplicaError(
-            f"verify found {len(found.differences)} difference(s) after catch-up, first"
+            f"verify found {len(diffs)} difference(s) after catch-up, first"
             f" {first.kind} {first.name} ({first.status});"
             " writes on the source are unblocked again",
             hint="run 'pgferry verify' for the list, fix the target, then retry promote",
