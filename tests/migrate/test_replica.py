@@ -875,6 +875,7 @@ def test_apply_conflict_named_and_cleared(logical: dict[str, LocalServer], run_c
     res = run_cli("replica", "status", "--name", name)
     assert res.exit_code == 1
     assert res.stderr.strip() == f"warning: {said}"
+    assert f"  apply stuck on    public.orders key (id)=(20001) (at {lsn})" in res.stdout
     res = run_cli("replica", "promote", "--name", name)
     assert res.exit_code == 1
     assert res.stderr.strip() == f"error: promote refused: {said}"

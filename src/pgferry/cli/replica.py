@@ -177,6 +177,10 @@ def _print_status(st: Any) -> None:
         rows.append(("apply worker", str(sub.get("worker_pid") or "not running")))
         if "apply_error_count" in sub:
             rows.append(("apply errors", str(sub["apply_error_count"])))
+        if st.conflict:
+            c = st.conflict
+            key = f" key {c['key']}" if c["key"] else ""
+            rows.append(("apply stuck on", f"{c['table']}{key} (at {c['finish_lsn']})"))
         if "conflicts" in sub:
             told = [f"{k} {v}" for k, v in sub["conflicts"].items() if v]
             rows.append(("conflicts", ", ".join(told) or "0"))
