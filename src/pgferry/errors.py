@@ -351,3 +351,25 @@ class ReplicaTimeout(ReplicaError):
 
 class SlotLost(ReplicaError):
     """The source invalidated the replication slot (wal_status = lost)."""
+
+
+# --- replica apply conflicts ---
+
+
+class ApplyConflict(ReplicaError):
+    """The target's apply worker is stuck on a row (a duplicate key, ...)."""
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        hint: str | None = None,
+        table: str | None = None,
+        row_key: str | None = None,
+        lsn: str | None = None,
+    ) -> None:
+        #: '(id)=(20001)': the key the target already holds (None: not found)
+        self.row_key = row_key
+        #: the stuck source transaction's finish LSN (ALTER SUBSCRIPTION SKIP)
+        self.lsn = lsn
+        super().__init__(what, hint=hint, table=table)

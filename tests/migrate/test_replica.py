@@ -353,6 +353,11 @@ def test_promote_refuses_and_undoes(logical: dict[str, LocalServer], run_cli: Ru
 
     res = run_cli("replica", "status", "--name", name, "--max-retained-wal", "64kB")
     assert res.exit_code == 1
+    assert "  free storage      " in res.stdout
+    # a server on this host: its disk's free space, by its data directory
+    st = json.loads(run_cli("replica", "status", "--name", name, "--json").stdout)
+    fs = os.statvfs(server.datadir)
+    assert abs(st["free_storage_bytes"] - fs.f_bavail * fs.f_frsize) < 256 << 20
     assert "warning: the slot retains " in res.stderr
     assert "bytes of WAL on the source, more than --max-retained-wal (65536)" in res.stderr
     res = run_cli("replica", "promote", "--name", name, "--max-lag", "0")
@@ -428,6 +433,17 @@ def test_drop_while_streaming(logical: dict[str, LocalServer], run_cli: Run) -> 
         "  drift: public.added: new on the source, not replicated"
         " (drop and create the replica again to include it)"
     ) in res.stdout
+    with psycopg.connect(tgt, autocommit=True) as c:
+        c.execute("CREATE TABLE only_here (id int)")
+        c.execute("ALTER TABLE docs ADD COLUMN mine text")
+    res = run_cli("replica", "status", "--name", "gone")
+    assert [line for line in res.stdout.splitlines() if "drift:" in line] == [
+        "  drift: public.added: new on the source, not replicated"
+        " (drop and create the replica again to include it)",
+        "  drift: public.only_here: new on the target, not on the source",
+        "  drift: public.orders.extra: only on the source (add it on the target)",
+        "  drift: public.docs.mine: only on the target",
+    ]
     res = run_cli("replica", "drop", "--name", "gone")
     assert res.exit_code == 0, res.output
     assert "dropped subscription pgferry_gone on the target" in res.stdout
@@ -790,11 +806,26 @@ def test_target_restart_and_source_down(logical: dict[str, LocalServer], run_cli
     drop_database(tgt_server, tgt)
 
 
+def _stuck(run_cli: Run, name: str) -> tuple[Result, dict[str, object]]:
+    """Status, polled until it names the row apply is stuck on."""
+    deadline = time.monotonic() + 60
+    while True:
+        res = run_cli("replica", "status", "--name", name, "--json")
+        st = json.loads(res.stdout)
+        if st["conflict"] is not None:
+            return res, st
+        assert time.monotonic() < deadline, res.stdout
+        time.sleep(0.2)
+
+
 @pytest.mark.slow
-def test_apply_conflict_shows_and_clears(logical: dict[str, LocalServer], run_cli: Run) -> None:
-    server = logical["15"]
-    src = make_source(server)
-    tgt = new_database(server, "rdst")
+def test_apply_conflict_named_and_cleared(logical: dict[str, LocalServer], run_cli: Run) -> None:
+    src_server, tgt_server = logical["15"], logical["18"]
+    src = make_source(src_server)
+    with psycopg.connect(src, autocommit=True) as c:
+        c.execute("CREATE TABLE users (id int PRIMARY KEY, email text UNIQUE)")
+        c.execute("INSERT INTO users VALUES (1, 'a@x'), (2, 'b@x')")
+    tgt = new_database(tgt_server, "rdst")
     name = "clash2"
     res = run_cli(
         "replica",
@@ -811,33 +842,117 @@ def test_apply_conflict_shows_and_clears(logical: dict[str, LocalServer], run_cl
     )
     assert res.exit_code == 0, res.output
     wait_caught_up(run_cli, name)
-    with psycopg.connect(tgt, autocommit=True) as c:  # a row written on the target by hand
-        c.execute("INSERT INTO orders VALUES (20001, 0, 'by hand')")
-    with psycopg.connect(src, autocommit=True) as c:
+    with psycopg.connect(tgt, autocommit=True) as c:  # rows written on the target by hand
+        c.execute("INSERT INTO orders VALUES (20001, 0, 'by hand'), (20002, 0, 'by hand')")
+    with psycopg.connect(src, autocommit=True) as c, c.transaction():
+        # a key deleted and added back in the transaction is no conflict
+        c.execute("DELETE FROM orders WHERE id = 5")
+        c.execute("INSERT INTO orders VALUES (5, 5, 'again')")
+        c.execute("UPDATE orders SET qty = qty + 1 WHERE id = 6")  # a key kept: no conflict
+        # the delete sends only the primary key: the email it frees cannot be told
+        c.execute("DELETE FROM users WHERE id = 1")
+        c.execute("INSERT INTO users VALUES (3, 'a@x')")
         c.execute("INSERT INTO orders (qty) VALUES (7)")  # id 20001 too
-    deadline = time.monotonic() + 60
-    while True:
-        res = run_cli("replica", "status", "--name", name, "--json")
-        st = json.loads(res.stdout)
-        if st["subscription"].get("apply_error_count"):
-            break
-        assert time.monotonic() < deadline, res.stdout
-        time.sleep(0.2)
+    res, st = _stuck(run_cli, name)
     assert res.exit_code == 1
     assert st["lag_seconds"] is None  # the heartbeat is stuck behind the conflict
-    assert any("apply error(s) since it was created" in w for w in st["warnings"])
+    found = st["conflict"]
+    assert isinstance(found, dict)
+    lsn = found["finish_lsn"]
+    assert found == {
+        "table": "public.orders",
+        "finish_lsn": lsn,
+        "key": "(id)=(20001)",
+        "index": "orders_pkey",
+    }
+    said = (
+        "apply is stuck on public.orders: the target already has the row with key (id)=(20001)"
+        f" that the source's transaction finishing at {lsn} adds; delete that row on the"
+        " target and apply resumes by itself, or drop that source transaction's changes on the"
+        f" target with ALTER SUBSCRIPTION pgferry_clash2 SKIP (lsn = '{lsn}')"
+    )
+    assert st["warnings"] == [said]
+    res = run_cli("replica", "status", "--name", name)
+    assert res.exit_code == 1
+    assert res.stderr.strip() == f"warning: {said}"
+    assert f"  apply stuck on    public.orders key (id)=(20001) (at {lsn})" in res.stdout
+    res = run_cli("replica", "promote", "--name", name)
+    assert res.exit_code == 1
+    assert res.stderr.strip() == f"error: promote refused: {said}"
+    with psycopg.connect(src, autocommit=True) as c:  # refused before blocking writes
+        c.execute("UPDATE orders SET qty = 1 WHERE id = 1")
+
+    # the LSN named is the one SKIP takes: the whole transaction is dropped
     with psycopg.connect(tgt, autocommit=True) as c:
-        c.execute("DELETE FROM orders WHERE id = 20001")
+        c.execute(f"ALTER SUBSCRIPTION pgferry_clash2 SKIP (lsn = '{lsn}')")
     wait_caught_up(run_cli, name, timeout=90)
-    assert rows(tgt, "SELECT qty FROM orders WHERE id = 20001") == [(7,)]
+    assert rows(tgt, "SELECT id, qty, note FROM orders WHERE id IN (5, 6, 20001) ORDER BY id") == [
+        (5, 5, "order 5"),
+        (6, 6, "order 6"),
+        (20001, 0, "by hand"),
+    ]
+    assert rows(tgt, "SELECT qty FROM orders WHERE id = 1") == [(1,)]
+
+    with psycopg.connect(src, autocommit=True) as c:
+        c.execute("INSERT INTO orders (qty) VALUES (8)")  # id 20002, held on the target
+    _, st = _stuck(run_cli, name)
+    assert st["conflict"]["key"] == "(id)=(20002)"  # type: ignore[index]
+    with psycopg.connect(tgt, autocommit=True) as c:
+        c.execute("DELETE FROM orders WHERE id = 20002")
+    st = wait_caught_up(run_cli, name, timeout=90)
+    assert st["conflict"] is None and st["warnings"] == []  # past errors: no warning
+    assert st["subscription"]["apply_error_count"] >= 2  # type: ignore[index]
+    assert st["subscription"]["conflicts"]["insert_exists"] >= 2  # type: ignore[index]
+    assert st["subscription"]["conflicts"]["update_missing"] == 0  # type: ignore[index]
+    assert rows(tgt, "SELECT qty, note FROM orders WHERE id = 20002") == [(8, None)]
+
+    # stuck on something else than a key: only the transaction is named
+    with psycopg.connect(tgt, autocommit=True) as c:
+        c.execute("ALTER TABLE orders ADD CONSTRAINT small CHECK (qty < 1000)")
+    with psycopg.connect(src, autocommit=True) as c:
+        c.execute("INSERT INTO orders (qty) VALUES (5000)")
+    _, st = _stuck(run_cli, name)
+    lsn = st["conflict"]["finish_lsn"]  # type: ignore[index]
+    assert st["warnings"] == [
+        f"apply is stuck on the source's transaction finishing at {lsn} (first change on"
+        " public.orders); no duplicate key was found on the target; the target's server log"
+        " names the failing constraint or column: fix the target and apply resumes by itself,"
+        " or drop that source transaction's changes on the target with ALTER SUBSCRIPTION"
+        f" pgferry_clash2 SKIP (lsn = '{lsn}')"
+    ]
+    with psycopg.connect(tgt, autocommit=True) as c:
+        c.execute("ALTER TABLE orders DROP CONSTRAINT small")
+    wait_caught_up(run_cli, name, timeout=90)
+
+    # a row missing on the target: apply skips the source's update, 18 counts it
+    with psycopg.connect(tgt, autocommit=True) as c:
+        c.execute("DELETE FROM orders WHERE id = 10")
+    with psycopg.connect(src, autocommit=True) as c:
+        c.execute("UPDATE orders SET qty = -1 WHERE id = 10")
+    deadline = time.monotonic() + 30
+    while not (st := wait_caught_up(run_cli, name))["warnings"]:  # stats are flushed lazily
+        assert time.monotonic() < deadline, st
+        time.sleep(0.2)
+    assert st["warnings"] == [
+        "the target lacked 1 row(s) the source updated or deleted (apply skips such changes,"
+        " so the target has diverged): run 'pgferry verify' to find them and copy them from"
+        " the source; the count stays until pg_stat_reset_subscription_stats"
+    ]
+    res = run_cli("replica", "status", "--name", name)
+    assert res.exit_code == 1
+    assert "  conflicts         insert_exists " in res.stdout
+    assert res.stdout.rstrip().endswith(", update_missing 1")
     res = run_cli("replica", "drop", "--name", name)
     assert res.exit_code == 0, res.output
-    drop_database(server, src)
-    drop_database(server, tgt)
+    assert_source_clean(src, name)
+    drop_database(src_server, src)
+    drop_database(tgt_server, tgt)
 
 
 @pytest.mark.slow
-def test_source_crash_while_streaming(logical: dict[str, LocalServer], run_cli: Run) -> None:
+def test_source_and_target_crash_while_streaming(
+    logical: dict[str, LocalServer], run_cli: Run
+) -> None:
     src_server, tgt_server = logical["15"], logical["18"]
     src = make_source(src_server)
     tgt = new_database(tgt_server, "rdst")
@@ -885,6 +1000,35 @@ def test_source_crash_while_streaming(logical: dict[str, LocalServer], run_cli: 
             time.sleep(0.1)
         seen = writer.writes
         while writer.writes < seen + 50:  # the load goes on after the crash
+            assert writer.is_alive() and time.monotonic() < deadline
+            time.sleep(0.05)
+        wait_caught_up(run_cli, name)
+        # SIGKILL the target's apply worker: the target crashes and recovers,
+        # and apply restarts from its origin (no row applied twice: events
+        # has no key, a double insert would show in verify)
+        worker = rows(
+            tgt,
+            "SELECT pid FROM pg_stat_subscription WHERE subname = %s AND relid IS NULL",
+            f"pgferry_{name}",
+        )
+        assert len(worker) == 1 and worker[0][0] is not None
+        probe = psycopg.connect(tgt, autocommit=True)
+        os.kill(worker[0][0], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        try:  # the postmaster ends every session, then recovers
+            while True:
+                probe.execute("SELECT 1")
+                assert time.monotonic() < deadline, "the target did not crash"
+                time.sleep(0.05)
+        except psycopg.OperationalError:
+            pass
+        finally:
+            probe.close()
+        while _count(tgt, "SELECT 1") != 1:
+            assert time.monotonic() < deadline, "the target did not come back"
+            time.sleep(0.1)
+        seen = writer.writes
+        while writer.writes < seen + 50:
             assert writer.is_alive() and time.monotonic() < deadline
             time.sleep(0.05)
         wait_caught_up(run_cli, name)
@@ -982,6 +1126,8 @@ def test_promote_without_blocking(logical: dict[str, LocalServer], run_cli: Run)
     assert res.exit_code == 0, res.output
     with psycopg.connect(src, autocommit=True) as c:
         c.execute("INSERT INTO orders (qty) SELECT g FROM generate_series(1, 100) g")
+    with psycopg.connect(tgt, autocommit=True) as c:  # used on the target: kept
+        c.execute("SELECT setval('tickets', 1000000)")
     res = run_cli("replica", "promote", "--name", name, "--no-block-writes", "--json")
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
@@ -993,6 +1139,8 @@ def test_promote_without_blocking(logical: dict[str, LocalServer], run_cli: Run)
         "drop subscription, slot, publication, heartbeat",
     ]
     assert out["counts"]["public.orders"] == 20100
+    assert rows(tgt, "SELECT last_value FROM tickets") == [(1000000,)]
+    assert rows(tgt, "SELECT last_value FROM orders_id_seq") == [(20100,)]
     with psycopg.connect(src, autocommit=True) as c:  # never read-only
         c.execute("INSERT INTO orders (qty) VALUES (1)")
     assert rows(src, "SELECT count(*) FROM pg_replication_slots") == [(0,)]

@@ -163,7 +163,12 @@ def _print_status(st: Any) -> None:
             _human(st.safe_wal_size) if st.safe_wal_size is not None else "unlimited",
         ),
         ("source WAL size", _human(st.wal_dir_bytes)),
-        ("free storage", "not readable over SQL"),
+        (
+            "free storage",
+            _human(st.free_storage_bytes)
+            if st.free_storage_bytes is not None
+            else "not readable from here",
+        ),
         ("writes blocked", "yes" if st.writes_blocked else "no"),
     ]
     sub = st.subscription
@@ -172,6 +177,13 @@ def _print_status(st: Any) -> None:
         rows.append(("apply worker", str(sub.get("worker_pid") or "not running")))
         if "apply_error_count" in sub:
             rows.append(("apply errors", str(sub["apply_error_count"])))
+        if st.conflict:
+            c = st.conflict
+            key = f" key {c['key']}" if c["key"] else ""
+            rows.append(("apply stuck on", f"{c['table']}{key} (at {c['finish_lsn']})"))
+        if "conflicts" in sub:
+            told = [f"{k} {v}" for k, v in sub["conflicts"].items() if v]
+            rows.append(("conflicts", ", ".join(told) or "0"))
     for k, v in rows:
         click.echo(f"  {k:<18}{v}")
     for t in st.tables_not_ready:

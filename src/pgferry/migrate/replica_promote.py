@@ -26,8 +26,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgferry.errors import ReplicaError, ReplicaLagging, ReplicaTimeout, SlotLost
+from pgferry.errors import ApplyConflict, ReplicaError, ReplicaLagging, ReplicaTimeout, SlotLost
 from pgferry.migrate import catalog, finish, largeobjects
+from pgferry.migrate import replica_conflict as conflict
 from pgferry.migrate import replica_objects as objs
 from pgferry.migrate import replica_state as state
 from pgferry.migrate.replica_state import Setup, Stage
@@ -98,7 +99,11 @@ def promote(cfg: PromoteConfig) -> PromoteResult:
 
 
 def _check_lag(
-    cfg: PromoteConfig, setup: Setup, src: psycopg.Connection[Any], result: PromoteResult
+    cfg: PromoteConfig,
+    setup: Setup,
+    src: psycopg.Connection[Any],
+    tgt: psycopg.Connection[Any],
+    result: PromoteResult,
 ) -> None:
     row = slot_row(src, setup.object_name)
     if row is None or row[1] == "lost":
@@ -114,6 +119,28 @@ def _check_lag(
             f" more than --max-lag ({cfg.max_lag})",
             hint="wait for 'pgferry replica status' to show less lag, or raise --max-lag",
         )
+    _, running, errors = conflict.worker(tgt, setup.object_name)
+    if not running or errors:  # the worker exits on an apply error and restarts
+        found = conflict.probe(src, tgt, setup.object_name)
+        if found is not None and found.key is not None:
+            raise _conflict_error(found, setup, tgt, "promote refused: ", "")
+
+
+def _conflict_error(
+    found: conflict.Conflict,
+    setup: Setup,
+    tgt: psycopg.Connection[Any],
+    prefix: str,
+    suffix: str,
+) -> ApplyConflict:
+    what, todo = conflict.describe(found, setup.object_name, tgt.info.server_version // 10000)
+    return ApplyConflict(
+        f"{prefix}{what}{suffix}",
+        hint=todo,
+        table=found.table,
+        row_key=found.key,
+        lsn=found.finish_lsn,
+    )
 
 
 def _run(
@@ -126,7 +153,7 @@ def _run(
     objs.writable(src)
     streaming = objs.subscription_exists(tgt, setup.object_name)
     if setup.stage == Stage.STREAMING:
-        _check_lag(cfg, setup, src, result)
+        _check_lag(cfg, setup, src, tgt, result)
     if not setup.writes_blocked:
         setup.previous_read_only = objs.read_only_setting(src)
     setup.stage = Stage.PROMOTING
@@ -193,6 +220,20 @@ def _catch_up(
         if got is not None and got[0] >= marker:
             return
         if time.monotonic() > deadline:
+            enabled, running, errors = conflict.worker(tgt, setup.object_name)
+            # a key the target holds is proof; else only a worker that is
+            # down while enabled (it exits on each error) says apply is stuck
+            found = None
+            if enabled and (not running or errors):
+                found = conflict.probe(src, tgt, setup.object_name)
+            if found is not None and (found.key is not None or not running):
+                raise _conflict_error(
+                    found,
+                    setup,
+                    tgt,
+                    "the target did not apply up to the cutover point: ",
+                    "; writes on the source are unblocked again",
+                )
             raise ReplicaTimeout(
                 f"the target did not apply up to the cutover point ({result.cutover_lsn})"
                 f" within --timeout {cfg.timeout:g}s; writes on the source are unblocked again",
@@ -204,17 +245,32 @@ def _catch_up(
 def _finish_data(setup: Setup, src: psycopg.Connection[Any], tgt: psycopg.Connection[Any]) -> None:
     sel = catalog.select_tables(src, setup.tables, setup.exclude)
     seqs = catalog.sequences(src, None if sel.everything else sel.tables, not sel.picked)
+    # (schema, name) -> (increment, last value or None when never called)
     there = {
-        (str(r[0]), str(r[1]))
+        (str(r[0]), str(r[1])): (int(r[2]), r[3])
         for r in tgt.execute(
-            "SELECT n.nspname, c.relname FROM pg_class c"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'S'"
+            "SELECT schemaname, sequencename, increment_by, last_value FROM pg_sequences"
         )
     }
-    finish.set_sequences(setup.target, [s for s in seqs if (s[0], s[1]) in there])
+    # at least the source's value: one the target used already (a row added
+    # there by hand) is never handed out again
+    finish.set_sequences(
+        setup.target,
+        [s for s in seqs if (s[0], s[1]) in there and not _ahead(there[s[0], s[1]], s[2], s[3])],
+    )
     if not sel.picked:
         _large_objects(src, setup.target)
     finish.refresh_matviews(setup.target, finish.populated_matviews(src, tgt))
+
+
+def _ahead(target: tuple[int, int | None], last: int, called: bool) -> bool:
+    """Whether the target's sequence has gone past the source's value."""
+    inc, tlast = target
+    if tlast is None:
+        return False  # never called on the target
+    if not called:
+        return (tlast >= last) if inc > 0 else (tlast <= last)
+    return (tlast > last) if inc > 0 else (tlast < last)
 
 
 def _large_objects(src: psycopg.Connection[Any], target: str) -> None:
@@ -277,10 +333,13 @@ def _verify_full(setup: Setup) -> None:
             schema=False,  # the source's publication is not on the target, on purpose
         )
     )
-    if not found.ok:
-        first = found.differences[0]
+    # sequences were just set to at least the source's values: one the
+    # target has taken further is meant to differ
+    diffs = [d for d in found.differences if d.kind != "sequence"]
+    if diffs:
+        first = diffs[0]
         raise ReplicaError(
-            f"verify found {len(found.differences)} difference(s) after catch-up, first"
+            f"verify found {len(diffs)} difference(s) after catch-up, first"
             f" {first.kind} {first.name} ({first.status});"
             " writes on the source are unblocked again",
             hint="run 'pgferry verify' for the list, fix the target, then retry promote",

@@ -12,13 +12,16 @@ this database's stream, behind everything committed before it.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from pgferry.migrate import catalog
+from pgferry.migrate import replica_conflict as conflict
 from pgferry.migrate import replica_objects as objs
 from pgferry.migrate.finish import connect_source
 from pgferry.migrate.replica_preflight import unlogged
@@ -49,6 +52,9 @@ class Status:
     tables_not_ready: list[str] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: the row apply is stuck on: table, finish_lsn, key, index (None: not stuck
+    #: or not told; see replica_conflict)
+    conflict: dict[str, Any] | None = None
     writes_blocked: bool = False
     #: which way rows flow: after promote --reverse, from the target back
     direction: str = "source -> target"
@@ -85,7 +91,13 @@ def status(
             _wal_dir(src, st)
             _subscription(tgt, st)
             _drift(src, tgt, setup, st)
-            _heartbeat(src, tgt, setup, st, heartbeat_wait)
+            stuck = _heartbeat(src, tgt, setup, st, heartbeat_wait)
+            if stuck and st.wal_status != "lost":
+                found = conflict.probe(src, tgt, st.slot)
+                if found is not None:
+                    st.conflict = asdict(found)
+                    what, todo = conflict.describe(found, st.slot, tgt.info.server_version // 10000)
+                    st.warnings.append(f"{what}; {todo}")
     if st.slot_exists and st.wal_status == "lost":
         st.warnings.append(
             f"the slot {st.slot} is lost (the source removed WAL it needed): the target can"
@@ -98,12 +110,21 @@ def status(
             f"the slot retains {st.retained_wal_bytes} bytes of WAL on the source,"
             f" more than --max-retained-wal ({max_retained_wal})"
         )
-    errors = st.subscription.get("apply_error_count")
-    if errors:
+    seen = st.subscription.get("conflicts", {})
+    missing = seen.get("update_missing", 0) + seen.get("delete_missing", 0)
+    if missing:
         st.warnings.append(
-            f"the subscription reported {errors} apply error(s) since it was created: the"
-            " target's server log names the table and key; fix or remove the conflicting row"
-            " on the target and apply resumes by itself"
+            f"the target lacked {missing} row(s) the source updated or deleted (apply skips"
+            " such changes, so the target has diverged): run 'pgferry verify' to find them and"
+            " copy them from the source; the count stays until pg_stat_reset_subscription_stats"
+        )
+    errors = st.subscription.get("apply_error_count")
+    # a count since creation: once a fresh beat arrives, apply runs again
+    if errors and st.conflict is None and st.lag_seconds is None:
+        st.warnings.append(
+            f"the subscription reported {errors} apply error(s) since it was created and"
+            " has not applied a fresh heartbeat: the target's server log names the table and"
+            " key; fix or remove the conflicting row on the target and apply resumes by itself"
         )
     return st
 
@@ -134,14 +155,46 @@ def _slot(src: psycopg.Connection[Any], st: Status) -> None:
 
 
 def _wal_dir(src: psycopg.Connection[Any], st: Status) -> None:
-    # pg_ls_waldir needs superuser or pg_monitor; the free space of the
-    # source's disk is not readable through SQL at all (read it from the host
-    # or the cloud console), so it stays None
+    # pg_ls_waldir needs superuser or pg_monitor
     try:
         row = src.execute("SELECT coalesce(sum(size), 0)::bigint FROM pg_ls_waldir()").fetchone()
         st.wal_dir_bytes = int(row[0]) if row else None
     except psycopg.errors.InsufficientPrivilege:
         pass
+    st.free_storage_bytes = free_storage(src)
+
+
+def free_storage(conn: psycopg.Connection[Any]) -> int | None:
+    """Free bytes on the server's data disk, when that disk is this host's.
+
+    SQL has no way to read it, so only a server on this machine (a Unix
+    socket or a loopback address) can be measured, by statvfs of its data
+    directory; the directory is proven to be that server's by its
+    postmaster.pid, whose third line is the start time the server reports.
+    Elsewhere (a managed database) it stays None: read FreeStorageSpace
+    from the host or the cloud console."""
+    host = conn.info.host or ""
+    if not (host.startswith("/") or conn.info.hostaddr in ("127.0.0.1", "::1")):
+        return None
+    try:
+        row = conn.execute(
+            "SELECT current_setting('data_directory'),"
+            " floor(extract(epoch FROM pg_postmaster_start_time()))::bigint"
+        ).fetchone()
+    except psycopg.errors.InsufficientPrivilege:  # data_directory: pg_read_all_settings
+        return None
+    if row is None:
+        return None
+    datadir, started = Path(str(row[0])), int(row[1])
+    try:
+        lines = (datadir / "postmaster.pid").read_text().splitlines()
+        # the file's time is taken a moment before the one SQL reports
+        if len(lines) < 3 or abs(int(lines[2]) - started) > 1:
+            return None  # another server's directory at the same path
+        fs = os.statvfs(datadir)
+    except (OSError, ValueError):
+        return None
+    return fs.f_bavail * fs.f_frsize
 
 
 def _subscription(tgt: psycopg.Connection[Any], st: Status) -> None:
@@ -171,6 +224,16 @@ def _subscription(tgt: psycopg.Connection[Any], st: Status) -> None:
         if stats:
             st.subscription["apply_error_count"] = int(stats[0])
             st.subscription["sync_error_count"] = int(stats[1])
+    if tgt.info.server_version >= 180000:
+        # 18+ counts conflicts by kind, those apply skips silently included
+        cur = tgt.execute("SELECT * FROM pg_stat_subscription_stats WHERE subname = %s", [st.slot])
+        row = cur.fetchone()
+        if row and cur.description:
+            st.subscription["conflicts"] = {
+                d.name.removeprefix("confl_"): int(v)
+                for d, v in zip(cur.description, row, strict=True)
+                if d.name.startswith("confl_")
+            }
     st.tables_not_ready = [
         f"{r[0]} ({r[1]})"
         for r in tgt.execute(
@@ -218,6 +281,11 @@ def _drift(
                 f"{table.qualified}: new on the source, not replicated"
                 " (drop and create the replica again to include it)"
             )
+    # and one made on the target alone (it would outlive the cutover unnoticed)
+    on_source = {t.qualified for t in sel.tables}
+    for table in catalog.select_tables(tgt, setup.tables, setup.exclude).tables:
+        if table.qualified not in on_source and table.qualified != objs.HEARTBEAT_NAME:
+            st.drift.append(f"{table.qualified}: new on the target, not on the source")
     for table in names:
         if table not in s:
             st.drift.append(f"{table}: dropped on the source")
@@ -241,23 +309,32 @@ def _heartbeat(
     setup: Setup,
     st: Status,
     wait: float,
-) -> None:
+) -> bool:
+    """Time a fresh beat's arrival.  True when it did not arrive and apply
+    looks stuck: the worker was seen not running (it exits on an error and
+    restarts) or its error count grew while we waited."""
     if not (st.slot_exists and st.subscription):
-        return
+        return False
     try:
         n = objs.beat(src, setup.name)
     except (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.UndefinedTable):
-        return  # writes blocked by promote, or no heartbeat table: no fresh beat
+        return False  # writes blocked by promote, or no heartbeat table: no fresh beat
+    _, running, errors0 = conflict.worker(tgt, st.slot)
     t0 = time.monotonic()
     while True:
         got = objs.applied_beat(tgt, setup.name)
         if got is not None and got[0] >= n:
             st.lag_seconds = round(time.monotonic() - t0, 3)
             st.applied_beat_age = 0.0
-            return
+            return False
         if time.monotonic() - t0 >= wait:
             break
         time.sleep(0.05)
+        _, seen, _ = conflict.worker(tgt, st.slot)
+        running = running and seen
     if got is not None:
         row = src.execute("SELECT extract(epoch FROM clock_timestamp() - %s)", [got[1]]).fetchone()
         st.applied_beat_age = float(row[0]) if row else None
+    enabled, _, errors1 = conflict.worker(tgt, st.slot)
+    grew = errors0 is not None and errors1 is not None and errors1 > errors0
+    return enabled and (grew or not running)
