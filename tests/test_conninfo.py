@@ -64,6 +64,21 @@ FLAG_COMMANDS = {
     "snapshot create": (["snapshot", "create", "s3://b/p/n", "--source", "{}"], "--source"),
     "snapshot restore": (["snapshot", "restore", "s3://b/p/n", "--target", "{}"], "--target"),
     "extension install": (["extension", "install", "--target", "{}"], "--target"),
+    "export": (["export", "s3://b/k", "--table", "t", "--source", "{}"], "--source"),
+    "watch": (["watch", "s3://b/p/", "--table", "t", "--once", "--target", "{}"], "--target"),
+    "watch status": (["watch", "status", "--target", "{}"], "--target"),
+    "files list": (["files", "list", "--target", "{}"], "--target"),
+    "replica create source": (
+        ["replica", "create", "--source", "{}", "--target", GOOD],
+        "--source",
+    ),
+    "replica create target": (
+        ["replica", "create", "--source", GOOD, "--target", "{}"],
+        "--target",
+    ),
+    "replica status": (["replica", "status", "--target", "{}"], "--target"),
+    "replica promote": (["replica", "promote", "--source", "{}"], "--source"),
+    "replica drop": (["replica", "drop", "--target", "{}"], "--target"),
 }
 # commands that fall back to PGFERRY_TARGET / DATABASE_URL
 ENV_COMMANDS = {
@@ -73,6 +88,9 @@ ENV_COMMANDS = {
     "clone": ["clone", "--source", GOOD],
     "verify": ["verify", "--source", GOOD],
     "snapshot restore": ["snapshot", "restore", "s3://b/p/n"],
+    "export": ["export", "s3://b/k", "--table", "t"],
+    "watch": ["watch", "s3://b/p/", "--table", "t", "--once"],
+    "files list": ["files", "list"],
 }
 
 
