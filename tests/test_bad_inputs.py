@@ -129,6 +129,45 @@ OTHER_CASES: list[Any] = [
         "extension target down",
         ["extension", "install", "--target", "postgresql://127.0.0.1:{free}/x"],
     ),
+    (
+        "export source down",
+        [
+            "export",
+            "s3://{bucket}/e/k",
+            "-q",
+            "select 1",
+            "--source",
+            "postgresql://127.0.0.1:{free}/x",
+        ],
+    ),
+    ("export neither query nor table", ["export", "s3://{bucket}/e/k"]),
+    (
+        "export bad part size",
+        ["export", "s3://{bucket}/e/k", "-q", "select 1", "--part-size", "lots"],
+    ),
+    ("export bad destination", ["export", "notanuri", "-q", "select 1"]),
+    ("export bad query", ["export", "s3://{bucket}/e/k", "-q", "selec 1"]),
+    ("watch not a prefix", ["watch", "run", "notanuri", "--table", "keep", "--once"]),
+    (
+        "watch missing bucket",
+        ["watch", "run", "s3://no-such-bucket-x/p/", "--table", "keep", "--once"],
+    ),
+    (
+        "watch bad interval",
+        ["watch", "run", "s3://{bucket}/p/", "--table", "keep", "--interval", "soon"],
+    ),
+    ("watch missing table", ["watch", "run", "s3://{bucket}/p/", "--table", "nope", "--once"]),
+    ("files retry unknown", ["files", "retry", "s3://{bucket}/p/none.csv"]),
+    ("replica status unknown name", ["replica", "status", "--name", "nope"]),
+    ("replica drop unknown name", ["replica", "drop", "--name", "nope"]),
+    ("replica promote bad max lag", ["replica", "promote", "--max-lag", "huge"]),
+    (
+        "replica create source down",
+        ["replica", "create", "--source", "postgresql://127.0.0.1:{free}/x", "--target", "{db}"],
+    ),
+    ("clone mysql source down", ["clone", "--source", "mysql://u@127.0.0.1:{free}/x"]),
+    ("clone sqlite file missing", ["clone", "--source", "sqlite:///{dir}/none.db"]),
+    ("verify sqlite file missing", ["verify", "--source", "sqlite:///{dir}/none.db"]),
 ]
 
 
