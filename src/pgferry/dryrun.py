@@ -13,7 +13,7 @@ from typing import Any
 
 from pgferry import imports, infer
 from pgferry.decode import jsonl
-from pgferry.fetch import open_decoded
+from pgferry.fetch import HEAD_BYTES, open_decoded
 from pgferry.sink.names import display_table
 from pgferry.sink.options import parse_copy_options
 from pgferry.stores import ObjectRef
@@ -120,7 +120,7 @@ def _look(spec: imports.ImportSpec, ref: ObjectRef, fmt: str, *, ddl: bool) -> t
                     cols = jsonl.infer_columns(sample, ref, complete)
             else:
                 options = plan.options
-                head, stream, _ = infer.peek(stream, infer.bytes_enough(imports.HEAD_BYTES))
+                head, stream, _ = infer.peek(stream, infer.bytes_enough(HEAD_BYTES))
                 if not spec.options.strip():
                     options, _ = imports._options_from_name(ref, head, options, None)
                 wanted = plan.sample_rows + (1 if options.header else 0)
