@@ -351,3 +351,16 @@ class ReplicaTimeout(ReplicaError):
 
 class SlotLost(ReplicaError):
     """The source invalidated the replication slot (wal_status = lost)."""
+
+
+# --- target: statement timeout or cancel ---
+
+
+class StatementCancelled(TargetError):
+    """The server cancelled the load's statement (SQLSTATE 57014: its
+    statement_timeout, or pg_cancel_backend). The target is reachable, so it
+    is not TargetUnreachable; transient all the same: a timeout often comes
+    from a lock or a busy server, which pass (the watcher retries it with
+    backoff, up to --max-attempts)."""
+
+    transient = True
