@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pgferry import imports, infer
-from pgferry.decode import jsonl
-from pgferry.fetch import HEAD_BYTES, open_decoded
+from pgferry.decode import charset, jsonl
+from pgferry.fetch import checked, open_decoded
 from pgferry.sink.names import display_table
 from pgferry.sink.options import parse_copy_options
 from pgferry.stores import ObjectRef
@@ -183,6 +183,21 @@ def _look(spec: imports.ImportSpec, ref: ObjectRef, fmt: str, *, ddl: bool) -> t
     with open_decoded(ref, spec.s3, content_encoding=spec.content_encoding) as obj:
         stream = obj.stream()
         cols: list[infer.Column] = []
+        options = plan.options
+        if fmt != "jsonl":
+            # as the load: --encoding auto, then the checks both import paths
+            # make (a zip is refused, a UTF-8 BOM dropped), so the plan and
+            # its CREATE TABLE are the load's
+            stream, encoding, _ = charset.prepare(stream, spec.encoding, options)
+            options = charset.apply(options, encoding)
+            head, stream = checked(
+                stream,
+                ref,
+                codec=obj.codec,
+                requested=spec.content_encoding,
+                fmt=options.format,
+                utf8=imports._utf8(options),
+            )
         if create:
             if fmt == "jsonl":
                 sample, _, complete = infer.peek(stream, infer.lines_enough(plan.sample_rows))
@@ -191,10 +206,9 @@ def _look(spec: imports.ImportSpec, ref: ObjectRef, fmt: str, *, ddl: bool) -> t
                 else:
                     cols = jsonl.infer_columns(sample, ref, complete)
             else:
-                options = plan.options
-                head, stream, _ = infer.peek(stream, infer.bytes_enough(HEAD_BYTES))
                 if not spec.options.strip():
                     options, _ = imports._options_from_name(ref, head, options, None)
+                    options = charset.apply(options, encoding)
                 wanted = plan.sample_rows + (1 if options.header else 0)
                 sample, _, complete = infer.peek(stream, infer.lines_enough(wanted))
                 cols = infer.infer_columns(
