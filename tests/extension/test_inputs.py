@@ -9,6 +9,9 @@ import lzma
 import zipfile
 from typing import Any
 
+import psycopg
+import pytest
+
 from tests.extension.conftest import APP, ExtServer
 
 
@@ -46,6 +49,16 @@ def test_archive_and_xz_refused_with_the_client_error(
         )
         assert proc.returncode == 3, proc.stderr
         assert errors_of(proc) == [f"ERROR:  {message}"]
+    # the same SQLSTATE as any undecodable input (bad_copy_file_format)
+    with (
+        psycopg.connect(ext.conninfo(edb, user=APP), autocommit=True) as conn,
+        pytest.raises(psycopg.errors.BadCopyFileFormat) as err,
+    ):
+        conn.execute(
+            "SELECT aws_s3.table_import_from_s3('t', '', '(format csv)', %s, 'rows.zip', '')",
+            [bucket],
+        )
+    assert err.value.diag.message_primary == expected["rows.zip"]
     assert ext.execute("SELECT count(*) FROM t", edb) == [(0,)]
 
 
