@@ -19,8 +19,8 @@ the caller gets the same error text the client-side import prints, not just
 Imports use `pgferry.fetch.open_decoded` and `checked`, the client import's
 own fetch and decode path (it refuses a zip or xz object with the client's
 one-line error and drops a UTF-8 BOM), and stream to stdout: nothing is
-written to disk. Nothing here
-prints a secret: stderr ends up in the server log.
+written to disk. Nothing here prints a secret: stderr ends up in the server
+log.
 """
 
 from __future__ import annotations

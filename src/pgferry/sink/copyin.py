@@ -39,7 +39,7 @@ _TRANSIENT_CLASSES = ("08", "40", "53")
 # or is starting (admin_shutdown, crash_shutdown, cannot_connect_now) or closed
 # an idle session; 57014 (query_canceled) is a timeout or cancel, and the rest
 # (57P04 database_dropped, 57000) will not pass on a retry
-UNREACHABLE_STATES = ("57P01", "57P02", "57P03", "57P05")
+_UNREACHABLE_STATES = ("57P01", "57P02", "57P03", "57P05")
 _QUERY_CANCELED = "57014"
 
 
@@ -156,7 +156,7 @@ def map_db_error(e: psycopg.Error, table: tuple[str, ...], ref: ObjectRef) -> Ta
             "statement_timeout=...); nothing was committed",
             **ctx,
         )
-    if not state or state[:2] in _TRANSIENT_CLASSES or state in UNREACHABLE_STATES:
+    if not state or state[:2] in _TRANSIENT_CLASSES or state in _UNREACHABLE_STATES:
         return TargetUnreachable(
             f'lost the target while loading table "{name}" from {source}: {primary}',
             hint="nothing was committed; retry when the server is reachable",
