@@ -145,12 +145,31 @@ def test_cli_lifecycle(tmp_path: Path, server_home: Path) -> None:
         assert p.stderr == note
 
         p = run("embedded", "stop", env=env)
-        assert p.returncode == 0, p.stderr
+        assert (p.returncode, p.stdout) == (0, f"stopped (data kept in {datadir})\n"), p.stderr
         p = run("embedded", "status", env=env)
         assert (p.returncode, p.stdout) == (3, f"stopped: {url.strip()} (data in {datadir})\n")
         assert run("embedded", "start", env=env).stdout == url  # same port, same URL
     finally:
         run("embedded", "stop", env=env)
+
+
+def test_stop_and_status_before_the_first_start(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DATABASE_URL"))}
+    env["PGFERRY_HOME"] = str(tmp_path / "home")
+    datadir = tmp_path / "home" / "embedded-pg18"
+    p = run("embedded", "stop", env=env)
+    assert (p.returncode, p.stdout, p.stderr) == (
+        0,
+        f"not initialised: nothing to stop (data would live in {datadir})\n",
+        "",
+    )
+    p = run("embedded", "status", env=env)
+    assert (p.returncode, p.stdout, p.stderr) == (
+        3,
+        f"not initialised (data would live in {datadir})\n",
+        "",
+    )
+    assert not datadir.exists()  # neither command initialised anything
 
 
 def test_hand_edits_kept_unless_they_trust(server: LocalServer) -> None:

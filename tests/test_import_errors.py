@@ -236,3 +236,81 @@ def test_target_unreachable(bucket, s3client) -> None:
     assert msg.startswith(f"cannot connect to postgresql://u:****@127.0.0.1:{port}/db: ")
     assert msg.endswith("check that the server is running and the URL (--target) is right")
     assert "topsecret" not in msg and err.value.transient
+
+
+SLOW_ROWS = """
+CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_sleep(0.05); RETURN NEW; END $$;
+CREATE TRIGGER slow BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION slow();
+"""
+
+
+def test_statement_timeout_is_its_own_error(conn, db, table, bucket, s3client) -> None:
+    # a trigger makes each row take 50 ms: 100 rows outlast the 300 ms timeout
+    conn.execute(SLOW_ROWS)
+    s3client.put_object(Bucket=bucket, Key="slow.csv", Body=b"1,a\n" * 100)
+    # the timeout set on the role, as an administrator would
+    conn.execute("DROP ROLE IF EXISTS loader; CREATE ROLE loader LOGIN")
+    conn.execute(
+        "GRANT INSERT, SELECT ON t TO loader; ALTER ROLE loader SET statement_timeout = 300"
+    )
+    target = psycopg.conninfo.make_conninfo(db, user="loader")
+    with pytest.raises(errors.StatementCancelled) as err:
+        imports.import_from_s3(
+            "t", f"s3://{bucket}/slow.csv", options="(format csv)", target=target
+        )
+    e = err.value
+    assert str(e) == (
+        f'statement timed out or was cancelled while loading table "t" from s3://{bucket}/slow.csv'
+        " (canceling statement due to statement timeout); raise statement_timeout for this "
+        "role or database (ALTER ROLE ... SET statement_timeout), or pass a larger one in the "
+        "target URL (options=-c statement_timeout=...); nothing was committed"
+    )
+    # transient (a lock or a busy server passes) but not "lost the target"
+    assert (e.sqlstate, e.table, e.key, e.transient) == ("57014", "t", "slow.csv", True)
+    assert not isinstance(e, errors.TargetUnreachable)
+    unchanged(conn)
+    conn.execute("DROP OWNED BY loader; DROP ROLE loader")
+
+
+def test_terminated_backend_stays_transient(conn, db, table, bucket, s3client) -> None:
+    import threading
+    import time
+
+    conn.execute(SLOW_ROWS)
+    s3client.put_object(Bucket=bucket, Key="slow.csv", Body=b"1,a\n" * 2000)
+    app = "pgferry-terminated"
+    target = psycopg.conninfo.make_conninfo(db, application_name=app)
+    caught: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            imports.import_from_s3(
+                "t", f"s3://{bucket}/slow.csv", options="(format csv)", target=target
+            )
+        except errors.PgferryError as e:
+            caught.append(e)
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = %s AND query LIKE 'COPY%%'",
+            [app],
+        ).fetchone()
+        if row:
+            break
+        time.sleep(0.02)
+    worker.join(60)
+    assert len(caught) == 1
+    e = caught[0]
+    assert isinstance(e, errors.TargetUnreachable) and e.transient
+    assert e.sqlstate == "57P01"
+    assert str(e) == (
+        f'lost the target while loading table "t" from s3://{bucket}/slow.csv: terminating '
+        "connection due to administrator command; nothing was committed; retry when the server "
+        "is reachable"
+    )
+    unchanged(conn)

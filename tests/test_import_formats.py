@@ -248,6 +248,39 @@ def test_dry_run_shows_parquet_and_jsonl_ddl(conn, db, tmp_path: Path) -> None:
     assert conn.execute("SELECT to_regclass('p'), to_regclass('j')").fetchone() == (None, None)
 
 
+def test_dry_run_reads_the_start_as_the_load_does(conn, db, tmp_path: Path) -> None:
+    """The CREATE TABLE of a dry run is the load's: a UTF-8 BOM is dropped,
+    --encoding auto reads UTF-16, and what the load refuses is refused."""
+    import zipfile
+
+    from pgferry.dryrun import dry_run
+    from pgferry.errors import UnsupportedFormat
+
+    cases = {
+        "bom.csv": (b"\xef\xbb\xbfid,name\n1,a\n", None),
+        "u16.csv": ("id,name\n1,a\n".encode("utf-16"), "auto"),
+    }
+    for name, (data, encoding) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        spec = imports.ImportSpec(
+            table="t", source=str(tmp_path / name), create_table=True, target=db, encoding=encoding
+        )
+        planned = dry_run(spec).ddl
+        assert planned == 'CREATE TABLE "t" ("id" bigint, "name" text)', name
+        assert imports.run_import(spec).created_table == planned
+        conn.execute("DROP TABLE t")
+    with zipfile.ZipFile(tmp_path / "z.csv", "w") as z:
+        z.writestr("a.csv", "1,a\n")
+    spec = imports.ImportSpec(table="t", source=str(tmp_path / "z.csv"), target=db)
+    with pytest.raises(UnsupportedFormat) as err:
+        dry_run(spec)
+    assert str(err.value) == (
+        f"{tmp_path}/z.csv is a zip archive, which COPY cannot read; "
+        "unzip it and import the file inside"
+    )
+    assert conn.execute("SELECT to_regclass('t')").fetchone() == (None,)
+
+
 TEXT = "id,name\n1,café €5\n2,naïve\n"
 
 

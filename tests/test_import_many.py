@@ -313,6 +313,91 @@ def test_dry_run_prints_the_plan_and_loads_nothing(conn, db, s3client, bucket, c
     assert conn.execute("SELECT to_regclass('t')").fetchone() == (None,)
 
 
+def _dry(env: dict[str, str], source: str, target: str, *args: str) -> list[str]:
+    p = cli(env, "import", source, "-t", "t", "--target", target, "--dry-run", *args)
+    assert (p.returncode, p.stderr) == (0, ""), p.stderr
+    return p.stdout.splitlines()
+
+
+def test_dry_run_with_jobs_says_how_the_connections_would_be_used(
+    conn, db, s3client, bucket, cli_env
+) -> None:
+    conn.execute("CREATE TABLE t (id int, name text); INSERT INTO t VALUES (7, 'kept')")
+    _put(s3client, bucket, {f"in/{i}.csv": f"id,name\n{i},x\n".encode() for i in range(4)})
+    src = f"s3://{bucket}/in/"
+    listing = [f"  s3://{bucket}/in/{i}.csv  12 bytes  csv  uncompressed" for i in range(4)]
+    # the shared servers allow no prepared transactions
+    assert _dry(cli_env, src, db, "--options", OPTS, "--jobs", "3") == [
+        'plan: 4 objects, 48 bytes, into table "t" (--mode append), 1 connection, all or nothing',
+        *listing,
+        "jobs: --jobs 3 would load over one connection: all or nothing over 3 connections needs "
+        "two-phase commit, and the target's max_prepared_transactions is 0 (set it to at least "
+        "3 and restart, or pass --commit-each)",
+        "nothing was loaded (--dry-run)",
+    ]
+    assert _dry(cli_env, src, db, "--options", OPTS, "--jobs", "3", "--commit-each") == [
+        'plan: 4 objects, 48 bytes, into table "t" (--mode append), 3 connections, '
+        "committed per object",
+        *listing,
+        "jobs: 3 connections take the objects in turn, each object committed on its own "
+        "(no two-phase commit needed)",
+        "nothing was loaded (--dry-run)",
+    ]
+    p = cli(cli_env, "import", src, "-t", "t", "--target", db, "--dry-run", "--jobs", "3",
+            "--create-table", "--options", OPTS, "--mode", "replace", "--json")  # fmt: skip
+    assert (p.returncode, p.stderr) == (0, ""), p.stderr
+    planned = json.loads(p.stdout)
+    assert {k: planned[k] for k in ("jobs", "jobs_asked", "two_phase", "ddl")} == {
+        "jobs": 1,
+        "jobs_asked": 3,
+        "two_phase": False,
+        "ddl": 'CREATE TABLE "t" ("id" bigint, "name" text)',
+    }
+    assert planned["jobs_note"] == (
+        "--jobs 3 would load over one connection: --mode replace empties the table in one "
+        "transaction"
+    )
+    assert _rows(conn) == [(7, "kept")]
+
+
+def test_dry_run_with_jobs_and_two_phase_commit(
+    twophase: LocalServer, s3client, bucket, cli_env
+) -> None:
+    url = twophase.conninfo()
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("DROP TABLE IF EXISTS t, t2")
+    _put(s3client, bucket, {f"in/{i}.csv": f"id,name\n{i},x\n".encode() for i in range(6)})
+    src = f"s3://{bucket}/in/"
+    listing = [f"  s3://{bucket}/in/{i}.csv  12 bytes  csv  uncompressed" for i in range(6)]
+    # the table does not exist yet: created in one transaction first
+    assert _dry(cli_env, src, url, "--options", OPTS, "--jobs", "8", "--create-table") == [
+        'plan: 6 objects, 72 bytes, into table "t" (--mode append), 1 connection, all or nothing',
+        *listing,
+        'CREATE TABLE "t" ("id" bigint, "name" text);',
+        "jobs: --jobs 6 would load over one connection: --create-table creates the table in "
+        "one transaction",
+        "nothing was loaded (--dry-run)",
+    ]
+    with psycopg.connect(url, autocommit=True) as c:
+        assert c.execute("SELECT to_regclass('t')").fetchone() == (None,)
+        c.execute("CREATE TABLE t (id int, name text)")
+    assert _dry(cli_env, src, url, "--options", OPTS, "--jobs", "4") == [
+        'plan: 6 objects, 72 bytes, into table "t" (--mode append), 4 connections, all or nothing',
+        *listing,
+        "jobs: 4 connections take the objects in turn; their transactions end together by "
+        "two-phase commit (max_prepared_transactions is 4, at least 4)",
+        "nothing was loaded (--dry-run)",
+    ]
+    assert _dry(cli_env, src, url, "--options", OPTS, "--jobs", "6")[-2] == (
+        "jobs: --jobs 6 would load over one connection: all or nothing over 6 connections "
+        "needs two-phase commit, and the target's max_prepared_transactions is 4 (set it to "
+        "at least 6 and restart, or pass --commit-each)"
+    )
+    with psycopg.connect(url, autocommit=True) as c:
+        assert c.execute("SELECT count(*) FROM t").fetchone() == (0,)
+        assert c.execute("SELECT count(*) FROM pg_prepared_xacts").fetchone() == (0,)
+
+
 def test_progress_bars_on_a_terminal_only(conn, db, s3client, bucket, cli_env) -> None:
     import pty
     import subprocess

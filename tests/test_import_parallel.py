@@ -154,9 +154,40 @@ def test_cli_jobs_on_one_object(url: str, tmp_path: Path) -> None:
     )
     assert (p.returncode, p.stderr) == (0, "")  # too small to split: one stream, quietly
     assert p.stdout.startswith('30000 rows imported into relation "t"')
-    p = run("import", str(f), "-t", "t", "--commit-each", "--target", url, env=env)
-    assert (p.returncode, p.stderr) == (
-        2,
-        "error: --commit-each applies to a prefix, folder or glob; see 'pgferry import --help'\n",
-    )
+    for dry in ([], ["--dry-run"]):
+        p = run("import", str(f), "-t", "t", "--commit-each", "--target", url, *dry, env=env)
+        assert (p.returncode, p.stderr) == (
+            2,
+            "error: --commit-each applies to a prefix, folder or glob; see 'pgferry import "
+            "--help'\n",
+        )
     _check(url, 30_000)
+
+
+def test_dry_run_says_whether_one_object_would_be_cut(url: str, tmp_path: Path) -> None:
+    from pgferry.dryrun import dry_run
+
+    big, small, packed = tmp_path / "big.csv", tmp_path / "small.csv", tmp_path / "big.csv.gz"
+    big.write_bytes(_csv(20_000))
+    small.write_bytes(_csv(10))
+    packed.write_bytes(gzip.compress(big.read_bytes()))
+    spec = ImportSpec(table="t", source=str(big), options="(format csv)", target=url)
+    plan = dry_run(spec, jobs=3)
+    assert (plan.jobs, plan.two_phase, plan.max_prepared_transactions) == (3, True, 4)
+    assert plan.lines()[-2] == (
+        "jobs: the object is cut into 3 byte ranges, one connection each; their transactions "
+        "end together by two-phase commit (max_prepared_transactions is 4, at least 3)"
+    )
+    notes = {
+        (small, 3): f"it is {small.stat().st_size} bytes, under 3 ranges of 65536 bytes",
+        (packed, 3): "a compressed object cannot be read in ranges",
+        (big, 5): "loading over 5 connections all or nothing needs two-phase commit, and the "
+        "target's max_prepared_transactions is 4 (set it to at least 5)",
+    }
+    for (path, jobs), why in notes.items():
+        plan = dry_run(
+            ImportSpec(table="t", source=str(path), options="(format csv)", target=url), jobs=jobs
+        )
+        assert (plan.jobs, plan.two_phase) == (1, False)
+        assert plan.jobs_note == f"--jobs {jobs} would load it in one stream: {why}"
+    _check(url, 0)

@@ -373,3 +373,16 @@ class ApplyConflict(ReplicaError):
         #: the stuck source transaction's finish LSN (ALTER SUBSCRIPTION SKIP)
         self.lsn = lsn
         super().__init__(what, hint=hint, table=table)
+
+
+# --- target: statement timeout or cancel ---
+
+
+class StatementCancelled(TargetError):
+    """The server cancelled the load's statement (SQLSTATE 57014: its
+    statement_timeout, or pg_cancel_backend). The target is reachable, so it
+    is not TargetUnreachable; transient all the same: a timeout often comes
+    from a lock or a busy server, which pass (the watcher retries it with
+    backoff, up to --max-attempts)."""
+
+    transient = True

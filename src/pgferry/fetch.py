@@ -3,8 +3,11 @@ client-side import and the in-database extension's fetcher program.
 
 `open_decoded` opens the object, picks the codec (forced, Content-Encoding,
 or magic bytes) and returns a `Decoded` whose `stream()` yields plain bytes
-in bounded pieces. Charset conversion is left to COPY's `encoding` option,
-which the server applies to the plain bytes on both paths.
+in bounded pieces. `checked` then looks at the first decoded bytes, on both
+paths: it refuses what COPY cannot read (a zip, xz, 7z... with one line
+naming the object) and drops a UTF-8 byte-order mark. Charset conversion is
+left to COPY's `encoding` option, which the server applies to the plain
+bytes on both paths.
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from pgferry.decode.compression import choose_codec, decompress
+from pgferry.decode.formats import UTF8_BOM, check_head
 from pgferry.stores import ObjectReader, ObjectRef
 from pgferry.stores.local import LocalReader
 from pgferry.stores.s3config import S3Config
+
+#: decoded bytes looked at before loading: format checks, BOM, header guess
+HEAD_BYTES = 64 << 10
 
 
 def open_object(ref: ObjectRef, s3: S3Config | None = None) -> ObjectReader:
@@ -90,3 +97,45 @@ def _counted(
         done += len(chunk)
         on_bytes(done, total)
         yield chunk
+
+
+def is_utf8(encoding: str | None) -> bool:
+    """Whether COPY reads the bytes as UTF-8 (None: the default, UTF-8)."""
+    enc = (encoding or "UTF8").upper().replace("-", "").replace("_", "")
+    return enc in ("UTF8", "UNICODE")
+
+
+def checked(
+    stream: Iterator[bytes],
+    ref: ObjectRef,
+    *,
+    codec: str | None,
+    requested: str,
+    fmt: str,
+    utf8: bool,
+) -> tuple[bytes, Iterator[bytes]]:
+    """The first HEAD_BYTES of decoded `stream` and the stream to load.
+
+    Raises UnsupportedFormat (naming bucket and key) for what COPY cannot
+    read. A UTF-8 BOM is dropped when the text is read as UTF-8 (Excel's
+    "CSV UTF-8" starts with one): COPY would keep it in the first value, or
+    the first header name. `requested` is the --content-encoding asked for,
+    `fmt` COPY's format. The returned head starts where the stream does."""
+    taken: list[bytes] = []
+    size = 0
+    for chunk in stream:
+        taken.append(chunk)
+        size += len(chunk)
+        if size >= HEAD_BYTES:
+            break
+    head = b"".join(taken)
+    check_head(head, ref, codec=codec, requested=requested, fmt=fmt)
+    if utf8 and fmt != "binary" and head.startswith(UTF8_BOM):
+        head = head[len(UTF8_BOM) :]
+    return head, _again(head, stream)
+
+
+def _again(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if head:
+        yield head
+    yield from rest

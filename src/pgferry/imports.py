@@ -21,9 +21,8 @@ from psycopg import sql
 
 from pgferry import background, infer, rejects
 from pgferry.decode import charset
-from pgferry.decode.formats import UTF8_BOM, check_head
 from pgferry.errors import DataError, TargetError, UsageError
-from pgferry.fetch import Decoded, open_decoded
+from pgferry.fetch import Decoded, checked, is_utf8, open_decoded
 from pgferry.sink.copyin import copy_in, map_db_error
 from pgferry.sink.names import display_table, parse_table_name, split_identifiers, table_ident
 from pgferry.sink.options import CopyOptions, check_copy_from, parse_copy_options
@@ -36,8 +35,6 @@ log = logging.getLogger("pgferry.import")
 
 Mode = Literal["append", "truncate", "replace"]
 MODES: tuple[str, ...] = ("append", "truncate", "replace")
-#: decoded bytes looked at before loading: format checks, BOM, header guess
-HEAD_BYTES = 64 << 10
 _COMPRESSED_SUFFIXES = (".gz", ".gzip", ".zst", ".zstd", ".bz2")
 
 
@@ -267,18 +264,16 @@ def run_import(
         with obj:
             raw, charset_, found = charset.prepare(obj.stream(), spec.encoding, plan.options)
             plan.options = charset.apply(plan.options, charset_)
-            head, stream, _ = infer.peek(raw, infer.bytes_enough(HEAD_BYTES))
-            note = None
-            check_head(
-                head,
+            # the extension's fetcher makes the same checks (pgferry.fetch)
+            head, stream = checked(
+                raw,
                 ref,
                 codec=obj.codec,
                 requested=spec.content_encoding,
                 fmt=plan.options.format,
+                utf8=_utf8(plan.options),
             )
-            if head.startswith(UTF8_BOM) and _utf8(plan.options):
-                # Excel's "CSV UTF-8" starts with one; COPY would keep it in the first value
-                head, stream = head[len(UTF8_BOM) :], _skip(stream, len(UTF8_BOM))
+            note = None
             if not spec.options.strip():
                 known = None if plan.mode == "replace" else _column_names(conn, plan)
                 plan.options, note = _options_from_name(ref, head, plan.options, known)
@@ -345,17 +340,7 @@ def _close_opened(opening: Future[Decoded]) -> None:
 
 
 def _utf8(options: CopyOptions) -> bool:
-    enc = (options.encoding or "UTF8").upper().replace("-", "").replace("_", "")
-    return enc in ("UTF8", "UNICODE")
-
-
-def _skip(stream: Iterator[bytes], n: int) -> Iterator[bytes]:
-    for chunk in stream:
-        if n:
-            cut = min(n, len(chunk))
-            chunk, n = chunk[cut:], n - cut
-        if chunk:
-            yield chunk
+    return is_utf8(options.encoding)
 
 
 def _column_names(conn: psycopg.Connection[Any], plan: _Plan) -> list[str] | None:

@@ -237,10 +237,20 @@ def run_many(
 
 
 def _usable_jobs(conn: psycopg.Connection[Any], spec: ImportSpec, jobs: int, each: bool) -> int:
-    """How many connections can load this table together. DDL and TRUNCATE
+    usable, why, _ = jobs_plan(conn, spec, jobs, each)
+    if why:
+        log.warning("--jobs %d: %s; loading over one connection", jobs, why)
+    return usable
+
+
+def jobs_plan(
+    conn: psycopg.Connection[Any], spec: ImportSpec, jobs: int, each: bool
+) -> tuple[int, str | None, int]:
+    """(connections, why only one, the target's max_prepared_transactions):
+    how many connections can load this table together. DDL and TRUNCATE
     run in the first transaction and would block (or be invisible to) the
     others, so they need one connection; so does all-or-nothing without
-    prepared transactions."""
+    prepared transactions. Reads only; `--dry-run` reports the same."""
     table = table_ident(parse_table_name(spec.table)).as_string(conn)
     with conn.transaction():
         row = conn.execute(
@@ -259,10 +269,7 @@ def _usable_jobs(conn: psycopg.Connection[Any], spec: ImportSpec, jobs: int, eac
             f"max_prepared_transactions is {max_prepared} (set it to at least {jobs} and "
             "restart, or pass --commit-each)"
         )
-    if why:
-        log.warning("--jobs %d: %s; loading over one connection", jobs, why)
-        return 1
-    return jobs
+    return (1 if why else jobs), why, max_prepared
 
 
 def _work(shared: _Shared, worker: int, conn: psycopg.Connection[Any]) -> None:

@@ -182,3 +182,31 @@ def test_endpoint_without_scheme_in_the_aws_config(
         "invalid S3 client settings: Invalid endpoint: 127.0.0.1:9; "
         "check endpoint_url and region in the AWS config and environment"
     )
+
+
+# the snapshot feature's errors: not MigrateErrors (they are store and usage
+# errors) but part of what `pgferry snapshot` raises, so migrate code imports
+# them from the same place
+SNAPSHOT_ERRORS = (
+    "BadSnapshotName",
+    "NotASnapshot",
+    "SelectionNotRestorable",
+    "SnapshotCorrupt",
+    "SnapshotExists",
+    "SnapshotLost",
+    "UnsupportedSnapshot",
+)
+
+
+def test_migrate_errors_re_exports_every_migrate_error() -> None:
+    from pgferry.migrate import errors as migrate_errors
+
+    wanted = {
+        name
+        for name, c in vars(errors).items()
+        if inspect.isclass(c) and issubclass(c, errors.MigrateError)
+    } | set(SNAPSHOT_ERRORS)
+    assert {"MigrateError", "ReplicaError", "VerifyIncomplete"} <= wanted
+    missing = sorted(n for n in wanted if getattr(migrate_errors, n, None) is not vars(errors)[n])
+    assert missing == []
+    assert sorted(wanted - set(migrate_errors.__all__)) == []

@@ -103,7 +103,8 @@ from pgferry.decode.compression import CHOICES
 @click.option(
     "--dry-run",
     is_flag=True,
-    help="Print the plan (objects, sizes, format, compression) and the CREATE TABLE; load nothing.",
+    help="Print the plan (objects, sizes, format, compression, the CREATE TABLE, how --jobs "
+    "would use its connections) and load nothing.",
 )
 @click.option(
     "--commit-each",
@@ -193,6 +194,8 @@ def import_cmd(
     )
     from pgferry.stores.listing import is_many
 
+    if commit_each and not is_many(source):
+        raise click.UsageError("--commit-each applies to a prefix, folder or glob")
     if dry_run:
         from pgferry.dryrun import dry_run as plan
 
@@ -207,8 +210,6 @@ def import_cmd(
 
         import_many.run(spec, jobs=jobs, commit_each=commit_each, as_json=as_json)
         return
-    if commit_each:
-        raise click.UsageError("--commit-each applies to a prefix, folder or glob")
     with progress_bar(f"import {source}", enabled=not as_json) as advance:
         if jobs > 1:
             from pgferry.parallel import run_parallel

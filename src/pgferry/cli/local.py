@@ -64,6 +64,10 @@ def embedded_stop() -> None:
     from pgferry.embedded import embedded_server
 
     server = embedded_server()
+    if not server.initialised():
+        # nothing ran, nothing to keep: not an error (as status, but exit 0)
+        click.echo(f"not initialised: nothing to stop (data would live in {server.datadir})")
+        return
     server.stop()
     click.echo(f"stopped (data kept in {server.datadir})")
 

@@ -16,9 +16,11 @@ back: `{"size": ...}` / `{"files": ...}`, or `{"error": "<one line>"}` so
 the caller gets the same error text the client-side import prints, not just
 "program failed".
 
-Imports use `pgferry.fetch.open_decoded`, the client import's own fetch and
-decode path, and stream to stdout: nothing is written to disk. Nothing here
-prints a secret: stderr ends up in the server log.
+Imports use `pgferry.fetch.open_decoded` and `checked`, the client import's
+own fetch and decode path (it refuses a zip or xz object with the client's
+one-line error and drops a UTF-8 BOM), and stream to stdout: nothing is
+written to disk. Nothing here prints a secret: stderr ends up in the server
+log.
 """
 
 from __future__ import annotations
@@ -242,14 +244,27 @@ def do_options(req: dict[str, Any]) -> dict[str, Any]:
 
 
 def do_import(req: dict[str, Any], out: BinaryIO) -> dict[str, Any]:
-    from pgferry.fetch import open_decoded
+    from pgferry.extension.options import parse_for
+    from pgferry.fetch import checked, is_utf8, open_decoded
     from pgferry.stores import ObjectRef
 
     bucket, key, region = object_of(req)
     ref = ObjectRef(key=key, bucket=bucket, region=region)
     assert not ref.is_local  # a request can never name a server-side file
+    options = parse_for(str(req.get("options") or ""), "import")
+    # without an encoding option COPY reads the bytes in the client encoding
+    client = req.get("client_encoding")
+    encoding = options.encoding or (client if isinstance(client, str) else None)
     with open_decoded(ref, s3_config(req, region)) as obj:
-        for chunk in obj.stream():
+        _, stream = checked(
+            obj.stream(),
+            ref,
+            codec=obj.codec,
+            requested="auto",
+            fmt=options.format,
+            utf8=is_utf8(encoding),
+        )
+        for chunk in stream:
             out.write(chunk)
         out.flush()
         return {"size": obj.size, "codec": obj.codec}

@@ -1,29 +1,67 @@
-"""Errors of the migrate feature, re-exported: they all live in pgferry.errors."""
+"""Errors of the migrate feature, re-exported: they all live in pgferry.errors.
+
+tests/unit/test_errors.py checks that every MigrateError (and the snapshot
+errors) is here.
+"""
 
 from pgferry.errors import (
+    ApplyConflict,
     BadSnapshotName,
+    DumpUnreadable,
     ExtensionMissing,
+    IndexesInvalid,
     MigrateError,
+    NotASnapshot,
+    PostDataIncomplete,
+    ReplicaError,
+    ReplicaExists,
+    ReplicaLagging,
+    ReplicaNotFound,
+    ReplicaPreflightFailed,
+    ReplicaTimeout,
+    RowsRejected,
+    SelectionNotRestorable,
+    SlotLost,
     SnapshotCorrupt,
     SnapshotExists,
     SnapshotLost,
     SourceError,
+    SourcePermissionDenied,
     SourceUnreachable,
     TargetNotEmpty,
     ToolFailed,
     ToolNotFound,
+    UnsupportedSnapshot,
+    VerifyIncomplete,
 )
 
 __all__ = [
+    "ApplyConflict",
     "BadSnapshotName",
+    "DumpUnreadable",
     "ExtensionMissing",
+    "IndexesInvalid",
     "MigrateError",
+    "NotASnapshot",
+    "PostDataIncomplete",
+    "ReplicaError",
+    "ReplicaExists",
+    "ReplicaLagging",
+    "ReplicaNotFound",
+    "ReplicaPreflightFailed",
+    "ReplicaTimeout",
+    "RowsRejected",
+    "SelectionNotRestorable",
+    "SlotLost",
     "SnapshotCorrupt",
     "SnapshotExists",
     "SnapshotLost",
     "SourceError",
+    "SourcePermissionDenied",
     "SourceUnreachable",
     "TargetNotEmpty",
     "ToolFailed",
     "ToolNotFound",
+    "UnsupportedSnapshot",
+    "VerifyIncomplete",
 ]

@@ -19,6 +19,7 @@ from pgferry.errors import (
     DataError,
     PermissionDenied,
     PgferryError,
+    StatementCancelled,
     TableNotFound,
     TargetError,
     TargetUnreachable,
@@ -33,7 +34,13 @@ _SKIPPED = re.compile(r"^(\d+) rows? w(?:as|ere) skipped")
 # statement-time SQLSTATEs that mean "these COPY options are refused"
 _REFUSED_OPTIONS = ("42601", "22023", "0A000")
 # SQLSTATE classes where the same statement may succeed later
-_TRANSIENT_CLASSES = ("08", "40", "53", "57")
+_TRANSIENT_CLASSES = ("08", "40", "53")
+# class 57 (operator intervention), exact codes: the server shut down, crashed
+# or is starting (admin_shutdown, crash_shutdown, cannot_connect_now) or closed
+# an idle session; 57014 (query_canceled) is a timeout or cancel, and the rest
+# (57P04 database_dropped, 57000) will not pass on a retry
+_UNREACHABLE_STATES = ("57P01", "57P02", "57P03", "57P05")
+_QUERY_CANCELED = "57014"
 
 
 def copy_statement(
@@ -140,7 +147,16 @@ def map_db_error(e: psycopg.Error, table: tuple[str, ...], ref: ObjectRef) -> Ta
         )
     if state[:2] in ("22", "23") or state == "0A000":
         return _data_error(e, name, source, primary, ctx)
-    if not state or state[:2] in _TRANSIENT_CLASSES:
+    if state == _QUERY_CANCELED:
+        return StatementCancelled(
+            f'statement timed out or was cancelled while loading table "{name}" from {source} '
+            f"({primary})",
+            hint="raise statement_timeout for this role or database (ALTER ROLE ... SET "
+            "statement_timeout), or pass a larger one in the target URL (options=-c "
+            "statement_timeout=...); nothing was committed",
+            **ctx,
+        )
+    if not state or state[:2] in _TRANSIENT_CLASSES or state in _UNREACHABLE_STATES:
         return TargetUnreachable(
             f'lost the target while loading table "{name}" from {source}: {primary}',
             hint="nothing was committed; retry when the server is reachable",

@@ -71,7 +71,12 @@ BEGIN
         encode(convert_to(jsonb_build_object(
             'bucket', p_bucket, 'key', p_key, 'region', nullif(p_region, ''),
             'access_key', nullif(p_access_key, ''), 'secret_key', nullif(p_secret_key, ''),
-            'session_token', nullif(p_session_token, ''))::text, 'UTF8'), 'hex'), true);
+            'session_token', nullif(p_session_token, ''),
+            -- the program checks the first bytes as the client import does
+            -- (refuses a zip, drops a UTF-8 BOM): it needs the format and
+            -- the encoding COPY reads the bytes in
+            'options', p_options,
+            'client_encoding', current_setting('client_encoding'))::text, 'UTF8'), 'hex'), true);
     RETURN v_id;
 END $$;
 
