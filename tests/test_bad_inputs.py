@@ -279,3 +279,15 @@ def test_other_commands(name: str, args: list[str], ctx: dict[str, Any]) -> None
     assert user_tables(target_db) == [("public", "keep")]
     with psycopg.connect(target_db) as c:
         assert c.execute("SELECT id FROM keep").fetchall() == [(1,)]
+
+
+def test_watch_checks_bucket_and_table_before_creating_its_ledger(ctx: dict[str, Any]) -> None:
+    p = run(["watch", "run", "s3://{bucket}/p/", "--table", "nope", "--once"], ctx, {})
+    assert (p.returncode, p.stderr) == (
+        1,
+        'error: table "nope" does not exist; create it first, or pass --create-table\n',
+    )
+    p = run(["watch", "run", "s3://no-such-bucket-x/p/", "--table", "nope", "--once"], ctx, {})
+    assert p.returncode == 1
+    assert p.stderr.startswith("error: bucket 'no-such-bucket-x' "), p.stderr
+    assert user_tables(ctx["db"]) == []

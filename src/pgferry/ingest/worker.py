@@ -30,6 +30,7 @@ from pgferry.errors import (
     ObjectChanged,
     ObjectNotFound,
     PgferryError,
+    TableNotFound,
     TargetUnreachable,
 )
 from pgferry.imports import ImportResult, ImportSpec, run_import
@@ -41,7 +42,7 @@ from pgferry.ingest.notify import Hint, NotifyServer
 from pgferry.sink.names import parse_table_name, table_ident
 from pgferry.sink.options import check_copy_from, parse_copy_options
 from pgferry.stores import ObjectRef
-from pgferry.stores.s3 import S3Config, make_client, reuse_clients
+from pgferry.stores.s3 import S3Config, make_client, map_error, reuse_clients
 from pgferry.target import connect, resolve_target
 
 log = logging.getLogger("pgferry.watch")
@@ -124,9 +125,11 @@ class Watcher:
             first = connect(self._target, autocommit=True)
             disc: psycopg.Connection[Any] | None = first
             try:
+                client = make_client(self.spec.s3)
+                self._preflight(first, client)
                 ledger.ensure(first)
                 lister = Lister(
-                    make_client(self.spec.s3),
+                    client,
                     self.spec.where,
                     self.spec.pattern,
                     self.spec.full_sweep,
@@ -153,6 +156,25 @@ class Watcher:
         if self._fatal is not None:
             raise self._fatal
         return self.totals
+
+    def _preflight(self, conn: psycopg.Connection[Any], client: Any) -> None:
+        """A missing bucket or table is a mistake to report before anything
+        is created on the target (the ledger), not a transient failure to
+        retry forever."""
+        bucket = self.spec.where.bucket
+        try:  # what watch does anyway (ListBucket), once, for its error codes
+            client.list_objects_v2(Bucket=bucket, Prefix=self.spec.where.prefix, MaxKeys=1)
+        except Exception as e:  # botocore's errors, mapped by map_error
+            raise map_error(e, bucket, None) from None
+        if self.spec.create_table:
+            return
+        name = self._table.as_string(conn)
+        if conn.execute("SELECT to_regclass(%s)", [name]).fetchone() == (None,):
+            raise TableNotFound(
+                f"table {name} does not exist",
+                hint="create it first, or pass --create-table",
+                table=self.spec.table,
+            )
 
     def _discover(
         self, conn: psycopg.Connection[Any] | None, lister: Lister
