@@ -78,7 +78,18 @@ def select(
             fnmatch.fnmatchcase(t.name, p) or fnmatch.fnmatchcase(t.target, p) for p in patterns
         )
 
-    return [t for t in tables if (not include or hit(t, include)) and not hit(t, exclude)]
+    picked = [t for t in tables if (not include or hit(t, include)) and not hit(t, exclude)]
+    # MariaDB/MySQL on Linux tell `Users` from `users` (columns never differ by case only)
+    seen: dict[str, str] = {}
+    for t in picked:
+        if t.target in seen:
+            raise UsageError(
+                f"tables {seen[t.target]!r} and {t.name!r} would both be {t.target!r}"
+                " on the target",
+                hint="keep their case with --keep-case, or leave one out with --exclude",
+            )
+        seen[t.target] = t.name
+    return picked
 
 
 def clone_foreign(cfg: ForeignCloneConfig, reporter: Reporter | None = None) -> ForeignCloneResult:

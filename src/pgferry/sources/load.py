@@ -325,9 +325,10 @@ def post_data(
                     )
                 ).fetchone()
                 assert row is not None
+                start = max(int(row[0]), t.next_id or 0)
                 conn.execute(
                     sql.SQL("ALTER TABLE {} ALTER COLUMN {} RESTART WITH {}").format(
-                        name, sql.Identifier(c.target), sql.Literal(int(row[0]))
+                        name, sql.Identifier(c.target), sql.Literal(start)
                     )
                 )
     for t in tables:

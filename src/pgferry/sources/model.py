@@ -69,6 +69,9 @@ class TableDef:
     checks: list[tuple[str, str]] = field(default_factory=list)  # (name, PostgreSQL expression)
     comment: str | None = None
     rows_estimate: int = 0
+    #: the source's next AUTO_INCREMENT value: the identity restarts at it
+    #: when above max + 1 (ids handed out and deleted are not reused)
+    next_id: int | None = None
 
     @property
     def key(self) -> list[Column]:

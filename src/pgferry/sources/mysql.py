@@ -178,14 +178,26 @@ def read_catalog(
 ) -> list[TableDef]:
     tables = query(
         conn,
-        "SELECT TABLE_NAME, TABLE_ROWS, TABLE_COMMENT FROM information_schema.TABLES"
-        " WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+        "SELECT TABLE_NAME, TABLE_ROWS, TABLE_COMMENT, AUTO_INCREMENT"
+        " FROM information_schema.TABLES"
+        " WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'"
+        " ORDER BY CAST(TABLE_NAME AS BINARY)",
         [db],
     )
     for (view,) in query(
         conn, "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s", [db]
     ):
         notes.append(f"view {_s(view)} skipped: views are not translated (recreate it by hand)")
+    for trigger, table in query(
+        conn,
+        "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS"
+        " WHERE TRIGGER_SCHEMA = %s ORDER BY TRIGGER_NAME",
+        [db],
+    ):
+        notes.append(
+            f"trigger {_s(trigger)} on {_s(table)} skipped: MySQL trigger bodies are not"
+            " translated (recreate it as a PL/pgSQL trigger)"
+        )
     checks: dict[str, list[tuple[str, str]]] = {}
     if flavour == "mariadb":
         rows = query(
@@ -209,7 +221,7 @@ def read_catalog(
     for t, name, clause in rows:
         checks.setdefault(_s(t), []).append((_s(name), _s(clause)))
     result = []
-    for name_raw, est, comment in tables:
+    for name_raw, est, comment, next_id in tables:
         name = _s(name_raw)
         tchecks = checks.get(name, [])
         json_cols = {
@@ -221,6 +233,7 @@ def read_catalog(
             [],
             comment=_s(comment) or None,
             rows_estimate=int(_s(est or 0)),
+            next_id=int(_s(next_id)) if next_id is not None else None,
         )
         t.columns = _columns(conn, db, t, json_cols, casts, nul, flavour, notes, namer)
         t.checks = _checks(t, tchecks, json_cols, namer)
@@ -292,6 +305,11 @@ def _columns(
         if mapped.check_values is not None and not cast:
             col.enum_values = mapped.check_values
         col.default = _default(default, col, dt, flavour, notes, t.name)
+        if "on update" in (extra or "").lower():
+            notes.append(
+                f"{t.name}.{name}: ON UPDATE CURRENT_TIMESTAMP not carried over"
+                " (PostgreSQL needs a trigger for it)"
+            )
         if "generated" in (extra or "").lower():
             notes.append(
                 f"{t.name}.{name}: generated column copied as a plain column with its values"
@@ -499,9 +517,11 @@ def _server_sql(c: str, dt: str, pg_type: str) -> tuple[str, str | None] | None:
         return f"IFNULL(CONCAT({_BS}, {_BS}, 'x', HEX({c})), {_NULL})", None
     if dt in ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "json"):
         # REPLACE() moves the rest of the string at each match: long texts
-        # (quadratic there) take the converters
-        slow = f"LENGTH({c}) > {_LONG_TEXT} OR INSTR({c}, CHAR(0 USING utf8mb4)) > 0"
-        return f"IFNULL({_escaped(c)}, {_NULL})", slow
+        # (quadratic there) take the converters.  CONVERT: a latin1 (or other
+        # charset) column mixed with the utf8mb4 separators is an error
+        u = f"CONVERT({c} USING utf8mb4)"
+        slow = f"LENGTH({c}) > {_LONG_TEXT} OR INSTR({u}, CHAR(0 USING utf8mb4)) > 0"
+        return f"IFNULL({_escaped(u)}, {_NULL})", slow
     return None
 
 

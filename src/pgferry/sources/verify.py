@@ -135,7 +135,9 @@ def _table(rows: Any, tgt: psycopg.Connection[Any], schema: str, t: TableDef) ->
                 value = "\x00rejected:" + repr(v)  # never equal to a loaded value
             src_sums[i] = (src_sums[i] + _h(value)) & _MASK
     exists = tgt.execute(
-        "SELECT to_regclass(%s) IS NOT NULL", [f'"{schema}"."{t.target}"']
+        "SELECT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s)",
+        [schema, t.target],
     ).fetchone()
     name = f"{schema}.{t.target}"
     if not exists or not exists[0]:
