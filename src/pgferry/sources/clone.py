@@ -26,7 +26,7 @@ from pgferry.migrate import session
 from pgferry.migrate.progress import Ledger, NullReporter, Reporter, mark_in
 from pgferry.sources import load
 from pgferry.sources.engine import Source, source_for
-from pgferry.sources.model import TableDef
+from pgferry.sources.model import Range, TableDef
 from pgferry.sources.types import NUL_POLICIES
 from pgferry.target import connect, mask_password
 
@@ -45,6 +45,9 @@ class ForeignCloneConfig:
     keep_case: bool = False
     casts: tuple[str, ...] = ()
     nul: str = "reject"
+    #: tables above this (the source's data size) are copied as parallel
+    #: ranges of their integer primary key; None: never
+    split_bytes: int | None = 1 << 30
 
 
 @dataclass
@@ -54,6 +57,7 @@ class TableResult:
     rejected: int
     nbytes: int
     seconds: float
+    parts: int = 1  # > 1: copied as that many key ranges in parallel
 
 
 @dataclass
@@ -168,6 +172,9 @@ def _run(
     if not cfg.resume or not ledger.exists():
         _preflight(cfg, tgt, tables)
         ledger.create("foreign:" + src.where)
+    # the runs that wrote here before: a split table redone drops their rejects
+    prior = [i.removeprefix("run:") for i in done if i.startswith("run:")]
+    ledger.mark("run:" + result.run)
     with tgt.transaction():
         load.ensure_rejects(tgt)
 
@@ -197,7 +204,7 @@ def _run(
     if not cfg.schema_only:
         todo = [t for t in tables if f"table:{cfg.schema}.{t.target}" not in done]
         result.skipped += [t.target for t in tables if t not in todo]
-        phase("data", lambda: _copy(cfg, src, todo, rep, result))
+        phase("data", lambda: _copy(cfg, src, todo, rep, result, prior))
     if not cfg.data_only:
 
         def post() -> None:
@@ -214,50 +221,151 @@ def _run(
         tgt.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(load.REJECTS[0])))
 
 
+@dataclass
+class _Unit:
+    """One COPY: a whole table, or one range of its integer key."""
+
+    table: TableDef
+    part: Range | None = None
+    index: int = 0
+    parts: int = 1
+    est: int = 0
+
+
+@dataclass
+class _Split:
+    """The parts of a split table finished so far."""
+
+    left: int
+    started: float
+    rows: int = 0
+    rejected: int = 0
+    nbytes: int = 0
+
+
+def _plan(
+    cfg: ForeignCloneConfig, src: Source, tables: list[TableDef], notes: list[str]
+) -> list[_Unit]:
+    """Units, largest first; a table above --split-tables-larger-than becomes
+    ranges of its integer key (like a PostgreSQL source's clone)."""
+    units: list[_Unit] = []
+    for t in tables:
+        big = cfg.split_bytes is not None and t.bytes_estimate > cfg.split_bytes
+        if not big or cfg.jobs < 2 or src.max_readers < 2:
+            units.append(_Unit(t, est=t.rows_estimate))
+            continue
+        key = t.int_key
+        bounds = src.bounds(t) if key is not None else None
+        if key is None or bounds is None:
+            if key is None:
+                notes.append(
+                    f"{t.target}: larger than --split-tables-larger-than but without a one-column"
+                    " integer primary key, so copied in one stream"
+                )
+            units.append(_Unit(t, est=t.rows_estimate))
+            continue
+        assert cfg.split_bytes is not None
+        n = max(2, min(-(-t.bytes_estimate // cfg.split_bytes), 4 * cfg.jobs))
+        lo, hi = bounds
+        cuts = sorted({lo + (hi - lo + 1) * i // n for i in range(1, n)} - {lo})
+        # open-ended first and last ranges: nothing is lost to a rounded bound
+        edges: list[int | None] = [None, *cuts, None]
+        ranges = [Range(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+        notes.append(
+            f"{t.target}: copied as {len(ranges)} parallel ranges of its primary key {key.target}"
+        )
+        units += [
+            _Unit(t, r, i, len(ranges), t.rows_estimate // len(ranges))
+            for i, r in enumerate(ranges)
+        ]
+    units.sort(key=lambda u: -u.est)
+    return units
+
+
 def _copy(
     cfg: ForeignCloneConfig,
     src: Source,
     tables: list[TableDef],
     rep: Reporter,
     result: ForeignCloneResult,
+    prior: list[str],
 ) -> None:
-    work: queue.Queue[TableDef] = queue.Queue()
-    for t in sorted(tables, key=lambda t: -t.rows_estimate):
-        work.put(t)
+    units = _plan(cfg, src, tables, result.notes)
+    splits: dict[str, _Split] = {}
+    split_tables = {u.table.target: u.table for u in units if u.parts > 1}
+    if split_tables:
+        # the parts commit one by one: empty the table (and drop the rejects
+        # of an interrupted run's parts) first, so a redo holds no duplicates
+        with psycopg.connect(cfg.target, autocommit=True) as conn, conn.transaction():
+            for t in split_tables.values():
+                conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(cfg.schema, t.target)))
+                if prior:
+                    conn.execute(
+                        sql.SQL("DELETE FROM {} WHERE table_name = %s AND run = ANY(%s)").format(
+                            sql.Identifier(*load.REJECTS)
+                        ),
+                        [t.target, prior],
+                    )
+    work: queue.Queue[_Unit] = queue.Queue()
+    for u in units:
+        work.put(u)
     errors: list[BaseException] = []
     lock = threading.Lock()
-    readers = min(cfg.jobs, src.max_readers, max(len(tables), 1))
+    readers = min(cfg.jobs, src.max_readers, max(len(units), 1))
 
     def worker(reader: int) -> None:
         try:
             with psycopg.connect(cfg.target, autocommit=True) as conn:
                 while not errors:
                     try:
-                        t = work.get_nowait()
+                        u = work.get_nowait()
                     except queue.Empty:
                         return
+                    t = u.table
                     key = f"{cfg.schema}.{t.target}"
-                    rep.unit_start(key, 0)
+                    ukey = key if u.parts == 1 else f"{key}[{u.index + 1}/{u.parts}]"
+                    rep.unit_start(ukey, 0)
                     t0 = time.monotonic()
+                    if u.parts > 1:
+                        with lock:
+                            splits.setdefault(t.target, _Split(u.parts, t0))
                     with conn.transaction():
-                        conn.execute(
-                            sql.SQL("TRUNCATE {}").format(sql.Identifier(cfg.schema, t.target))
-                        )
+                        if u.parts == 1:
+                            conn.execute(
+                                sql.SQL("TRUNCATE {}").format(sql.Identifier(cfg.schema, t.target))
+                            )
                         stats = load.load_rows(
                             conn,
                             cfg.schema,
                             t,
-                            src.rows(reader, t),
+                            src.rows(reader, t, part=u.part),
                             result.run,
-                            functools.partial(rep.unit_progress, key),
+                            functools.partial(rep.unit_progress, ukey),
                         )
-                        mark_in(conn, f"table:{key}", stats.rows, stats.nbytes)
+                        if u.parts == 1:
+                            mark_in(conn, f"table:{key}", stats.rows, stats.nbytes)
                     secs = time.monotonic() - t0
-                    rep.unit_done(key, stats.rows, stats.nbytes, secs)
+                    rep.unit_done(ukey, stats.rows, stats.nbytes, secs)
+                    done: TableResult | None = None
                     with lock:
-                        result.tables.append(
-                            TableResult(key, stats.rows, stats.rejected, stats.nbytes, secs)
-                        )
+                        if u.parts == 1:
+                            done = TableResult(key, stats.rows, stats.rejected, stats.nbytes, secs)
+                        else:
+                            sp = splits[t.target]
+                            sp.left -= 1
+                            sp.rows += stats.rows
+                            sp.rejected += stats.rejected
+                            sp.nbytes += stats.nbytes
+                            if sp.left == 0:
+                                secs = time.monotonic() - sp.started
+                                done = TableResult(
+                                    key, sp.rows, sp.rejected, sp.nbytes, secs, u.parts
+                                )
+                        if done is not None:
+                            result.tables.append(done)
+                    if done is not None and u.parts > 1:
+                        # every part committed: the table is done
+                        mark_in(conn, f"table:{key}", done.rows, done.nbytes)
         except BaseException as e:  # re-raised in the caller's thread
             errors.append(e)
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from pgferry.sources import types
-from pgferry.sources.model import TableDef
+from pgferry.sources.model import Range, TableDef
 from pgferry.sources.names import Namer
 from pgferry.sources.url import MySQLURL, SQLiteURL, parse
 
@@ -25,9 +25,14 @@ class Source(Protocol):
     def catalog(self, notes: list[str]) -> list[TableDef]: ...
 
     def rows(
-        self, reader: int, t: TableDef, fast: bool = True
+        self, reader: int, t: TableDef, fast: bool = True, part: Range | None = None
     ) -> Iterator[tuple[Any, ...] | bytes]:
-        """Raw rows, or (fast) ready COPY lines mixed with raw rows."""
+        """Raw rows, or (fast) ready COPY lines mixed with raw rows; only
+        those in `part` of the integer key when given."""
+        ...
+
+    def bounds(self, t: TableDef) -> tuple[int, int] | None:
+        """MIN and MAX of `t.int_key` in the snapshot (reader 0); None: empty."""
         ...
 
     def close(self) -> None: ...
@@ -58,11 +63,16 @@ class MySQLSource:
         )
 
     def rows(
-        self, reader: int, t: TableDef, fast: bool = True
+        self, reader: int, t: TableDef, fast: bool = True, part: Range | None = None
     ) -> Iterator[tuple[Any, ...] | bytes]:
         from pgferry.sources import mysql
 
-        return mysql.stream(self.conns[reader], t, fast)
+        return mysql.stream(self.conns[reader], t, fast, part)
+
+    def bounds(self, t: TableDef) -> tuple[int, int] | None:
+        from pgferry.sources import mysql
+
+        return mysql.bounds(self.conns[0], t)
 
     def close(self) -> None:
         for c in self.conns:
@@ -88,9 +98,13 @@ class SQLiteSource:
         return self.impl.catalog(notes)
 
     def rows(
-        self, reader: int, t: TableDef, fast: bool = True
+        self, reader: int, t: TableDef, fast: bool = True, part: Range | None = None
     ) -> Iterator[tuple[Any, ...] | bytes]:
+        assert part is None  # one reader: never split
         return self.impl.rows(t)
+
+    def bounds(self, t: TableDef) -> tuple[int, int] | None:
+        return None
 
     def close(self) -> None:
         self.impl.close()

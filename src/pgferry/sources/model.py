@@ -72,6 +72,7 @@ class TableDef:
     #: the source's next AUTO_INCREMENT value: the identity restarts at it
     #: when above max + 1 (ids handed out and deleted are not reused)
     next_id: int | None = None
+    bytes_estimate: int = 0  # the source's own figure (MariaDB/MySQL DATA_LENGTH)
 
     @property
     def key(self) -> list[Column]:
@@ -81,3 +82,19 @@ class TableDef:
             return []
         by_target = {c.target: c for c in self.columns}
         return [by_target[n] for n in pk.columns]
+
+    @property
+    def int_key(self) -> Column | None:
+        """The one-column integer primary key a big table is split on."""
+        key = self.key
+        if len(key) == 1 and key[0].pg_type in ("smallint", "integer", "bigint", "numeric(20)"):
+            return key[0]
+        return None
+
+
+@dataclass(frozen=True)
+class Range:
+    """Rows of a split table whose integer key is in [lo, hi); None: open."""
+
+    lo: int | None
+    hi: int | None

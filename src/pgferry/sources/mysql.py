@@ -27,7 +27,7 @@ from pgferry.errors import (
     UsageError,
 )
 from pgferry.sources import types, wire
-from pgferry.sources.model import Column, ForeignKey, Index, RowRejected, TableDef
+from pgferry.sources.model import Column, ForeignKey, Index, Range, RowRejected, TableDef
 from pgferry.sources.names import Namer
 from pgferry.sources.url import MySQLURL
 
@@ -178,7 +178,7 @@ def read_catalog(
 ) -> list[TableDef]:
     tables = query(
         conn,
-        "SELECT TABLE_NAME, TABLE_ROWS, TABLE_COMMENT, AUTO_INCREMENT"
+        "SELECT TABLE_NAME, TABLE_ROWS, TABLE_COMMENT, AUTO_INCREMENT, DATA_LENGTH"
         " FROM information_schema.TABLES"
         " WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'"
         " ORDER BY CAST(TABLE_NAME AS BINARY)",
@@ -221,7 +221,7 @@ def read_catalog(
     for t, name, clause in rows:
         checks.setdefault(_s(t), []).append((_s(name), _s(clause)))
     result = []
-    for name_raw, est, comment, next_id in tables:
+    for name_raw, est, comment, next_id, nbytes in tables:
         name = _s(name_raw)
         tchecks = checks.get(name, [])
         json_cols = {
@@ -234,6 +234,7 @@ def read_catalog(
             comment=_s(comment) or None,
             rows_estimate=int(_s(est or 0)),
             next_id=int(_s(next_id)) if next_id is not None else None,
+            bytes_estimate=int(_s(nbytes or 0)),
         )
         t.columns = _columns(conn, db, t, json_cols, casts, nul, flavour, notes, namer)
         t.checks = _checks(t, tchecks, json_cols, namer)
@@ -454,8 +455,34 @@ def _unbuffered(
         cur.close()
 
 
+def bounds(conn: pymysql.connections.Connection[Any], t: TableDef) -> tuple[int, int] | None:
+    """MIN and MAX of the table's integer key in the snapshot; None: empty."""
+    key = t.int_key
+    assert key is not None
+    c = quote(key.name)
+    lo, hi = query(conn, f"SELECT MIN({c}), MAX({c}) FROM {quote(t.name)}")[0]
+    return None if lo is None else (int(_s(lo)), int(_s(hi)))
+
+
+def _where(t: TableDef, r: Range | None) -> str:
+    """SQL condition for a range of the integer key (ints: nothing to escape)."""
+    if r is None:
+        return "TRUE"
+    key = t.int_key
+    assert key is not None
+    parts = []
+    if r.lo is not None:
+        parts.append(f"{quote(key.name)} >= {int(r.lo)}")
+    if r.hi is not None:
+        parts.append(f"{quote(key.name)} < {int(r.hi)}")
+    return " AND ".join(parts) or "TRUE"
+
+
 def stream(
-    conn: pymysql.connections.Connection[Any], t: TableDef, fast: bool = True
+    conn: pymysql.connections.Connection[Any],
+    t: TableDef,
+    fast: bool = True,
+    part: Range | None = None,
 ) -> Iterator[tuple[Any, ...] | bytes]:
     """The table's rows, unbuffered: the server sends them as they are read.
 
@@ -467,15 +494,17 @@ def stream(
     whose line would exceed the server's max_allowed_packet)."""
     cols = ", ".join(quote(c.name) for c in t.columns)
     servers = [c.server for c in t.columns]
+    rng = _where(t, part)
     if not fast or any(s is None for s in servers):
-        yield from _unbuffered(conn, f"SELECT {cols} FROM {quote(t.name)}")
+        yield from _unbuffered(conn, f"SELECT {cols} FROM {quote(t.name)} WHERE {rng}")
         return
     flags = [s[1] for s in servers if s and s[1]]
     slow = " OR ".join(f"({f})" for f in flags) if flags else "FALSE"
     tab = "CHAR(9 USING utf8mb4)"
     line = f"CONCAT_WS({tab}, {', '.join(s[0] for s in servers if s)})"
     skipped = 0
-    for text in wire.one_column(conn, f"SELECT IF({slow}, NULL, {line}) FROM {quote(t.name)}"):
+    statement = f"SELECT IF({slow}, NULL, {line}) FROM {quote(t.name)} WHERE {rng}"
+    for text in wire.one_column(conn, statement):
         if text is not None:
             yield text + b"\n"
         else:
@@ -483,7 +512,7 @@ def stream(
     if skipped:
         # every field is IFNULL()ed, so a NULL line is a flagged row or one
         # longer than max_allowed_packet (CONCAT_WS gives NULL then)
-        where = f"({slow}) OR ({line}) IS NULL"
+        where = f"(({slow}) OR ({line}) IS NULL) AND {rng}"
         yield from _unbuffered(conn, f"SELECT {cols} FROM {quote(t.name)} WHERE {where}")
 
 
