@@ -28,6 +28,7 @@ from pgferry.sources import load
 from pgferry.sources.engine import Source, source_for
 from pgferry.sources.model import Range, TableDef
 from pgferry.sources.types import NUL_POLICIES
+from pgferry.sources.views import Untranslatable, ViewDef
 from pgferry.target import connect, mask_password
 
 
@@ -74,15 +75,18 @@ class ForeignCloneResult:
         return sum(t.rejected for t in self.tables)
 
 
+def _hit(name: str, target: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(target, p) for p in patterns)
+
+
 def select(
     tables: list[TableDef], include: tuple[str, ...], exclude: tuple[str, ...]
 ) -> list[TableDef]:
-    def hit(t: TableDef, patterns: tuple[str, ...]) -> bool:
-        return any(
-            fnmatch.fnmatchcase(t.name, p) or fnmatch.fnmatchcase(t.target, p) for p in patterns
-        )
-
-    picked = [t for t in tables if (not include or hit(t, include)) and not hit(t, exclude)]
+    picked = [
+        t
+        for t in tables
+        if (not include or _hit(t.name, t.target, include)) and not _hit(t.name, t.target, exclude)
+    ]
     # MariaDB/MySQL on Linux tell `Users` from `users` (columns never differ by case only)
     seen: dict[str, str] = {}
     for t in picked:
@@ -112,11 +116,17 @@ def clone_foreign(cfg: ForeignCloneConfig, reporter: Reporter | None = None) -> 
         tables = select(src.catalog(result.notes), cfg.tables, cfg.exclude)
         if cfg.tables and not tables:
             raise UsageError(f"no source table matches --table {' '.join(cfg.tables)}")
+        views = [
+            v
+            for v in src.views(result.notes)
+            if (not cfg.tables or _hit(v.name, v.target, cfg.tables))
+            and not _hit(v.name, v.target, cfg.exclude)
+        ]
         with session.tagged("clone", result.run):
             tgt = connect(cfg.target, autocommit=True)
             try:
                 session.lock(tgt, mask_password(cfg.target))
-                _run(cfg, src, tables, tgt, rep, result)
+                _run(cfg, src, tables, views, tgt, rep, result)
             finally:
                 tgt.close()
     finally:
@@ -163,6 +173,7 @@ def _run(
     cfg: ForeignCloneConfig,
     src: Source,
     tables: list[TableDef],
+    views: list[ViewDef],
     tgt: psycopg.Connection[Any],
     rep: Reporter,
     result: ForeignCloneResult,
@@ -210,6 +221,7 @@ def _run(
         def post() -> None:
             with tgt.transaction():
                 load.post_data(tgt, cfg.schema, tables, result.notes)
+                _create_views(tgt, src, cfg.schema, views, result.notes)
             for t in tables:
                 tgt.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(cfg.schema, t.target)))
 
@@ -219,6 +231,49 @@ def _run(
     row = tgt.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*load.REJECTS)))
     if (row.fetchone() or (0,))[0] == 0:
         tgt.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(load.REJECTS[0])))
+
+
+def _create_views(
+    tgt: psycopg.Connection[Any],
+    src: Source,
+    schema: str,
+    views: list[ViewDef],
+    notes: list[str],
+) -> None:
+    """Translated views, each under a savepoint; one that reads a view not
+    yet made is tried again after the others (dependency order)."""
+    todo: dict[str, tuple[ViewDef, sql.Composed]] = {}
+    for v in views:
+        try:
+            todo[v.name] = (v, src.translate(v, schema))
+        except Untranslatable as e:
+            notes.append(f"view {v.name} skipped: {e} (recreate it by hand)")
+    while todo:
+        before = len(todo)
+        failed: dict[str, str] = {}
+        for name, (_v, stmt) in list(todo.items()):
+            try:
+                with tgt.transaction():
+                    tgt.execute(stmt)
+                del todo[name]
+            except psycopg.errors.UndefinedTable as e:
+                failed[name] = e.diag.message_primary or str(e)
+            except psycopg.Error as e:
+                # class 42 (grouping, unknown column or function...) and 22 only
+                if (e.sqlstate or "")[:2] not in ("42", "22"):
+                    raise
+                notes.append(
+                    f"view {name} skipped: PostgreSQL refused its translation:"
+                    f" {e.diag.message_primary} (recreate it by hand)"
+                )
+                del todo[name]
+        if len(todo) == before:  # no progress: what is missing is not coming
+            for name, why in failed.items():
+                notes.append(
+                    f"view {name} skipped: PostgreSQL refused its translation: {why}"
+                    " (recreate it by hand)"
+                )
+            return
 
 
 @dataclass

@@ -30,6 +30,7 @@ from pgferry.sources import types, wire
 from pgferry.sources.model import Column, ForeignKey, Index, Range, RowRejected, TableDef
 from pgferry.sources.names import Namer
 from pgferry.sources.url import MySQLURL
+from pgferry.sources.views import ViewDef
 
 # MySQL/MariaDB client and server error numbers (pymysql.err carries them as args[0])
 ACCESS_DENIED = 1045
@@ -184,10 +185,6 @@ def read_catalog(
         " ORDER BY CAST(TABLE_NAME AS BINARY)",
         [db],
     )
-    for (view,) in query(
-        conn, "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s", [db]
-    ):
-        notes.append(f"view {_s(view)} skipped: views are not translated (recreate it by hand)")
     for trigger, table in query(
         conn,
         "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS"
@@ -242,6 +239,18 @@ def read_catalog(
         t.foreign_keys = _foreign_keys(conn, db, t, namer)
         result.append(t)
     return result
+
+
+def read_views(conn: pymysql.connections.Connection[Any], db: str, namer: Namer) -> list[ViewDef]:
+    return [
+        ViewDef(_s(name), namer.table(_s(name)), _s(definition), _s(check))
+        for name, definition, check in query(
+            conn,
+            "SELECT TABLE_NAME, VIEW_DEFINITION, CHECK_OPTION FROM information_schema.VIEWS"
+            " WHERE TABLE_SCHEMA = %s ORDER BY CAST(TABLE_NAME AS BINARY)",
+            [db],
+        )
+    ]
 
 
 def _columns(
