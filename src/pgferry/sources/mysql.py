@@ -14,6 +14,7 @@ date or Decimal objects that cannot hold '0000-00-00' or 24:00:00+.
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,7 @@ import pymysql
 import pymysql.cursors
 
 from pgferry.errors import (
+    BadConnectionString,
     SourceLoginRejected,
     SourcePermissionDenied,
     SourceUnreachable,
@@ -39,21 +41,44 @@ UNKNOWN_DB = 1049
 TABLE_ACCESS_DENIED = 1142
 SPECIFIC_ACCESS_DENIED = 1227
 CANT_CONNECT = (2002, 2003, 2005, 2006, 2013)
+SSL_CONNECTION_ERROR = 2026  # e.g. ssl-mode=required and the server offers no TLS
 MIN_VERSION = {"mariadb": (10, 3), "mysql": (5, 7)}
 
 
-def connect(u: MySQLURL) -> pymysql.connections.Connection[Any]:
-    ssl: dict[str, Any] | None = None
-    if u.ssl_mode in ("required", "verify-ca", "verify-identity") or u.ssl_ca:
-        ssl = {
-            "verify_mode": u.ssl_mode != "required",
-            "check_hostname": u.ssl_mode == "verify-identity",
-        }
-        if u.ssl_ca:
-            ssl["ca"] = u.ssl_ca
+def tls_context(u: MySQLURL) -> ssl.SSLContext | None:
+    """The TLS settings of ssl-mode, as the mysql client reads them; None:
+    PyMySQL's own choice (preferred: TLS when offered, unverified) or off.
+
+    required: TLS or no connection, the certificate not checked;
+    verify-ca (also preferred given ssl-ca): signed by ssl-ca or, without
+    it, the system's CAs; verify-identity: that, and the name or IP in
+    --source matches the certificate."""
+    mode = u.ssl_mode
+    if mode == "preferred" and u.ssl_ca:
+        mode = "verify-ca"
+    if mode == "disabled" or (mode == "preferred" and not u.ssl_cert):
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=u.ssl_ca)
         if u.ssl_cert:
-            ssl["cert"] = u.ssl_cert
-            ssl["key"] = u.ssl_key
+            ctx.load_cert_chain(u.ssl_cert, u.ssl_key)
+    except (OSError, ssl.SSLError) as e:
+        raise BadConnectionString(
+            f"--source: cannot read the TLS files given by ssl-ca/ssl-cert/ssl-key: {e}",
+            hint="give readable PEM files",
+            option="--source",
+        ) from None
+    # certificates MySQL generates itself lack the extensions Python 3.13's
+    # strict mode wants (PyMySQL relaxes this too)
+    ctx.verify_flags &= ~ssl.VERIFY_X509_STRICT
+    ctx.check_hostname = mode == "verify-identity"
+    if mode in ("required", "preferred"):
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def connect(u: MySQLURL) -> pymysql.connections.Connection[Any]:
+    ctx = tls_context(u)
     try:
         conn = pymysql.connect(
             host=u.host,
@@ -65,7 +90,7 @@ def connect(u: MySQLURL) -> pymysql.connections.Connection[Any]:
             conv={},
             autocommit=True,
             connect_timeout=10,
-            ssl=ssl,
+            ssl=ctx,
             ssl_disabled=u.ssl_mode == "disabled" or None,
         )
     except pymysql.err.MySQLError as e:
@@ -80,6 +105,15 @@ def connect(u: MySQLURL) -> pymysql.connections.Connection[Any]:
 def _classify(e: pymysql.err.MySQLError, u: MySQLURL) -> Exception:
     code = e.args[0] if e.args and isinstance(e.args[0], int) else 0
     reason = str(e.args[1]) if len(e.args) > 1 else str(e)
+    tls = getattr(e, "original_exception", None)
+    if isinstance(tls, ssl.SSLError) or code == SSL_CONNECTION_ERROR:
+        why = getattr(tls, "reason", None) or reason
+        if getattr(tls, "verify_message", None):
+            why = f"{why} ({tls.verify_message})"  # type: ignore[union-attr]
+        return SourceUnreachable(
+            f"source: TLS with {u.host}:{u.port} failed (ssl-mode={u.ssl_mode}): {why}",
+            hint="check ssl-mode and ssl-ca in --source against the server's certificate",
+        )
     if code == ACCESS_DENIED:
         return SourceLoginRejected(
             f"source: the server at {u.where} rejected user {u.user!r} or its password",
