@@ -36,6 +36,20 @@ SCHEMA = [
       CONSTRAINT fk_city_country FOREIGN KEY (country_id) REFERENCES Country (country_id)
         ON DELETE RESTRICT ON UPDATE CASCADE
     )""",
+    """CREATE TABLE address (
+      address_id smallint unsigned NOT NULL AUTO_INCREMENT PRIMARY KEY,
+      address varchar(50) NOT NULL,
+      city_id smallint unsigned NOT NULL,
+      location geometry NOT NULL,
+      SPATIAL KEY idx_location (location),
+      CONSTRAINT fk_address_city FOREIGN KEY (city_id) REFERENCES city (city_id)
+    )""",
+    """CREATE TABLE film_text (
+      film_id smallint NOT NULL PRIMARY KEY,
+      title varchar(255) NOT NULL,
+      description text,
+      FULLTEXT KEY idx_title_description (title, description)
+    )""",
     """CREATE TABLE film (
       film_id int unsigned NOT NULL AUTO_INCREMENT PRIMARY KEY,
       title varchar(128) NOT NULL,
@@ -124,6 +138,9 @@ DATA = [
     "INSERT INTO language (name) VALUES ('English'), ('Italian'), ('Japanese')",
     "INSERT INTO Country VALUES (1, 'Afghanistan'), (2, 'Côte d''Ivoire'), (3, 'Österreich')",
     "INSERT INTO city VALUES (1, 'Kabul', 1), (2, 'Abidjan', 2), (3, 'Wien', 3)",
+    "INSERT INTO address VALUES (1, '47 MySakila Drive', 1, ST_GeomFromText('POINT(1 2)')),"
+    " (2, 'Ring', 3, ST_GeomFromText('POLYGON((0 0,1 0,1 1,0 0))'))",
+    "INSERT INTO film_text VALUES (1, 'ACADEMY DINOSAUR', 'A Epic Drama')",
     "INSERT INTO film (film_id, title, description, release_year, language_id, rental_rate,"
     " rating, special_features, views) VALUES"
     " (1, 'ACADEMY DINOSAUR', 'A Epic Drama 🦖 of a Feminist', 2006, 1, 0.99, 'PG',"
@@ -186,16 +203,21 @@ def test_sample_schema_clones_exactly(
         "public.language": 3, "public.country": 3, "public.city": 3, "public.film": 3,
         "public.actor": 3, "public.film_actor": 4, "public.staff": 2, "public.customer": 3,
         "public.payment": 4, 'public.order "lines"': 3, "public.audit_log": 3,
+        "public.address": 2, "public.film_text": 1,
     }  # fmt: skip
     notes = "\n".join(out["notes"])
     assert "trigger film_views on film skipped" in notes
     assert "trigger log_payment on payment skipped" in notes
+    assert "address: SPATIAL index idx_location has no PostgreSQL equivalent here" in notes
+    assert "film_text: FULLTEXT index idx_title_description has no PostgreSQL equivalent" in notes
+    assert "address.location: geometry copied as WKT text (the SRID is not kept)" in notes
+    assert len(out["notes"]) == len(set(out["notes"]))
 
     v = run_cli("verify", "--source", url, "--target", target_db, "--json")
     assert v.exit_code == 0, v.output
     checks = json.loads(v.stdout)["checks"]
     assert [c for c in checks if c["status"] != "ok"] == []
-    assert len(checks) == 11 + 55  # tables + columns
+    assert len(checks) == 13 + 62  # tables + columns
 
     film = rows(
         target_db,
@@ -209,6 +231,10 @@ def test_sample_schema_clones_exactly(
         (3, "ADAPTATION HOLES", "tab\there\nand a \\ backslash", 1901, 3, Decimal("2.99"), None,
          None, Decimal(7)),
     ]  # fmt: skip
+    assert rows(target_db, "SELECT * FROM address ORDER BY 1") == [
+        (1, "47 MySakila Drive", 1, "POINT(1 2)"),
+        (2, "Ring", 3, "POLYGON((0 0,1 0,1 1,0 0))"),
+    ]
     assert rows(target_db, "SELECT country FROM country ORDER BY country_id") == [
         ("Afghanistan",), ("Côte d'Ivoire",), ("Österreich",),
     ]  # fmt: skip
@@ -268,6 +294,10 @@ def test_sample_schema_clones_exactly(
         "language_pkey": "PRIMARY KEY (language_id)",
         "country_pkey": "PRIMARY KEY (country_id)",
         "city_pkey": "PRIMARY KEY (city_id)",
+        "address_pkey": "PRIMARY KEY (address_id)",
+        "film_text_pkey": "PRIMARY KEY (film_id)",
+        "address_fk_address_city": "FOREIGN KEY (city_id) REFERENCES city(city_id)"
+        " ON UPDATE RESTRICT ON DELETE RESTRICT",
         "film_pkey": "PRIMARY KEY (film_id)",
         "actor_pkey": "PRIMARY KEY (actor_id)",
         "film_actor_pkey": "PRIMARY KEY (actor_id, film_id)",

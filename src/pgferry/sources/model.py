@@ -39,6 +39,8 @@ class Column:
     #: MariaDB/MySQL fast path: (SQL giving the COPY field, SQL true when the
     #: row needs `convert` instead); None: always `convert`
     server: tuple[str, str | None] | None = None
+    #: MariaDB/MySQL: SQL that reads the value (ST_AsText(`c`)); None: the column
+    read: str | None = None
 
 
 @dataclass

@@ -322,7 +322,7 @@ def _columns(
             charset=charset, time_fits=time_fits, json=name in json_cols, nul=nul,
         )  # fmt: skip
         if mapped.note:
-            notes.append(f"{t.name}.{mapped.note}")
+            notes.append(f"{t.name}.{name}: {mapped.note}")
         pg_type, convert = mapped.pg_type, mapped.convert
         cast = types.find_cast(casts, db, t.name, name, ct, dt)
         if cast:
@@ -338,8 +338,10 @@ def _columns(
             identity="auto_increment" in (extra or "").lower(),
             comment=_s(r[11]) or None,
         )
+        if dt in types.GEOMETRY:
+            col.read = f"ST_AsText({quote(name)})"
         if not cast and nul == "reject":
-            col.server = _server_sql(quote(name), dt, col.pg_type)
+            col.server = _server_sql(col.read or quote(name), dt, col.pg_type)
         if col.identity and pg_type == "numeric(20)":
             # identity needs an integer type: ids past 2^63-1 are rejected rows
             col.pg_type = "bigint"
@@ -434,9 +436,9 @@ def _indexes(
     for name_raw, non_unique, col_raw, sub_part, kind_raw in rows:
         name, col, kind = _s(name_raw), _s(col_raw), _s(kind_raw)
         if kind in ("FULLTEXT", "SPATIAL"):
-            notes.append(
-                f"{t.name}: {kind} index {name} has no PostgreSQL equivalent here, skipped"
-            )
+            note = f"{t.name}: {kind} index {name} has no PostgreSQL equivalent here, skipped"
+            if note not in notes:  # one row per column of the index
+                notes.append(note)
             continue
         if sub_part is not None:
             notes.append(
@@ -535,7 +537,7 @@ def stream(
     zero date, NUL in text, 2 in a tinyint(1)) come as NULL lines, then
     again as raw rows from a second query in the same snapshot (so do rows
     whose line would exceed the server's max_allowed_packet)."""
-    cols = ", ".join(quote(c.name) for c in t.columns)
+    cols = ", ".join(c.read or quote(c.name) for c in t.columns)
     servers = [c.server for c in t.columns]
     rng = _where(t, part)
     if not fast or any(s is None for s in servers):
@@ -587,7 +589,8 @@ def _server_sql(c: str, dt: str, pg_type: str) -> tuple[str, str | None] | None:
         return f"IFNULL(CONCAT({c}, '+00'), {_NULL})", zero
     if pg_type == "bytea":
         return f"IFNULL(CONCAT({_BS}, {_BS}, 'x', HEX({c})), {_NULL})", None
-    if dt in ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "json"):
+    if dt in ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "json",
+              *types.GEOMETRY):  # fmt: skip
         # REPLACE() moves the rest of the string at each match: long texts
         # (quadratic there) take the converters.  CONVERT: a latin1 (or other
         # charset) column mixed with the utf8mb4 separators is an error
