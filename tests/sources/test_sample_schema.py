@@ -103,6 +103,8 @@ SCHEMA = [
       birthday date NULL,
       balance decimal(12,2) NOT NULL DEFAULT 0.00 CHECK (balance > -1000),
       prefs json,
+      token uuid,
+      ip inet6,
       UNIQUE KEY `uq first name` (`First Name`, `it's "quoted"`)
     )""",
     """CREATE TABLE payment (
@@ -155,11 +157,13 @@ DATA = [
     " x'8cb2237d0679ca88db6464eac60da96345513964'),"
     " (2, 'Jon', 1, NULL, NULL, 0, NULL)",
     'INSERT INTO customer (CustomerID, `First Name`, `it\'s "quoted"`, `Back``tick`, notes,'
-    " create_date, last_seen, birthday, balance, prefs) VALUES"
+    " create_date, last_seen, birthday, balance, prefs, token, ip) VALUES"
     " (1, 'MARY', 'a\"b', 1, 'loves 😀 and 中文', '2006-02-14 22:04:36',"
-    "  '2020-01-01 00:00:00.000001', '1980-02-29', 12.50, '{\"lang\": \"it\", \"n\": [1, 2]}'),"
-    " (2, 'PATRICIA', NULL, NULL, NULL, '2006-02-14 22:04:36', NULL, '0000-00-00', -3.00, NULL),"
-    " (3, 'LINDA', '', -5, '', '2006-02-15 04:57:20', NULL, NULL, 0, '[]')",
+    "  '2020-01-01 00:00:00.000001', '1980-02-29', 12.50, '{\"lang\": \"it\", \"n\": [1, 2]}',"
+    "  '6ccd780c-baba-1026-9564-5b8c656024db', '2001:db8::1'),"
+    " (2, 'PATRICIA', NULL, NULL, NULL, '2006-02-14 22:04:36', NULL, '0000-00-00', -3.00, NULL,"
+    "  NULL, '::ffff:192.0.2.1'),"
+    " (3, 'LINDA', '', -5, '', '2006-02-15 04:57:20', NULL, NULL, 0, '[]', NULL, NULL)",
     # ids with a gap, the last ones deleted: the next id on MariaDB is 1003
     "INSERT INTO payment VALUES (1, 1, 1, 2.99, '2005-05-25 11:30:37'),"
     " (2, 1, 2, 0.99, '0000-00-00 00:00:00'), (3, 2, 1, 5.99, NULL),"
@@ -217,7 +221,7 @@ def test_sample_schema_clones_exactly(
     assert v.exit_code == 0, v.output
     checks = json.loads(v.stdout)["checks"]
     assert [c for c in checks if c["status"] != "ok"] == []
-    assert len(checks) == 13 + 62  # tables + columns
+    assert len(checks) == 13 + 64  # tables + columns
 
     film = rows(
         target_db,
@@ -241,14 +245,15 @@ def test_sample_schema_clones_exactly(
     assert rows(
         target_db,
         'SELECT customerid, "first name", "it\'s ""quoted""", "back`tick", notes, create_date,'
-        " last_seen, birthday, balance, prefs FROM customer ORDER BY 1",
+        " last_seen, birthday, balance, prefs, token::text, host(ip) FROM customer ORDER BY 1",
     ) == [
         (1, "MARY", 'a"b', 1, "loves 😀 and 中文", datetime(2006, 2, 14, 22, 4, 36),
          datetime(2020, 1, 1, 0, 0, 0, 1), date(1980, 2, 29), Decimal("12.50"),
-         {"lang": "it", "n": [1, 2]}),
+         {"lang": "it", "n": [1, 2]}, "6ccd780c-baba-1026-9564-5b8c656024db", "2001:db8::1"),
         (2, "PATRICIA", None, None, None, datetime(2006, 2, 14, 22, 4, 36), None, None,
-         Decimal("-3.00"), None),
-        (3, "LINDA", "", -5, "", datetime(2006, 2, 15, 4, 57, 20), None, None, Decimal(0), []),
+         Decimal("-3.00"), None, None, "::ffff:192.0.2.1"),
+        (3, "LINDA", "", -5, "", datetime(2006, 2, 15, 4, 57, 20), None, None, Decimal(0), [],
+         None, None),
     ]  # fmt: skip
     staff = rows(target_db, "SELECT staff_id, manager_id, picture, active, password FROM staff")
     assert staff == [

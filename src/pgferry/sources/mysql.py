@@ -581,6 +581,9 @@ def _server_sql(c: str, dt: str, pg_type: str) -> tuple[str, str | None] | None:
         return f"IFNULL(IF({c} = 1, 't', 'f'), {_NULL})", f"{c} NOT IN (0, 1)"
     if dt in ("tinyint", "smallint", "mediumint", "int", "integer", "bigint", "decimal"):
         return f"IFNULL({c}, {_NULL})", None
+    if dt in ("uuid", "inet4", "inet6"):
+        # IFNULL() takes the column's type, which cannot hold the \N marker
+        return f"IFNULL(CONVERT({c} USING utf8mb4), {_NULL})", None
     if dt in ("float", "double", "year", "time"):
         return f"IFNULL({c}, {_NULL})", None
     if dt in ("date", "datetime"):

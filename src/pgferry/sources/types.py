@@ -285,6 +285,10 @@ def map_mysql(
         return Mapped("text", _text(column, nul))
     if dt in _BLOBS:
         return Mapped("bytea", _bytea)
+    if dt == "uuid":  # MariaDB 10.7+
+        return Mapped("uuid", _plain)
+    if dt in ("inet4", "inet6"):  # MariaDB 10.10+ / 10.5+
+        return Mapped("inet", _plain)
     if dt in GEOMETRY:
         note = f"{dt} copied as WKT text (the SRID is not kept)"
         return Mapped("text", _text(column, nul), note=note)

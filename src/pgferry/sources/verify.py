@@ -12,6 +12,7 @@ values: order-free, so neither side is sorted, and memory stays flat.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 import struct
@@ -80,6 +81,13 @@ def canonicaliser(pg_type: str) -> Callable[[str], str]:
         return str.lower
     if base in ("date", "timestamp", "time", "interval"):
         return _trim_fraction
+    if base == "inet":
+        # inet::text always shows the netmask ('2001:db8::1/128'), MariaDB never
+        def inet(s: str) -> str:
+            i = ipaddress.ip_interface(s)
+            return str(i.ip) if i.network.prefixlen == i.max_prefixlen else str(i)
+
+        return inet
     if base == "jsonb":
         return lambda s: json.dumps(json.loads(s), sort_keys=True, separators=(",", ":"))
     if pg_type.endswith("[]"):
