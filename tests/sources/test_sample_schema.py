@@ -348,3 +348,19 @@ def test_names_that_fold_together_are_refused(
     assert r.exit_code == 0, r.output
     assert rows(target_db, "SELECT relname FROM pg_class WHERE relname ILIKE 'users'"
                 " ORDER BY 1") == [("Users",), ("users",)]  # fmt: skip
+
+
+def test_exclude_a_referenced_table(
+    mysql_db: tuple[str, Callable[..., Any]], target_db: str, run_cli: Callable[..., Result]
+) -> None:
+    url, run = mysql_db
+    build(run)
+    r = run_cli("clone", "--source", url, "--target", target_db, "--json", "--exclude", "language")
+    assert r.exit_code == 0, r.output
+    notes = json.loads(r.stdout)["notes"]
+    assert (
+        "film: foreign key film_fk_film_language skipped: it references language,"
+        " which is not cloned (--table/--exclude)"
+    ) in notes
+    assert rows(target_db, "SELECT count(*) FROM film") == [(3,)]
+    assert rows(target_db, "SELECT to_regclass('language')") == [(None,)]
