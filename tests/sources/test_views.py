@@ -60,12 +60,20 @@ def test_views_translated_or_named_as_skipped(
     assert rows(target_db, "SELECT * FROM app.actor_names ORDER BY 1") == list(
         run("SELECT * FROM actor_names ORDER BY 1")
     )
-    # --exclude takes views too
+    # --exclude takes views too; the text output prints the notes
     r = run_cli(
-        "clone", "--source", url, "--target", target_db, "--schema", "b", "--json",
+        "clone", "--source", url, "--target", target_db, "--schema", "b", "-q",
         "--exclude", "actor_names",
     )  # fmt: skip
     assert r.exit_code == 0, r.output
+    assert (
+        "note: view film_list skipped: group_concat() has no checked PostgreSQL equivalent"
+        " (recreate it by hand)\n"
+    ) in r.stderr
+    assert (
+        "note: view Actor Films skipped: PostgreSQL refused its translation:"
+        ' relation "b.actor_names" does not exist (recreate it by hand)\n'
+    ) in r.stderr
     assert rows(target_db, "SELECT count(*) FROM pg_views WHERE schemaname = 'b'") == [(1,)]
 
 
