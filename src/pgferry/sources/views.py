@@ -103,7 +103,7 @@ def translate(v: ViewDef, db: str, schema: str, namer: Namer) -> sql.Composed:
                 prev[1] in _COMPARE
                 or nxt[1] in _COMPARE
                 or (parens and parens[-1])
-                or prev[1].lower() == "like"
+                or prev[1].lower() in ("like", "when", "between")  # CASE x WHEN 'a'
             ):
                 raise Untranslatable(
                     f"it compares text ({text}): MariaDB/MySQL collations usually ignore case,"
