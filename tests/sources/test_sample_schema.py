@@ -215,6 +215,7 @@ def test_sample_schema_clones_exactly(
     assert "address: SPATIAL index idx_location has no PostgreSQL equivalent here" in notes
     assert "film_text: FULLTEXT index idx_title_description has no PostgreSQL equivalent" in notes
     assert "address.location: geometry copied as WKT text (the SRID is not kept)" in notes
+    assert "film.last_update: ON UPDATE CURRENT_TIMESTAMP not carried over" in notes
     assert len(out["notes"]) == len(set(out["notes"]))
 
     v = run_cli("verify", "--source", url, "--target", target_db, "--json")
