@@ -70,6 +70,7 @@ def main() -> None:
     p.add_argument("--mb", type=int, default=256)
     p.add_argument("--tables", type=int, default=4)
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--split", default="1GB", help="pgferry's --split-tables-larger-than")
     a = p.parse_args()
     m = MariaDB().start()
     pg = postgres("15")
@@ -84,7 +85,8 @@ def main() -> None:
         bindir = Path(sys.executable).parent
         secs_f, rss_f, out = timed(
             [str(bindir / "pgferry"), "clone", "--source", m.url("bench"),
-             "--target", pg.conninfo("via_pgferry"), "--jobs", str(a.jobs), "-q"],
+             "--target", pg.conninfo("via_pgferry"), "--jobs", str(a.jobs), "-q",
+             "--split-tables-larger-than", a.split],
             env,
         )  # fmt: skip
         print(out)

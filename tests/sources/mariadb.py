@@ -37,14 +37,17 @@ class MariaDB:
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pgferry-mariadb-")))
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    #: more server options, e.g. --ssl-cert=... (files under `root`, which
+    #: the server's user can read)
+    args: list[str] = field(default_factory=list)
 
     def start(self) -> MariaDB:
         data = self.root / "data"
         data.mkdir(parents=True)
         run_as: list[str] = []
         if os.geteuid() == 0:
-            shutil.chown(self.root, "mysql", "mysql")
-            shutil.chown(data, "mysql", "mysql")
+            for path in [self.root, *self.root.rglob("*")]:
+                shutil.chown(path, "mysql", "mysql")
             run_as = ["--user=mysql"]
         subprocess.run(
             [_binary("mariadb-install-db"), "--no-defaults", f"--datadir={data}", *run_as,
@@ -57,7 +60,7 @@ class MariaDB:
              f"--port={self.port}", "--bind-address=127.0.0.1", f"--socket={self.root}/sock",
              f"--pid-file={self.root}/pid", f"--log-error={self.root}/error.log",
              "--skip-name-resolve", "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M",
-             "--skip-log-bin", "--character-set-server=utf8mb4"],
+             "--skip-log-bin", "--character-set-server=utf8mb4", *self.args],
         )  # fmt: skip
         deadline = time.monotonic() + 60
         while True:

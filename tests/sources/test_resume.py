@@ -28,8 +28,12 @@ def _done(url: str) -> set[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("split", [False, True], ids=["whole", "split"])
 def test_resume_after_kill(
-    mysql_db: tuple[str, Callable[..., Any]], target_db: str, run_cli: Callable[..., Result]
+    mysql_db: tuple[str, Callable[..., Any]],
+    target_db: str,
+    run_cli: Callable[..., Result],
+    split: bool,
 ) -> None:
     url, run = mysql_db
     for name in ("big", "small"):
@@ -37,8 +41,13 @@ def test_resume_after_kill(
     run(f"INSERT INTO big (body) SELECT REPEAT('b', 60) FROM seq_1_to_{ROWS}")
     run("INSERT INTO small (body) SELECT 'small' FROM seq_1_to_1000")
     run("ANALYZE TABLE big, small")
-    # one job, largest first: big is copying when we kill, small not started
+    # one job, largest first: big is copying when we kill, small not started;
+    # split: big in 8 ranges over 2 jobs, killed once a range has committed
     args = ["clone", "--source", url, "--target", target_db, "--jobs", "1", "-q"]
+    if split:
+        run("UPDATE big SET body = CONCAT('a', CHAR(0)) WHERE id = 5")  # a rejected row
+        args = [*args[:-3], "--jobs", "2", "--split-tables-larger-than", "1MB",
+                "--max-rejects", "1", "-q"]  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-c", "from pgferry.cli import main; main()", *args],
         stdout=subprocess.DEVNULL,
@@ -52,7 +61,8 @@ def test_resume_after_kill(
                 "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY%%big%%'"
                 " AND datname = current_database()",
             )
-            if "phase:pre-data" in _done(target_db) and copying[0][0]:
+            started = "phase:pre-data" in _done(target_db) and copying[0][0]
+            if started and (not split or rows(target_db, "SELECT count(*) FROM big")[0][0]):
                 break
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.monotonic() < deadline
@@ -68,6 +78,17 @@ def test_resume_after_kill(
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert "pre-data" in out["skipped"]
+    if split:
+        # the killed run's committed ranges and their reject are gone: once each
+        assert {t["table"]: (t["rows"], t["rejected"], t["parts"]) for t in out["tables"]} == {
+            "public.big": (ROWS - 1, 1, 8),
+            "public.small": (1000, 0, 1),
+        }
+        assert rows(target_db, "SELECT count(*), count(DISTINCT id) FROM big") == [
+            (ROWS - 1, ROWS - 1)
+        ]
+        assert rows(target_db, "SELECT key->>'id' FROM pgferry.rejects") == [("5",)]
+        return
     assert {t["table"]: t["rows"] for t in out["tables"]} == {
         "public.big": ROWS,
         "public.small": 1000,

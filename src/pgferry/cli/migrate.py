@@ -154,6 +154,7 @@ def clone_cmd(
         cfg_f = ForeignCloneConfig(
             source, resolve_target(target).conninfo, foreign["schema"], jobs, tables, exclude,
             schema_only, data_only, resume, foreign["keep_case"], foreign["casts"], foreign["nul"],
+            parse_size(split),
         )  # fmt: skip
         with _reporting(quiet or as_json, "clone") as reporter:
             run_clone(cfg_f, foreign["max_rejects"], as_json, reporter)

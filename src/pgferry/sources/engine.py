@@ -7,10 +7,13 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+from psycopg import sql
+
 from pgferry.sources import types
-from pgferry.sources.model import TableDef
+from pgferry.sources.model import Range, TableDef
 from pgferry.sources.names import Namer
 from pgferry.sources.url import MySQLURL, SQLiteURL, parse
+from pgferry.sources.views import ViewDef
 
 
 class Source(Protocol):
@@ -25,9 +28,22 @@ class Source(Protocol):
     def catalog(self, notes: list[str]) -> list[TableDef]: ...
 
     def rows(
-        self, reader: int, t: TableDef, fast: bool = True
+        self, reader: int, t: TableDef, fast: bool = True, part: Range | None = None
     ) -> Iterator[tuple[Any, ...] | bytes]:
-        """Raw rows, or (fast) ready COPY lines mixed with raw rows."""
+        """Raw rows, or (fast) ready COPY lines mixed with raw rows; only
+        those in `part` of the integer key when given."""
+        ...
+
+    def bounds(self, t: TableDef) -> tuple[int, int] | None:
+        """MIN and MAX of `t.int_key` in the snapshot (reader 0); None: empty."""
+        ...
+
+    def views(self, notes: list[str]) -> list[ViewDef]:
+        """The views to translate (those never translated get a note here)."""
+        ...
+
+    def translate(self, v: ViewDef, schema: str) -> sql.Composed:
+        """CREATE VIEW on the target, or views.Untranslatable."""
         ...
 
     def close(self) -> None: ...
@@ -58,11 +74,26 @@ class MySQLSource:
         )
 
     def rows(
-        self, reader: int, t: TableDef, fast: bool = True
+        self, reader: int, t: TableDef, fast: bool = True, part: Range | None = None
     ) -> Iterator[tuple[Any, ...] | bytes]:
         from pgferry.sources import mysql
 
-        return mysql.stream(self.conns[reader], t, fast)
+        return mysql.stream(self.conns[reader], t, fast, part)
+
+    def bounds(self, t: TableDef) -> tuple[int, int] | None:
+        from pgferry.sources import mysql
+
+        return mysql.bounds(self.conns[0], t)
+
+    def views(self, notes: list[str]) -> list[ViewDef]:
+        from pgferry.sources import mysql
+
+        return mysql.read_views(self.conns[0], self.url.database, self.namer)
+
+    def translate(self, v: ViewDef, schema: str) -> sql.Composed:
+        from pgferry.sources import views
+
+        return views.translate(v, self.url.database, schema, self.namer)
 
     def close(self) -> None:
         for c in self.conns:
@@ -88,9 +119,23 @@ class SQLiteSource:
         return self.impl.catalog(notes)
 
     def rows(
-        self, reader: int, t: TableDef, fast: bool = True
+        self, reader: int, t: TableDef, fast: bool = True, part: Range | None = None
     ) -> Iterator[tuple[Any, ...] | bytes]:
+        assert part is None  # one reader: never split
         return self.impl.rows(t)
+
+    def bounds(self, t: TableDef) -> tuple[int, int] | None:
+        return None
+
+    def views(self, notes: list[str]) -> list[ViewDef]:
+        notes.extend(
+            f"view {name} skipped: SQLite views are not translated (recreate it by hand)"
+            for name in self.impl.view_names()
+        )
+        return []
+
+    def translate(self, v: ViewDef, schema: str) -> sql.Composed:
+        raise AssertionError("SQLite sources list no views to translate")
 
     def close(self) -> None:
         self.impl.close()

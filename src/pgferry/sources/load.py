@@ -325,13 +325,21 @@ def post_data(
                     )
                 ).fetchone()
                 assert row is not None
+                start = max(int(row[0]), t.next_id or 0)
                 conn.execute(
                     sql.SQL("ALTER TABLE {} ALTER COLUMN {} RESTART WITH {}").format(
-                        name, sql.Identifier(c.target), sql.Literal(int(row[0]))
+                        name, sql.Identifier(c.target), sql.Literal(start)
                     )
                 )
+    cloned = {t.target for t in tables}
     for t in tables:
         for fk in t.foreign_keys:
+            if fk.ref_table not in cloned:
+                notes.append(
+                    f"{t.target}: foreign key {fk.name} skipped: it references"
+                    f" {fk.ref_table}, which is not cloned (--table/--exclude)"
+                )
+                continue
             stmt = sql.SQL(
                 "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})"
                 " ON DELETE {} ON UPDATE {}"

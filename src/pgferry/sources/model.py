@@ -39,6 +39,8 @@ class Column:
     #: MariaDB/MySQL fast path: (SQL giving the COPY field, SQL true when the
     #: row needs `convert` instead); None: always `convert`
     server: tuple[str, str | None] | None = None
+    #: MariaDB/MySQL: SQL that reads the value (ST_AsText(`c`)); None: the column
+    read: str | None = None
 
 
 @dataclass
@@ -69,6 +71,10 @@ class TableDef:
     checks: list[tuple[str, str]] = field(default_factory=list)  # (name, PostgreSQL expression)
     comment: str | None = None
     rows_estimate: int = 0
+    #: the source's next AUTO_INCREMENT value: the identity restarts at it
+    #: when above max + 1 (ids handed out and deleted are not reused)
+    next_id: int | None = None
+    bytes_estimate: int = 0  # the source's own figure (MariaDB/MySQL DATA_LENGTH)
 
     @property
     def key(self) -> list[Column]:
@@ -78,3 +84,19 @@ class TableDef:
             return []
         by_target = {c.target: c for c in self.columns}
         return [by_target[n] for n in pk.columns]
+
+    @property
+    def int_key(self) -> Column | None:
+        """The one-column integer primary key a big table is split on."""
+        key = self.key
+        if len(key) == 1 and key[0].pg_type in ("smallint", "integer", "bigint", "numeric(20)"):
+            return key[0]
+        return None
+
+
+@dataclass(frozen=True)
+class Range:
+    """Rows of a split table whose integer key is in [lo, hi); None: open."""
+
+    lo: int | None
+    hi: int | None

@@ -14,6 +14,7 @@ date or Decimal objects that cannot hold '0000-00-00' or 24:00:00+.
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,15 +22,17 @@ import pymysql
 import pymysql.cursors
 
 from pgferry.errors import (
+    BadConnectionString,
     SourceLoginRejected,
     SourcePermissionDenied,
     SourceUnreachable,
     UsageError,
 )
 from pgferry.sources import types, wire
-from pgferry.sources.model import Column, ForeignKey, Index, RowRejected, TableDef
+from pgferry.sources.model import Column, ForeignKey, Index, Range, RowRejected, TableDef
 from pgferry.sources.names import Namer
 from pgferry.sources.url import MySQLURL
+from pgferry.sources.views import ViewDef
 
 # MySQL/MariaDB client and server error numbers (pymysql.err carries them as args[0])
 ACCESS_DENIED = 1045
@@ -38,21 +41,44 @@ UNKNOWN_DB = 1049
 TABLE_ACCESS_DENIED = 1142
 SPECIFIC_ACCESS_DENIED = 1227
 CANT_CONNECT = (2002, 2003, 2005, 2006, 2013)
+SSL_CONNECTION_ERROR = 2026  # e.g. ssl-mode=required and the server offers no TLS
 MIN_VERSION = {"mariadb": (10, 3), "mysql": (5, 7)}
 
 
-def connect(u: MySQLURL) -> pymysql.connections.Connection[Any]:
-    ssl: dict[str, Any] | None = None
-    if u.ssl_mode in ("required", "verify-ca", "verify-identity") or u.ssl_ca:
-        ssl = {
-            "verify_mode": u.ssl_mode != "required",
-            "check_hostname": u.ssl_mode == "verify-identity",
-        }
-        if u.ssl_ca:
-            ssl["ca"] = u.ssl_ca
+def tls_context(u: MySQLURL) -> ssl.SSLContext | None:
+    """The TLS settings of ssl-mode, as the mysql client reads them; None:
+    PyMySQL's own choice (preferred: TLS when offered, unverified) or off.
+
+    required: TLS or no connection, the certificate not checked;
+    verify-ca (also preferred given ssl-ca): signed by ssl-ca or, without
+    it, the system's CAs; verify-identity: that, and the name or IP in
+    --source matches the certificate."""
+    mode = u.ssl_mode
+    if mode == "preferred" and u.ssl_ca:
+        mode = "verify-ca"
+    if mode == "disabled" or (mode == "preferred" and not u.ssl_cert):
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=u.ssl_ca)
         if u.ssl_cert:
-            ssl["cert"] = u.ssl_cert
-            ssl["key"] = u.ssl_key
+            ctx.load_cert_chain(u.ssl_cert, u.ssl_key)
+    except (OSError, ssl.SSLError) as e:
+        raise BadConnectionString(
+            f"--source: cannot read the TLS files given by ssl-ca/ssl-cert/ssl-key: {e}",
+            hint="give readable PEM files",
+            option="--source",
+        ) from None
+    # certificates MySQL generates itself lack the extensions Python 3.13's
+    # strict mode wants (PyMySQL relaxes this too)
+    ctx.verify_flags &= ~ssl.VERIFY_X509_STRICT
+    ctx.check_hostname = mode == "verify-identity"
+    if mode in ("required", "preferred"):
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def connect(u: MySQLURL) -> pymysql.connections.Connection[Any]:
+    ctx = tls_context(u)
     try:
         conn = pymysql.connect(
             host=u.host,
@@ -64,7 +90,7 @@ def connect(u: MySQLURL) -> pymysql.connections.Connection[Any]:
             conv={},
             autocommit=True,
             connect_timeout=10,
-            ssl=ssl,
+            ssl=ctx,
             ssl_disabled=u.ssl_mode == "disabled" or None,
         )
     except pymysql.err.MySQLError as e:
@@ -79,6 +105,15 @@ def connect(u: MySQLURL) -> pymysql.connections.Connection[Any]:
 def _classify(e: pymysql.err.MySQLError, u: MySQLURL) -> Exception:
     code = e.args[0] if e.args and isinstance(e.args[0], int) else 0
     reason = str(e.args[1]) if len(e.args) > 1 else str(e)
+    tls = getattr(e, "original_exception", None)
+    if isinstance(tls, ssl.SSLError) or code == SSL_CONNECTION_ERROR:
+        why = getattr(tls, "reason", None) or reason
+        if getattr(tls, "verify_message", None):
+            why = f"{why} ({tls.verify_message})"  # type: ignore[union-attr]
+        return SourceUnreachable(
+            f"source: TLS with {u.host}:{u.port} failed (ssl-mode={u.ssl_mode}): {why}",
+            hint="check ssl-mode and ssl-ca in --source against the server's certificate",
+        )
     if code == ACCESS_DENIED:
         return SourceLoginRejected(
             f"source: the server at {u.where} rejected user {u.user!r} or its password",
@@ -178,14 +213,22 @@ def read_catalog(
 ) -> list[TableDef]:
     tables = query(
         conn,
-        "SELECT TABLE_NAME, TABLE_ROWS, TABLE_COMMENT FROM information_schema.TABLES"
-        " WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+        "SELECT TABLE_NAME, TABLE_ROWS, TABLE_COMMENT, AUTO_INCREMENT, DATA_LENGTH"
+        " FROM information_schema.TABLES"
+        " WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'"
+        " ORDER BY CAST(TABLE_NAME AS BINARY)",
         [db],
     )
-    for (view,) in query(
-        conn, "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s", [db]
+    for trigger, table in query(
+        conn,
+        "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS"
+        " WHERE TRIGGER_SCHEMA = %s ORDER BY TRIGGER_NAME",
+        [db],
     ):
-        notes.append(f"view {_s(view)} skipped: views are not translated (recreate it by hand)")
+        notes.append(
+            f"trigger {_s(trigger)} on {_s(table)} skipped: MySQL trigger bodies are not"
+            " translated (recreate it as a PL/pgSQL trigger)"
+        )
     checks: dict[str, list[tuple[str, str]]] = {}
     if flavour == "mariadb":
         rows = query(
@@ -209,7 +252,7 @@ def read_catalog(
     for t, name, clause in rows:
         checks.setdefault(_s(t), []).append((_s(name), _s(clause)))
     result = []
-    for name_raw, est, comment in tables:
+    for name_raw, est, comment, next_id, nbytes in tables:
         name = _s(name_raw)
         tchecks = checks.get(name, [])
         json_cols = {
@@ -221,6 +264,8 @@ def read_catalog(
             [],
             comment=_s(comment) or None,
             rows_estimate=int(_s(est or 0)),
+            next_id=int(_s(next_id)) if next_id is not None else None,
+            bytes_estimate=int(_s(nbytes or 0)),
         )
         t.columns = _columns(conn, db, t, json_cols, casts, nul, flavour, notes, namer)
         t.checks = _checks(t, tchecks, json_cols, namer)
@@ -228,6 +273,18 @@ def read_catalog(
         t.foreign_keys = _foreign_keys(conn, db, t, namer)
         result.append(t)
     return result
+
+
+def read_views(conn: pymysql.connections.Connection[Any], db: str, namer: Namer) -> list[ViewDef]:
+    return [
+        ViewDef(_s(name), namer.table(_s(name)), _s(definition), _s(check))
+        for name, definition, check in query(
+            conn,
+            "SELECT TABLE_NAME, VIEW_DEFINITION, CHECK_OPTION FROM information_schema.VIEWS"
+            " WHERE TABLE_SCHEMA = %s ORDER BY CAST(TABLE_NAME AS BINARY)",
+            [db],
+        )
+    ]
 
 
 def _columns(
@@ -265,7 +322,7 @@ def _columns(
             charset=charset, time_fits=time_fits, json=name in json_cols, nul=nul,
         )  # fmt: skip
         if mapped.note:
-            notes.append(f"{t.name}.{mapped.note}")
+            notes.append(f"{t.name}.{name}: {mapped.note}")
         pg_type, convert = mapped.pg_type, mapped.convert
         cast = types.find_cast(casts, db, t.name, name, ct, dt)
         if cast:
@@ -281,8 +338,10 @@ def _columns(
             identity="auto_increment" in (extra or "").lower(),
             comment=_s(r[11]) or None,
         )
+        if dt in types.GEOMETRY:
+            col.read = f"ST_AsText({quote(name)})"
         if not cast and nul == "reject":
-            col.server = _server_sql(quote(name), dt, col.pg_type)
+            col.server = _server_sql(col.read or quote(name), dt, col.pg_type)
         if col.identity and pg_type == "numeric(20)":
             # identity needs an integer type: ids past 2^63-1 are rejected rows
             col.pg_type = "bigint"
@@ -292,6 +351,11 @@ def _columns(
         if mapped.check_values is not None and not cast:
             col.enum_values = mapped.check_values
         col.default = _default(default, col, dt, flavour, notes, t.name)
+        if "on update" in (extra or "").lower():
+            notes.append(
+                f"{t.name}.{name}: ON UPDATE CURRENT_TIMESTAMP not carried over"
+                " (PostgreSQL needs a trigger for it)"
+            )
         if "generated" in (extra or "").lower():
             notes.append(
                 f"{t.name}.{name}: generated column copied as a plain column with its values"
@@ -372,9 +436,9 @@ def _indexes(
     for name_raw, non_unique, col_raw, sub_part, kind_raw in rows:
         name, col, kind = _s(name_raw), _s(col_raw), _s(kind_raw)
         if kind in ("FULLTEXT", "SPATIAL"):
-            notes.append(
-                f"{t.name}: {kind} index {name} has no PostgreSQL equivalent here, skipped"
-            )
+            note = f"{t.name}: {kind} index {name} has no PostgreSQL equivalent here, skipped"
+            if note not in notes:  # one row per column of the index
+                notes.append(note)
             continue
         if sub_part is not None:
             notes.append(
@@ -436,8 +500,34 @@ def _unbuffered(
         cur.close()
 
 
+def bounds(conn: pymysql.connections.Connection[Any], t: TableDef) -> tuple[int, int] | None:
+    """MIN and MAX of the table's integer key in the snapshot; None: empty."""
+    key = t.int_key
+    assert key is not None
+    c = quote(key.name)
+    lo, hi = query(conn, f"SELECT MIN({c}), MAX({c}) FROM {quote(t.name)}")[0]
+    return None if lo is None else (int(_s(lo)), int(_s(hi)))
+
+
+def _where(t: TableDef, r: Range | None) -> str:
+    """SQL condition for a range of the integer key (ints: nothing to escape)."""
+    if r is None:
+        return "TRUE"
+    key = t.int_key
+    assert key is not None
+    parts = []
+    if r.lo is not None:
+        parts.append(f"{quote(key.name)} >= {int(r.lo)}")
+    if r.hi is not None:
+        parts.append(f"{quote(key.name)} < {int(r.hi)}")
+    return " AND ".join(parts) or "TRUE"
+
+
 def stream(
-    conn: pymysql.connections.Connection[Any], t: TableDef, fast: bool = True
+    conn: pymysql.connections.Connection[Any],
+    t: TableDef,
+    fast: bool = True,
+    part: Range | None = None,
 ) -> Iterator[tuple[Any, ...] | bytes]:
     """The table's rows, unbuffered: the server sends them as they are read.
 
@@ -447,17 +537,19 @@ def stream(
     zero date, NUL in text, 2 in a tinyint(1)) come as NULL lines, then
     again as raw rows from a second query in the same snapshot (so do rows
     whose line would exceed the server's max_allowed_packet)."""
-    cols = ", ".join(quote(c.name) for c in t.columns)
+    cols = ", ".join(c.read or quote(c.name) for c in t.columns)
     servers = [c.server for c in t.columns]
+    rng = _where(t, part)
     if not fast or any(s is None for s in servers):
-        yield from _unbuffered(conn, f"SELECT {cols} FROM {quote(t.name)}")
+        yield from _unbuffered(conn, f"SELECT {cols} FROM {quote(t.name)} WHERE {rng}")
         return
     flags = [s[1] for s in servers if s and s[1]]
     slow = " OR ".join(f"({f})" for f in flags) if flags else "FALSE"
     tab = "CHAR(9 USING utf8mb4)"
     line = f"CONCAT_WS({tab}, {', '.join(s[0] for s in servers if s)})"
     skipped = 0
-    for text in wire.one_column(conn, f"SELECT IF({slow}, NULL, {line}) FROM {quote(t.name)}"):
+    statement = f"SELECT IF({slow}, NULL, {line}) FROM {quote(t.name)} WHERE {rng}"
+    for text in wire.one_column(conn, statement):
         if text is not None:
             yield text + b"\n"
         else:
@@ -465,7 +557,7 @@ def stream(
     if skipped:
         # every field is IFNULL()ed, so a NULL line is a flagged row or one
         # longer than max_allowed_packet (CONCAT_WS gives NULL then)
-        where = f"({slow}) OR ({line}) IS NULL"
+        where = f"(({slow}) OR ({line}) IS NULL) AND {rng}"
         yield from _unbuffered(conn, f"SELECT {cols} FROM {quote(t.name)} WHERE {where}")
 
 
@@ -489,6 +581,9 @@ def _server_sql(c: str, dt: str, pg_type: str) -> tuple[str, str | None] | None:
         return f"IFNULL(IF({c} = 1, 't', 'f'), {_NULL})", f"{c} NOT IN (0, 1)"
     if dt in ("tinyint", "smallint", "mediumint", "int", "integer", "bigint", "decimal"):
         return f"IFNULL({c}, {_NULL})", None
+    if dt in ("uuid", "inet4", "inet6"):
+        # IFNULL() takes the column's type, which cannot hold the \N marker
+        return f"IFNULL(CONVERT({c} USING utf8mb4), {_NULL})", None
     if dt in ("float", "double", "year", "time"):
         return f"IFNULL({c}, {_NULL})", None
     if dt in ("date", "datetime"):
@@ -497,11 +592,14 @@ def _server_sql(c: str, dt: str, pg_type: str) -> tuple[str, str | None] | None:
         return f"IFNULL(CONCAT({c}, '+00'), {_NULL})", zero
     if pg_type == "bytea":
         return f"IFNULL(CONCAT({_BS}, {_BS}, 'x', HEX({c})), {_NULL})", None
-    if dt in ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "json"):
+    if dt in ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "json",
+              *types.GEOMETRY):  # fmt: skip
         # REPLACE() moves the rest of the string at each match: long texts
-        # (quadratic there) take the converters
-        slow = f"LENGTH({c}) > {_LONG_TEXT} OR INSTR({c}, CHAR(0 USING utf8mb4)) > 0"
-        return f"IFNULL({_escaped(c)}, {_NULL})", slow
+        # (quadratic there) take the converters.  CONVERT: a latin1 (or other
+        # charset) column mixed with the utf8mb4 separators is an error
+        u = f"CONVERT({c} USING utf8mb4)"
+        slow = f"LENGTH({c}) > {_LONG_TEXT} OR INSTR({u}, CHAR(0 USING utf8mb4)) > 0"
+        return f"IFNULL({_escaped(u)}, {_NULL})", slow
     return None
 
 

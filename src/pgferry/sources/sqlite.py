@@ -142,6 +142,10 @@ class Reader:
         assert self.conn is not None
         return self.conn
 
+    def view_names(self) -> list[str]:
+        rows = self._c().execute("SELECT name FROM sqlite_master WHERE type = 'view' ORDER BY name")
+        return [str(r[0]) for r in rows]
+
     def catalog(self, notes: list[str]) -> list[TableDef]:
         c = self._c()
         out = []

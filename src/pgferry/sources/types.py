@@ -208,6 +208,11 @@ _INTS = {
 }
 _TEXTS = ("tinytext", "text", "mediumtext", "longtext")
 _BLOBS = ("tinyblob", "blob", "mediumblob", "longblob", "binary", "varbinary")
+#: spatial types: read as WKT text by the server (ST_AsText), not as its binary form
+GEOMETRY = (
+    "geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
+    "multipolygon", "geometrycollection",
+)  # fmt: skip
 
 
 def enum_values(column_type: str) -> list[str]:
@@ -264,7 +269,7 @@ def map_mysql(
     if dt == "time":
         if time_fits:
             return Mapped(f"time{fsp}", _plain)
-        note = f"column {column}: time values outside 00:00-24:00, so interval"
+        note = "time values outside 00:00-24:00, so interval"
         return Mapped(f"interval{fsp}" if datetime_precision else "interval", _plain, note=note)
     if dt == "enum":
         return Mapped("text", _text(column, nul), check_values=enum_values(column_type))
@@ -280,7 +285,14 @@ def map_mysql(
         return Mapped("text", _text(column, nul))
     if dt in _BLOBS:
         return Mapped("bytea", _bytea)
+    if dt == "uuid":  # MariaDB 10.7+
+        return Mapped("uuid", _plain)
+    if dt in ("inet4", "inet6"):  # MariaDB 10.10+ / 10.5+
+        return Mapped("inet", _plain)
+    if dt in GEOMETRY:
+        note = f"{dt} copied as WKT text (the SRID is not kept)"
+        return Mapped("text", _text(column, nul), note=note)
     if dt == "json":  # MySQL's own json type (MariaDB's is longtext + json_valid)
         return Mapped("jsonb", _text(column, nul))
-    note = f"column {column}: type {column_type} has no mapping, copied as text"
+    note = f"type {column_type} has no mapping, copied as text"
     return Mapped("text", _text(column, nul), note=note)

@@ -12,6 +12,7 @@ values: order-free, so neither side is sorted, and memory stays flat.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 import struct
@@ -80,6 +81,13 @@ def canonicaliser(pg_type: str) -> Callable[[str], str]:
         return str.lower
     if base in ("date", "timestamp", "time", "interval"):
         return _trim_fraction
+    if base == "inet":
+        # inet::text always shows the netmask ('2001:db8::1/128'), MariaDB never
+        def inet(s: str) -> str:
+            i = ipaddress.ip_interface(s)
+            return str(i.ip) if i.network.prefixlen == i.max_prefixlen else str(i)
+
+        return inet
     if base == "jsonb":
         return lambda s: json.dumps(json.loads(s), sort_keys=True, separators=(",", ":"))
     if pg_type.endswith("[]"):
@@ -135,7 +143,9 @@ def _table(rows: Any, tgt: psycopg.Connection[Any], schema: str, t: TableDef) ->
                 value = "\x00rejected:" + repr(v)  # never equal to a loaded value
             src_sums[i] = (src_sums[i] + _h(value)) & _MASK
     exists = tgt.execute(
-        "SELECT to_regclass(%s) IS NOT NULL", [f'"{schema}"."{t.target}"']
+        "SELECT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s)",
+        [schema, t.target],
     ).fetchone()
     name = f"{schema}.{t.target}"
     if not exists or not exists[0]:
