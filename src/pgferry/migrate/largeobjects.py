@@ -16,6 +16,7 @@ bytes as `<length>\\n<bytes>` chunks ending with `0\\n`.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -211,12 +212,24 @@ def put(
         t.execute(sql.SQL("COMMENT ON LARGE OBJECT {} IS {}").format(num, sql.Literal(lo.comment)))
 
 
-def copy(src: psycopg.Connection[Any], target: str, done: set[str], opts: RestoreOptions) -> int:
+def copy(
+    src: psycopg.Connection[Any],
+    target: str,
+    done: set[str],
+    opts: RestoreOptions,
+    stop: threading.Event | None = None,
+) -> int:
     """Clone: every large object, read in `src`'s transaction (the exported
-    snapshot), one transaction per batch on the target.  Returns the count."""
+    snapshot), one transaction per batch on the target.  Returns the count.
+    `stop` set (the clone failed meanwhile): return after the current batch."""
     count = 0
+    todo = batches(src)
+    if not todo:
+        return 0  # most databases: no target connection for nothing
     with connect(target) as t:
-        for batch in batches(src):
+        for batch in todo:
+            if stop is not None and stop.is_set():
+                break
             count += len(batch)
             if item(batch) in done:
                 continue
