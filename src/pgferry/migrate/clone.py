@@ -388,7 +388,7 @@ def _copy(
             cfg.target,
             units,
             blocks,
-            jobs=cfg.jobs,
+            jobs=finish.useful_jobs(cfg.jobs, sum(u.est_bytes for u in units)),
             ledger=ledger,
             reporter=rep,
             resuming=resuming,
