@@ -91,3 +91,36 @@ def test_debian_tools_found_without_running_them(monkeypatch: pytest.MonkeyPatch
     finally:
         tools._version_of.cache_clear()
     assert found == tools.Tool(Path("/usr/lib/postgresql/15/bin/pg_dump"), 15)
+
+
+def test_small_clone_opens_few_target_connections(
+    small_db: str, target_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a connection costs the server a process: a small database's clone keeps
+    # to the main one, one data worker (its tables are far under
+    # finish.WORKER_BYTES) and one for large objects; sequences and VACUUM
+    # ANALYZE reuse the main one (before: a worker each per --jobs, 11 in all)
+    target_name = psycopg.conninfo.conninfo_to_dict(target_db)["dbname"]
+    opened: list[str] = []
+    real_connect = psycopg.connect
+
+    def counting_connect(conninfo: str = "", **kw: Any) -> Any:
+        if psycopg.conninfo.conninfo_to_dict(conninfo).get("dbname") == target_name:
+            opened.append(conninfo)
+        return real_connect(conninfo, **kw)
+
+    monkeypatch.setattr(psycopg, "connect", counting_connect)
+    clone(CloneConfig(small_db, target_db, jobs=4))
+    monkeypatch.undo()
+    assert len(opened) == 3
+    assert verify(VerifyConfig(small_db, target_db, jobs=2)).ok
+
+
+def test_useful_jobs_scale_with_the_data() -> None:
+    from pgferry.migrate.finish import WORKER_BYTES, useful_jobs
+
+    assert useful_jobs(4, 0) == 1
+    assert useful_jobs(4, WORKER_BYTES) == 1
+    assert useful_jobs(4, WORKER_BYTES + 1) == 2
+    assert useful_jobs(4, 100 * WORKER_BYTES) == 4
+    assert useful_jobs(1, 100 * WORKER_BYTES) == 1
