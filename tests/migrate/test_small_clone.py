@@ -124,3 +124,25 @@ def test_useful_jobs_scale_with_the_data() -> None:
     assert useful_jobs(4, WORKER_BYTES + 1) == 2
     assert useful_jobs(4, 100 * WORKER_BYTES) == 4
     assert useful_jobs(1, 100 * WORKER_BYTES) == 1
+
+
+def test_small_tables_analyzed_during_the_copy_keep_expression_statistics(
+    pgserver: LocalServer, target_db: str
+) -> None:
+    # small tables are vacuumed and analyzed by their data worker as soon as
+    # their rows are in, before the index phase: a table with an expression
+    # index must wait for it, or ANALYZE never gathers the expression's
+    # statistics (what the planner uses for WHERE lower(name) = ...)
+    source = new_database(pgserver, "expr")
+    try:
+        with psycopg.connect(source, autocommit=True) as c:
+            c.execute("CREATE TABLE plain (id int PRIMARY KEY, v text)")
+            c.execute("INSERT INTO plain SELECT g, 'v' || g FROM generate_series(1, 500) g")
+            c.execute("CREATE TABLE named (id int PRIMARY KEY, name text)")
+            c.execute("INSERT INTO named SELECT g, 'N' || (g % 7) FROM generate_series(1, 500) g")
+            c.execute("CREATE INDEX named_lower ON named (lower(name))")
+        clone(CloneConfig(source, target_db, jobs=2))
+        stats = "SELECT tablename, count(*) FROM pg_stats WHERE schemaname = 'public' GROUP BY 1"
+        assert dict(rows(target_db, stats)) == {"plain": 2, "named": 2, "named_lower": 1}
+    finally:
+        drop_database(pgserver, source)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,6 +279,7 @@ def _phases(
             ),
         )
     indexer: Indexer | None = None
+    vacuumed: set[str] = set()
     if not cfg.schema_only:
         todo = [t for t in sel.leaves if f"table:{t.qualified}" not in done]
         if Phase.DATA.item not in done:
@@ -300,9 +301,23 @@ def _phases(
                 cfg.jobs,
             )
 
+        expression_indexed = {
+            int(r[0])
+            for r in src.execute("SELECT indrelid FROM pg_index WHERE indexprs IS NOT NULL")
+        }
+
         def data() -> None:
             result.tables = _copy(
-                cfg, rep, tools["psql"], snapshot, units, ledger, bool(done), indexer
+                cfg,
+                rep,
+                tools["psql"],
+                snapshot,
+                units,
+                ledger,
+                bool(done),
+                indexer,
+                lambda t: t.bytes < EARLY_INDEX_BYTES and t.oid not in expression_indexed,
+                vacuumed,
             )
 
         ph.run(Phase.DATA, data, sum(u.est_bytes for u in units))
@@ -334,7 +349,7 @@ def _phases(
         sequences=None if cfg.schema_only else seqs,
         leaves=sel.leaves,
         parents=[t for t in sel.tables if t.partitioned],
-        vacuumed=indexer.finished if indexer else None,
+        vacuumed=vacuumed | (indexer.finished if indexer else set()),
         refresh=refresh,
     )
     if cfg.database_settings:
@@ -366,7 +381,14 @@ def _copy(
     ledger: Ledger,
     resuming: bool,
     indexer: Indexer | None,
+    vacuum_now: Callable[[Table], bool],
+    vacuumed: set[str],
 ) -> list[UnitStats]:
+    """`vacuum_now`: tables vacuumed and analyzed on their worker's connection
+    as soon as their rows are in (added to `vacuumed`), not in a phase of
+    their own with connections of its own.  Small tables only (big ones are
+    vacuumed with their early indexes), and none with an expression index:
+    ANALYZE gathers its statistics only once the index exists."""
     readers = SnapshotReaders(cfg.source, snapshot)
 
     def blocks(pool: Pool, u: Unit) -> AbstractContextManager[Iterator[bytes]]:
@@ -395,6 +417,8 @@ def _copy(
             replica=cfg.data_only,
             truncate=not cfg.data_only,
             table_done=table_done,
+            vacuum_now=vacuum_now,
+            vacuumed=vacuumed,
         )
     except BaseException:
         if indexer is not None:
