@@ -93,14 +93,10 @@ def test_debian_tools_found_without_running_them(monkeypatch: pytest.MonkeyPatch
     assert found == tools.Tool(Path("/usr/lib/postgresql/15/bin/pg_dump"), 15)
 
 
-def test_small_clone_opens_few_target_connections(
-    small_db: str, target_db: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # a connection costs the server a process: a small database's clone keeps
-    # to the main one, one data worker (its tables are far under
-    # finish.WORKER_BYTES) and one for large objects; sequences and VACUUM
-    # ANALYZE reuse the main one (before: a worker each per --jobs, 11 in all)
-    target_name = psycopg.conninfo.conninfo_to_dict(target_db)["dbname"]
+def _target_connections(source: str, target: str, monkeypatch: pytest.MonkeyPatch) -> int:
+    """How many connections to `target` a clone opens itself (its children's
+    not counted)."""
+    target_name = psycopg.conninfo.conninfo_to_dict(target)["dbname"]
     opened: list[str] = []
     real_connect = psycopg.connect
 
@@ -109,11 +105,36 @@ def test_small_clone_opens_few_target_connections(
             opened.append(conninfo)
         return real_connect(conninfo, **kw)
 
-    monkeypatch.setattr(psycopg, "connect", counting_connect)
-    clone(CloneConfig(small_db, target_db, jobs=4))
-    monkeypatch.undo()
-    assert len(opened) == 3
+    with monkeypatch.context() as m:
+        m.setattr(psycopg, "connect", counting_connect)
+        clone(CloneConfig(source, target, jobs=4))
+    return len(opened)
+
+
+def test_small_clone_opens_few_target_connections(
+    small_db: str, target_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a connection costs the server a process: a small database's clone keeps
+    # to the main one, one data worker (its tables are far under
+    # finish.WORKER_BYTES) and one for large objects; sequences and VACUUM
+    # ANALYZE reuse the main one (before: a worker each per --jobs, 11 in all)
+    assert _target_connections(small_db, target_db, monkeypatch) == 3
     assert verify(VerifyConfig(small_db, target_db, jobs=2)).ok
+
+
+def test_no_large_objects_no_connections_for_them(
+    pgserver: LocalServer, target_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = new_database(pgserver, "nolo")
+    try:
+        with psycopg.connect(source, autocommit=True) as c:
+            c.execute("CREATE TABLE t (id int PRIMARY KEY)")
+            c.execute("INSERT INTO t SELECT generate_series(1, 100)")
+        # the main connection and one data worker
+        assert _target_connections(source, target_db, monkeypatch) == 2
+        assert rows(target_db, "SELECT count(*) FROM t") == [(100,)]
+    finally:
+        drop_database(pgserver, source)
 
 
 def test_useful_jobs_scale_with_the_data() -> None:

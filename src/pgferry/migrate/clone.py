@@ -217,7 +217,12 @@ def _run(
         else:
             ledger.create(origin)
         ledger.mark(f"run:{run_id}")
-        if not cfg.schema_only and not sel.picked and Phase.LARGE_OBJECTS.item not in done:
+        if (
+            not cfg.schema_only
+            and not sel.picked
+            and Phase.LARGE_OBJECTS.item not in done
+            and largeobjects.any_in(src)
+        ):
             # large objects need neither the schema nor the rows: they are
             # copied meanwhile, in the snapshot, on connections of their own
             lobs = _large_objects(cfg, snapshot, done)

@@ -82,6 +82,12 @@ class LargeObject:
         )
 
 
+def any_in(src: psycopg.Connection[Any]) -> bool:
+    """Whether the database has large objects (most have none: then no
+    connections are opened for them)."""
+    return bool(_read(src, "SELECT EXISTS (SELECT FROM pg_largeobject_metadata)")[0][0])
+
+
 def batches(src: psycopg.Connection[Any]) -> list[list[int]]:
     """Every large object's oid, in batches of BATCH, in oid order."""
     oids = [int(r[0]) for r in _read(src, "SELECT oid FROM pg_largeobject_metadata ORDER BY 1")]
