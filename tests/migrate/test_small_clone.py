@@ -93,22 +93,21 @@ def test_debian_tools_found_without_running_them(monkeypatch: pytest.MonkeyPatch
     assert found == tools.Tool(Path("/usr/lib/postgresql/15/bin/pg_dump"), 15)
 
 
-def _target_connections(source: str, target: str, monkeypatch: pytest.MonkeyPatch) -> int:
-    """How many connections to `target` a clone opens itself (its children's
-    not counted)."""
-    target_name = psycopg.conninfo.conninfo_to_dict(target)["dbname"]
+def _connections(source: str, target: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
+    """How many connections to (`source`, `target`) a clone opens itself (its
+    children's not counted)."""
+    names = [psycopg.conninfo.conninfo_to_dict(u)["dbname"] for u in (source, target)]
     opened: list[str] = []
     real_connect = psycopg.connect
 
     def counting_connect(conninfo: str = "", **kw: Any) -> Any:
-        if psycopg.conninfo.conninfo_to_dict(conninfo).get("dbname") == target_name:
-            opened.append(conninfo)
+        opened.append(str(psycopg.conninfo.conninfo_to_dict(conninfo).get("dbname")))
         return real_connect(conninfo, **kw)
 
     with monkeypatch.context() as m:
         m.setattr(psycopg, "connect", counting_connect)
         clone(CloneConfig(source, target, jobs=4))
-    return len(opened)
+    return opened.count(names[0]), opened.count(names[1])
 
 
 def test_small_clone_opens_few_target_connections(
@@ -118,7 +117,7 @@ def test_small_clone_opens_few_target_connections(
     # to the main one, one data worker (its tables are far under
     # finish.WORKER_BYTES) and one for large objects; sequences and VACUUM
     # ANALYZE reuse the main one (before: a worker each per --jobs, 11 in all)
-    assert _target_connections(small_db, target_db, monkeypatch) == 3
+    assert _connections(small_db, target_db, monkeypatch)[1] == 3
     assert verify(VerifyConfig(small_db, target_db, jobs=2)).ok
 
 
@@ -130,8 +129,8 @@ def test_no_large_objects_no_connections_for_them(
         with psycopg.connect(source, autocommit=True) as c:
             c.execute("CREATE TABLE t (id int PRIMARY KEY)")
             c.execute("INSERT INTO t SELECT generate_series(1, 100)")
-        # the main connection and one data worker
-        assert _target_connections(source, target_db, monkeypatch) == 2
+        # on each side the main connection and one data worker's
+        assert _connections(source, target_db, monkeypatch) == (2, 2)
         assert rows(target_db, "SELECT count(*) FROM t") == [(100,)]
     finally:
         drop_database(pgserver, source)
