@@ -11,6 +11,7 @@ view refreshes) is restored item by item, so a failure loses only its item.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Callable, Iterable
@@ -100,7 +101,15 @@ def start_dump(
 
 def toc(dump: Path, section: Section) -> list[TocEntry]:
     """The dump's entries of one section, in pg_restore's order."""
-    return [e for e in read_toc(dump) if e.section == section]
+    st = dump.stat()
+    return [e for e in _read_toc(dump, st.st_mtime_ns, st.st_size) if e.section == section]
+
+
+@functools.lru_cache(maxsize=4)
+def _read_toc(dump: Path, mtime_ns: int, size: int) -> tuple[TocEntry, ...]:
+    # a run reads one dump's table of contents several times (selection,
+    # early indexes, each phase): parsed once while the file is unchanged
+    return tuple(read_toc(dump))
 
 
 def _list_file(workdir: Path, entries: Iterable[TocEntry]) -> Path:
