@@ -14,6 +14,7 @@ servers run with fsync off, like bench/migrate/bench.py.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import psycopg
 
+import pgferry
 from bench.migrate.bench import PG15, checkpoint, create_db, drop_db
 from pgferry.migrate.verify import VerifyConfig, verify
 from tests.migrate.dbgen import generate
@@ -56,6 +58,9 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=4)
     args = ap.parse_args()
+    # as installed by pip: bytecode compiled once, not at every start (an
+    # editable install under PYTHONDONTWRITEBYTECODE recompiles each run)
+    compileall.compile_dir(Path(pgferry.__file__).parent, quiet=1)
     src_server, dst_server = postgres("15"), postgres("15")
     results = []
     try:

@@ -91,3 +91,78 @@ def test_debian_tools_found_without_running_them(monkeypatch: pytest.MonkeyPatch
     finally:
         tools._version_of.cache_clear()
     assert found == tools.Tool(Path("/usr/lib/postgresql/15/bin/pg_dump"), 15)
+
+
+def _connections(source: str, target: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
+    """How many connections to (`source`, `target`) a clone opens itself (its
+    children's not counted)."""
+    names = [psycopg.conninfo.conninfo_to_dict(u)["dbname"] for u in (source, target)]
+    opened: list[str] = []
+    real_connect = psycopg.connect
+
+    def counting_connect(conninfo: str = "", **kw: Any) -> Any:
+        opened.append(str(psycopg.conninfo.conninfo_to_dict(conninfo).get("dbname")))
+        return real_connect(conninfo, **kw)
+
+    with monkeypatch.context() as m:
+        m.setattr(psycopg, "connect", counting_connect)
+        clone(CloneConfig(source, target, jobs=4))
+    return opened.count(names[0]), opened.count(names[1])
+
+
+def test_small_clone_opens_few_target_connections(
+    small_db: str, target_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a connection costs the server a process: a small database's clone keeps
+    # to the main one, one data worker (its tables are far under
+    # finish.WORKER_BYTES) and one for large objects; sequences and VACUUM
+    # ANALYZE reuse the main one (before: a worker each per --jobs, 11 in all)
+    assert _connections(small_db, target_db, monkeypatch)[1] == 3
+    assert verify(VerifyConfig(small_db, target_db, jobs=2)).ok
+
+
+def test_no_large_objects_no_connections_for_them(
+    pgserver: LocalServer, target_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = new_database(pgserver, "nolo")
+    try:
+        with psycopg.connect(source, autocommit=True) as c:
+            c.execute("CREATE TABLE t (id int PRIMARY KEY)")
+            c.execute("INSERT INTO t SELECT generate_series(1, 100)")
+        # on each side the main connection and one data worker's
+        assert _connections(source, target_db, monkeypatch) == (2, 2)
+        assert rows(target_db, "SELECT count(*) FROM t") == [(100,)]
+    finally:
+        drop_database(pgserver, source)
+
+
+def test_useful_jobs_scale_with_the_data() -> None:
+    from pgferry.migrate.finish import WORKER_BYTES, useful_jobs
+
+    assert useful_jobs(4, 0) == 1
+    assert useful_jobs(4, WORKER_BYTES) == 1
+    assert useful_jobs(4, WORKER_BYTES + 1) == 2
+    assert useful_jobs(4, 100 * WORKER_BYTES) == 4
+    assert useful_jobs(1, 100 * WORKER_BYTES) == 1
+
+
+def test_small_tables_analyzed_during_the_copy_keep_expression_statistics(
+    pgserver: LocalServer, target_db: str
+) -> None:
+    # small tables are vacuumed and analyzed by their data worker as soon as
+    # their rows are in, before the index phase: a table with an expression
+    # index must wait for it, or ANALYZE never gathers the expression's
+    # statistics (what the planner uses for WHERE lower(name) = ...)
+    source = new_database(pgserver, "expr")
+    try:
+        with psycopg.connect(source, autocommit=True) as c:
+            c.execute("CREATE TABLE plain (id int PRIMARY KEY, v text)")
+            c.execute("INSERT INTO plain SELECT g, 'v' || g FROM generate_series(1, 500) g")
+            c.execute("CREATE TABLE named (id int PRIMARY KEY, name text)")
+            c.execute("INSERT INTO named SELECT g, 'N' || (g % 7) FROM generate_series(1, 500) g")
+            c.execute("CREATE INDEX named_lower ON named (lower(name))")
+        clone(CloneConfig(source, target_db, jobs=2))
+        stats = "SELECT tablename, count(*) FROM pg_stats WHERE schemaname = 'public' GROUP BY 1"
+        assert dict(rows(target_db, stats)) == {"plain": 2, "named": 2, "named_lower": 1}
+    finally:
+        drop_database(pgserver, source)

@@ -8,8 +8,9 @@ recorded in the target's ledger so `resume=True` skips it.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from pgferry.migrate import (
     selection,
     session,
 )
+from pgferry.migrate.background import Background
 from pgferry.migrate.catalog import Selection, Table, Unit
 from pgferry.migrate.copier import Pool, UnitStats, copy_out, load_units
 from pgferry.migrate.errors import ExtensionMissing, TargetNotEmpty
@@ -37,7 +39,7 @@ from pgferry.migrate.phases import MigrateResult, Phase, Phases, PostData, after
 from pgferry.migrate.progress import Ledger, NullReporter, Reporter
 from pgferry.migrate.smallcopy import SMALL_UNIT_BYTES, SnapshotReaders
 from pgferry.migrate.toc import Section
-from pgferry.migrate.tools import Tool, find_tool
+from pgferry.migrate.tools import Running, Tool, find_tool
 from pgferry.target import connect, mask_password
 
 
@@ -192,38 +194,89 @@ def _run(
         ph = Phases(ledger, done, result, rep)
         ph.note(f"nothing to resume: {shown} holds no interrupted clone (it has finished)")
         return
-    _preflight(cfg, src, tgt, sel)
-    seqs = catalog.sequences(src, None if sel.everything else sel.tables, True)
-    if ledger.exists():
-        for old in sorted(i[len("run:") :] for i in ledger.done() if i.startswith("run:")):
-            if n := session.end_leftovers(tgt, "clone", old):
-                msg = f"ended {n} session(s) the interrupted run {old} left on the target"
-                result.notes.append(msg)
-                rep.note(msg)
-    else:
-        ledger.create(origin)
-    ledger.mark(f"run:{run_id}")
+    dump = tmp / "schema.dump"
+    dumping: Running | None = None
+    if not cfg.data_only:
+        excluded: list[str] = []
+        if not sel.everything:
+            excluded = catalog.excluded_relations(src, {t.oid for t in sel.tables})
+        # pg_dump reads the catalogs while we check and set up the target
+        dumping = schema.start_dump(
+            tools["pg_dump"], cfg.source, dump, snapshot=snapshot, exclude=excluded
+        )
+    lobs: Background[int] | None = None
+    try:
+        _preflight(cfg, src, tgt, sel)
+        seqs = catalog.sequences(src, None if sel.everything else sel.tables, True)
+        if ledger.exists():
+            for old in sorted(i[len("run:") :] for i in ledger.done() if i.startswith("run:")):
+                if n := session.end_leftovers(tgt, "clone", old):
+                    msg = f"ended {n} session(s) the interrupted run {old} left on the target"
+                    result.notes.append(msg)
+                    rep.note(msg)
+        else:
+            ledger.create(origin)
+        ledger.mark(f"run:{run_id}")
+        if (
+            not cfg.schema_only
+            and not sel.picked
+            and Phase.LARGE_OBJECTS.item not in done
+            and largeobjects.any_in(src)
+        ):
+            # large objects need neither the schema nor the rows: they are
+            # copied meanwhile, in the snapshot, on connections of their own
+            lobs = _large_objects(cfg, snapshot, done)
+        if dumping is not None:
+            dumping.wait()
+        _phases(cfg, rep, result, src, tgt, tmp, tools, ledger, done, snapshot, sel, seqs, lobs)
+    except BaseException:
+        if dumping is not None:
+            dumping.kill()
+        if lobs is not None:
+            lobs.cancel()
+        raise
 
+
+def _large_objects(cfg: CloneConfig, snapshot: str, done: set[str]) -> Background[int]:
+    opts = schema.RestoreOptions(cfg.no_owner, cfg.no_acl)
+
+    def work(stop: threading.Event) -> int:
+        readers = SnapshotReaders(cfg.source, snapshot)
+        try:
+            return largeobjects.copy(readers.connection(), cfg.target, done, opts, stop)
+        finally:
+            readers.close()
+
+    return Background(work, "pgferry-large-objects")
+
+
+def _phases(
+    cfg: CloneConfig,
+    rep: Reporter,
+    result: CloneResult,
+    src: psycopg.Connection[Any],
+    tgt: psycopg.Connection[Any],
+    tmp: Path,
+    tools: dict[str, Tool],
+    ledger: Ledger,
+    done: set[str],
+    snapshot: str,
+    sel: Selection,
+    seqs: list[tuple[str, str, int, bool]],
+    lobs: Background[int] | None,
+) -> None:
     ph = Phases(ledger, done, result, rep)
     opts = schema.RestoreOptions(cfg.no_owner, cfg.no_acl)
     dump = tmp / "schema.dump"
     post_skip: set[int] = set()
     if not cfg.data_only:
-        excluded: list[str] = []
         pre_skip: set[int] = set()
         if not sel.everything:
             keep = {t.oid for t in sel.tables}
-            kept = catalog.kept_relations(src, keep)
-            excluded = catalog.excluded_relations(src, keep)
-            schema.dump_schema(
-                tools["pg_dump"], cfg.source, dump, snapshot=snapshot, exclude=excluded
-            )
-            out = selection.left_out(src, dump, keep, kept)
+            out = selection.left_out(src, dump, keep, catalog.kept_relations(src, keep))
             for message in out.notes:
                 ph.note(message)
             pre_skip, post_skip = out.pre, out.post
-        else:
-            schema.dump_schema(tools["pg_dump"], cfg.source, dump, snapshot=snapshot, exclude=[])
         ph.run(
             Phase.PRE_DATA,
             lambda: schema.restore_pre_data(
@@ -231,6 +284,7 @@ def _run(
             ),
         )
     indexer: Indexer | None = None
+    vacuumed: set[str] = set()
     if not cfg.schema_only:
         todo = [t for t in sel.leaves if f"table:{t.qualified}" not in done]
         if Phase.DATA.item not in done:
@@ -252,17 +306,28 @@ def _run(
                 cfg.jobs,
             )
 
+        expression_indexed = {
+            int(r[0])
+            for r in src.execute("SELECT indrelid FROM pg_index WHERE indexprs IS NOT NULL")
+        }
+
         def data() -> None:
             result.tables = _copy(
-                cfg, rep, tools["psql"], snapshot, units, ledger, bool(done), indexer
+                cfg,
+                rep,
+                tools["psql"],
+                snapshot,
+                units,
+                ledger,
+                bool(done),
+                indexer,
+                lambda t: t.bytes < EARLY_INDEX_BYTES and t.oid not in expression_indexed,
+                vacuumed,
             )
 
         ph.run(Phase.DATA, data, sum(u.est_bytes for u in units))
         if not sel.picked:
-            ph.run(
-                Phase.LARGE_OBJECTS,
-                lambda: largeobjects.copy(src, cfg.target, done, opts),
-            )
+            ph.run(Phase.LARGE_OBJECTS, lambda: lobs.result() if lobs else None)
     # --data-only after --schema-only: matviews were refreshed over empty tables
     refresh = finish.populated_matviews(src, tgt) if cfg.data_only else None
     invalid = set(schema.invalid_indexes(src))
@@ -289,7 +354,7 @@ def _run(
         sequences=None if cfg.schema_only else seqs,
         leaves=sel.leaves,
         parents=[t for t in sel.tables if t.partitioned],
-        vacuumed=indexer.finished if indexer else None,
+        vacuumed=vacuumed | (indexer.finished if indexer else set()),
         refresh=refresh,
     )
     if cfg.database_settings:
@@ -321,7 +386,14 @@ def _copy(
     ledger: Ledger,
     resuming: bool,
     indexer: Indexer | None,
+    vacuum_now: Callable[[Table], bool],
+    vacuumed: set[str],
 ) -> list[UnitStats]:
+    """`vacuum_now`: tables vacuumed and analyzed on their worker's connection
+    as soon as their rows are in (added to `vacuumed`), not in a phase of
+    their own with connections of its own.  Small tables only (big ones are
+    vacuumed with their early indexes), and none with an expression index:
+    ANALYZE gathers its statistics only once the index exists."""
     readers = SnapshotReaders(cfg.source, snapshot)
 
     def blocks(pool: Pool, u: Unit) -> AbstractContextManager[Iterator[bytes]]:
@@ -343,13 +415,15 @@ def _copy(
             cfg.target,
             units,
             blocks,
-            jobs=cfg.jobs,
+            jobs=finish.useful_jobs(cfg.jobs, sum(u.est_bytes for u in units)),
             ledger=ledger,
             reporter=rep,
             resuming=resuming,
             replica=cfg.data_only,
             truncate=not cfg.data_only,
             table_done=table_done,
+            vacuum_now=vacuum_now,
+            vacuumed=vacuumed,
         )
     except BaseException:
         if indexer is not None:

@@ -164,6 +164,16 @@ def _snapshot_id(snapshot: str) -> str:
     return snapshot
 
 
+def _vacuum(conn: psycopg.Connection[Any], table: Table) -> None:
+    # VACUUM cannot run in a transaction block; the worker's connection is
+    # idle between units
+    conn.autocommit = True
+    try:
+        conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(table.ident))
+    finally:
+        conn.autocommit = False
+
+
 def open_target(conninfo: str, replica: bool = False) -> psycopg.Connection[Any]:
     conn = connect(conninfo)
     conn.execute("SET DateStyle = ISO; SET IntervalStyle = postgres; SET TimeZone = 'UTC'")
@@ -239,12 +249,16 @@ def load_units(
     truncate: bool = True,
     check: Callable[[Unit, int], None] | None = None,
     table_done: Callable[[Table], None] | None = None,
+    vacuum_now: Callable[[Table], bool] | None = None,
+    vacuumed: set[str] | None = None,
 ) -> list[UnitStats]:
     """The data phase of clone and snapshot restore: each unit's `blocks`
     loaded by `load` on its own connection, `jobs` at a time.  A whole table
     is recorded in the ledger with its rows; a split one once its last range
     is in.  `table_done` runs when a table is complete (clone builds its
-    indexes then); `check(unit, rows)` may refuse a unit before it commits."""
+    indexes then); `check(unit, rows)` may refuse a unit before it commits.
+    A complete table for which `vacuum_now` says so is vacuumed and analyzed
+    at once on the worker's connection, and added to `vacuumed`."""
     parts = Counter(u.table.qualified for u in units)
     lock = threading.Lock()
     if resuming:
@@ -292,6 +306,11 @@ def load_units(
                 ledger.mark(item)
         if last and table_done is not None:
             table_done(u.table)
+        if last and vacuum_now is not None and vacuum_now(u.table):
+            _vacuum(conn, u.table)
+            with lock:
+                if vacuumed is not None:
+                    vacuumed.add(u.table.qualified)
         stats = UnitStats(u.key, u.table.qualified, rows, nbytes, time.monotonic() - t0)
         reporter.unit_done(u.key, rows, nbytes, stats.seconds)
         return stats

@@ -20,11 +20,33 @@ def connect_source(conninfo: str, *, autocommit: bool = False) -> psycopg.Connec
     return connect(conninfo, autocommit=autocommit, side="source")
 
 
-def set_sequences(target: str, values: list[tuple[str, str, int, bool]]) -> None:
-    with connect(target) as t, t.transaction():
+def set_sequences(
+    target: str,
+    values: list[tuple[str, str, int, bool]],
+    conn: psycopg.Connection[Any] | None = None,
+) -> None:
+    """`conn`: an open connection to the target to use instead of a new one."""
+    if conn is None:
+        with connect(target) as t:
+            _setvals(t, values)
+    else:
+        _setvals(conn, values)
+
+
+def _setvals(t: psycopg.Connection[Any], values: list[tuple[str, str, int, bool]]) -> None:
+    with t.transaction():
         for schema, name, last, called in values:
             regclass = sql.Identifier(schema, name).as_string(t)
             t.execute("SELECT setval(%s::regclass, %s, %s)", [regclass, last, called])
+
+
+#: a worker (and its connection) per this many bytes of tables, up to --jobs:
+#: on a small database a connection costs more than it saves
+WORKER_BYTES = 2 << 20
+
+
+def useful_jobs(jobs: int, nbytes: int) -> int:
+    return max(1, min(jobs, -(-nbytes // WORKER_BYTES)))
 
 
 def refresh_matviews(target: str, views: list[tuple[str, str]]) -> None:
@@ -64,9 +86,16 @@ def populated_matviews(
     return [(str(r[0]), str(r[1])) for r in rows if (r[0], r[1]) in there]
 
 
-def vacuum_analyze(target: str, tables: list[Table], parents: list[Table], jobs: int) -> None:
+def vacuum_analyze(
+    target: str,
+    tables: list[Table],
+    parents: list[Table],
+    jobs: int,
+    conn: psycopg.Connection[Any] | None = None,
+) -> None:
     """VACUUM ANALYZE each copied table, N at a time; partitioned parents get
-    ANALYZE (their own statistics; VACUUM does nothing on them)."""
+    ANALYZE (their own statistics; VACUUM does nothing on them).  `conn`: an
+    open autocommit connection to the target, used when one worker is enough."""
 
     stmts = [sql.SQL("VACUUM (ANALYZE) {}").format(t.ident) for t in tables]
     stmts += [sql.SQL("ANALYZE {}").format(t.ident) for t in parents]
@@ -85,7 +114,11 @@ def vacuum_analyze(target: str, tables: list[Table], parents: list[Table], jobs:
                     return
                 c.execute(stmt)
 
-    n = min(max(1, jobs), len(stmts))
+    n = min(useful_jobs(jobs, sum(t.bytes for t in tables)), len(stmts))
+    if n <= 1 and conn is not None:
+        for stmt in stmts:
+            conn.execute(stmt)
+        return
     with ThreadPoolExecutor(max(1, n)) as ex:
         for f in [ex.submit(worker) for _ in range(n)]:
             f.result()

@@ -16,6 +16,7 @@ bytes as `<length>\\n<bytes>` chunks ending with `0\\n`.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +80,12 @@ class LargeObject:
             [(str(g), str(p), bool(w)) for g, p, w in d["grants"]],
             d["comment"],
         )
+
+
+def any_in(src: psycopg.Connection[Any]) -> bool:
+    """Whether the database has large objects (most have none: then no
+    connections are opened for them)."""
+    return bool(_read(src, "SELECT EXISTS (SELECT FROM pg_largeobject_metadata)")[0][0])
 
 
 def batches(src: psycopg.Connection[Any]) -> list[list[int]]:
@@ -211,12 +218,24 @@ def put(
         t.execute(sql.SQL("COMMENT ON LARGE OBJECT {} IS {}").format(num, sql.Literal(lo.comment)))
 
 
-def copy(src: psycopg.Connection[Any], target: str, done: set[str], opts: RestoreOptions) -> int:
+def copy(
+    src: psycopg.Connection[Any],
+    target: str,
+    done: set[str],
+    opts: RestoreOptions,
+    stop: threading.Event | None = None,
+) -> int:
     """Clone: every large object, read in `src`'s transaction (the exported
-    snapshot), one transaction per batch on the target.  Returns the count."""
+    snapshot), one transaction per batch on the target.  Returns the count.
+    `stop` set (the clone failed meanwhile): return after the current batch."""
     count = 0
+    todo = batches(src)
+    if not todo:
+        return 0  # most databases: no target connection for nothing
     with connect(target) as t:
-        for batch in batches(src):
+        for batch in todo:
+            if stop is not None and stop.is_set():
+                break
             count += len(batch)
             if item(batch) in done:
                 continue

@@ -122,9 +122,12 @@ def after_data(
         ph.run(Phase.INDEXES, lambda: indexes.build(pp, tgt, target, first, jobs))
     if sequences is not None:
         seqs = sequences
-        ph.run(Phase.SEQUENCES, lambda: finish.set_sequences(target, seqs))
+        ph.run(Phase.SEQUENCES, lambda: finish.set_sequences(target, seqs, tgt))
         left = [t for t in leaves if t.qualified not in (vacuumed or set())]
-        ph.run(Phase.VACUUM_ANALYZE, lambda: finish.vacuum_analyze(target, left, parents, jobs))
+        ph.run(
+            Phase.VACUUM_ANALYZE,
+            lambda: finish.vacuum_analyze(target, left, parents, jobs, tgt),
+        )
     if refresh:
         views = refresh
         ph.run(Phase.MATERIALIZED_VIEWS, lambda: finish.refresh_matviews(target, views))

@@ -11,6 +11,7 @@ view refreshes) is restored item by item, so a failure loses only its item.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Callable, Iterable
@@ -22,7 +23,14 @@ import psycopg
 
 from pgferry.errors import ToolFailed
 from pgferry.migrate.toc import Section, TocEntry, read_toc
-from pgferry.migrate.tools import Tool, first_error, run_tool, tool_output
+from pgferry.migrate.tools import (
+    Running,
+    Tool,
+    first_error,
+    run_tool,
+    start_tool,
+    tool_output,
+)
 
 BUILD_FIRST = ("INDEX", "CONSTRAINT", "FK CONSTRAINT", "INDEX ATTACH")
 ACTIVE_SQL_TRANSACTION = "25001"
@@ -65,22 +73,43 @@ class ItemFailure:
         return f"{text}; statement: {self.statement}"
 
 
-def dump_schema(
-    pg_dump: Tool, source: str, out: Path, *, snapshot: str | None, exclude: list[str]
-) -> None:
-    """Both schema sections; `exclude` are exact pg_dump -T patterns.  Large
-    objects are left out (-B): largeobjects.py copies them in batches."""
+def _dump_args(out: Path, snapshot: str | None, exclude: list[str]) -> list[str]:
     args = ["-Fc", "--section=pre-data", "--section=post-data", "-B", "-f", str(out)]
     if snapshot:
         args.append(f"--snapshot={snapshot}")
     for pattern in exclude:
         args += ["-T", pattern]
-    run_tool(pg_dump, args, source, what="dumping the schema")
+    return args
+
+
+def dump_schema(
+    pg_dump: Tool, source: str, out: Path, *, snapshot: str | None, exclude: list[str]
+) -> None:
+    """Both schema sections; `exclude` are exact pg_dump -T patterns.  Large
+    objects are left out (-B): largeobjects.py copies them in batches."""
+    run_tool(pg_dump, _dump_args(out, snapshot, exclude), source, what="dumping the schema")
+
+
+def start_dump(
+    pg_dump: Tool, source: str, out: Path, *, snapshot: str | None, exclude: list[str]
+) -> Running:
+    """`dump_schema` in the background (wait() it): pg_dump's own catalog
+    queries overlap the checks and bookkeeping we do meanwhile."""
+    args = _dump_args(out, snapshot, exclude)
+    return start_tool(pg_dump, args, source, what="dumping the schema")
 
 
 def toc(dump: Path, section: Section) -> list[TocEntry]:
     """The dump's entries of one section, in pg_restore's order."""
-    return [e for e in read_toc(dump) if e.section == section]
+    st = dump.stat()
+    return [e for e in _read_toc(dump, st.st_mtime_ns, st.st_size) if e.section == section]
+
+
+@functools.lru_cache(maxsize=4)
+def _read_toc(dump: Path, mtime_ns: int, size: int) -> tuple[TocEntry, ...]:
+    # a run reads one dump's table of contents several times (selection,
+    # early indexes, each phase): parsed once while the file is unchanged
+    return tuple(read_toc(dump))
 
 
 def _list_file(workdir: Path, entries: Iterable[TocEntry]) -> Path:
@@ -210,52 +239,57 @@ def split_post_data(entries: list[TocEntry]) -> tuple[list[TocEntry], list[TocEn
 
 def missing_on_target(conn: psycopg.Connection[Any], entries: list[TocEntry]) -> list[TocEntry]:
     """Entries not yet built on the target: what a resumed index phase still
-    has to do (pg_restore would stop at the first 'already exists')."""
-    out = []
-    for e in entries:
-        if e.desc == "INDEX":
-            row = conn.execute(
-                "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname = %s AND c.relname = %s",
-                [e.schema, e.tag],
-            ).fetchone()
-        elif e.desc in ("CONSTRAINT", "FK CONSTRAINT"):
-            row = conn.execute(
-                "SELECT 1 FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid"
-                " JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname = %s AND c.relname || ' ' || k.conname = %s",
-                [e.schema, e.tag],
-            ).fetchone()
-        elif e.desc == "INDEX ATTACH":
-            row = conn.execute(
-                "SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-                " JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname = %s AND c.relname = %s",
-                [e.schema, e.tag],
-            ).fetchone()
-        else:
-            row = None
-        if row is None:
-            out.append(e)
-    return out
+    has to do (pg_restore would stop at the first 'already exists').  One
+    query for all of them: a round trip per entry was most of a small
+    database's index phase."""
+    kinds = {"INDEX": "i", "CONSTRAINT": "c", "FK CONSTRAINT": "c", "INDEX ATTACH": "a"}
+    asked = [e for e in entries if e.desc in kinds]
+    if not asked:
+        return list(entries)
+    rows = conn.execute(
+        """
+        SELECT q.n FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY
+                        AS q(kind, nsp, tag, n)
+         WHERE CASE q.kind
+           WHEN 'i' THEN EXISTS (
+             SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = q.nsp AND c.relname = q.tag)
+           WHEN 'c' THEN EXISTS (
+             SELECT 1 FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = q.nsp AND c.relname || ' ' || k.conname = q.tag)
+           ELSE EXISTS (
+             SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = q.nsp AND c.relname = q.tag)
+         END
+        """,
+        [[kinds[e.desc] for e in asked], [e.schema for e in asked], [e.tag for e in asked]],
+    ).fetchall()
+    there = {id(asked[int(r[0]) - 1]) for r in rows}
+    return [e for e in entries if id(e) not in there]
 
 
 def deepest_first(conn: psycopg.Connection[Any], attaches: list[TocEntry]) -> list[TocEntry]:
     """INDEX ATTACH entries ordered by the depth of the partition whose index
     they attach, deepest first: a parent index turns valid only once every
     child index is valid and attached."""
-
-    def depth(e: TocEntry) -> int:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_class i JOIN pg_namespace n ON n.oid = i.relnamespace"
-            " JOIN pg_index x ON x.indexrelid = i.oid,"
-            " LATERAL pg_partition_ancestors(x.indrelid) a"
-            " WHERE n.nspname = %s AND i.relname = %s",
-            [e.schema, e.tag],
-        ).fetchone()
-        return int(row[0]) if row else 0
-
-    return sorted(attaches, key=depth, reverse=True)
+    if not attaches:
+        return []
+    rows = conn.execute(
+        """
+        SELECT q.n, (SELECT count(*) FROM pg_class i
+                       JOIN pg_namespace n ON n.oid = i.relnamespace
+                       JOIN pg_index x ON x.indexrelid = i.oid,
+                       LATERAL pg_partition_ancestors(x.indrelid) a
+                      WHERE n.nspname = q.nsp AND i.relname = q.tag)
+          FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS q(nsp, tag, n)
+        """,
+        [[e.schema for e in attaches], [e.tag for e in attaches]],
+    ).fetchall()
+    depth = {int(r[0]) - 1: int(r[1]) for r in rows}
+    order = sorted(range(len(attaches)), key=lambda i: depth.get(i, 0), reverse=True)
+    return [attaches[i] for i in order]
 
 
 def invalid_indexes(conn: psycopg.Connection[Any]) -> list[str]:

@@ -41,6 +41,10 @@ class SnapshotReaders:
         self._lock = threading.Lock()
         self._opened: list[psycopg.Connection[Any]] = []
 
+    def connection(self) -> psycopg.Connection[Any]:
+        """This thread's source connection, inside the snapshot."""
+        return self._conn()
+
     def _conn(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if conn is not None and not conn.closed:

@@ -150,6 +150,59 @@ def tool_output(tool: Tool, args: list[str], conninfo: str) -> tuple[int, str]:
     return proc.returncode, proc.stderr
 
 
+class Running:
+    """A client program started by `start_tool`, not yet waited for."""
+
+    def __init__(
+        self, tool: Tool, proc: subprocess.Popen[str], conninfo: str, what: str, hint: str
+    ) -> None:
+        self.tool, self.proc, self.conninfo, self.what, self.hint = tool, proc, conninfo, what, hint
+
+    def wait(self) -> str:
+        """Its stdout once it ends; ToolFailed as `run_tool` if it failed."""
+        out, err = self.proc.communicate()
+        _check(self.tool, self.proc.returncode, err, self.conninfo, self.what, self.hint)
+        return out
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate()
+
+
+def start_tool(
+    tool: Tool,
+    args: list[str],
+    conninfo: str,
+    *,
+    what: str,
+    hint: str = "fix the cause above, then rerun with --resume",
+) -> Running:
+    """`run_tool` in the background: the program runs while we do other
+    work; `wait()` (or `kill()`) it."""
+    clean, extra = split_password(conninfo)
+    argv = child_argv([str(tool.path), *args, "-d", clean])
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(extra),
+    )
+    return Running(tool, proc, conninfo, what, hint)
+
+
+def _check(tool: Tool, rc: int, stderr: str, conninfo: str | None, what: str, hint: str) -> None:
+    if rc != 0:
+        raise ToolFailed(
+            f"{tool.name} failed while {what} on {mask_password(conninfo or '')}: "
+            f"{first_error(stderr)}",
+            hint=hint,
+            tool=tool.name,
+            sqlstate=sqlstate_of(stderr),
+        )
+
+
 def run_tool(
     tool: Tool,
     args: list[str],
@@ -162,12 +215,5 @@ def run_tool(
     clean, extra = split_password(conninfo) if conninfo is not None else ("", {})
     argv = child_argv([str(tool.path), *args] + (["-d", clean] if conninfo is not None else []))
     proc = subprocess.run(argv, capture_output=True, text=True, env=child_env(extra), check=False)
-    if proc.returncode != 0:
-        raise ToolFailed(
-            f"{tool.name} failed while {what} on {mask_password(conninfo or '')}: "
-            f"{first_error(proc.stderr)}",
-            hint=hint,
-            tool=tool.name,
-            sqlstate=sqlstate_of(proc.stderr),
-        )
+    _check(tool, proc.returncode, proc.stderr, conninfo, what, hint)
     return proc.stdout
