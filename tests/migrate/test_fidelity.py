@@ -379,6 +379,12 @@ def test_children_die_with_pgferry() -> None:
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert parent.stdout is not None
     child = int(parent.stdout.readline())
+    # setpriv sets the death signal, then execs the tool: wait for the tool
+    # (in the instant before, a dying parent would go unnoticed)
+    deadline = time.monotonic() + 10
+    while not Path(f"/proc/{child}/cmdline").read_bytes().startswith(b"sleep\0"):
+        assert time.monotonic() < deadline, "setpriv did not start the child"
+        time.sleep(0.01)
     parent.kill()
     parent.wait()
     deadline = time.monotonic() + 5

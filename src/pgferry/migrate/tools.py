@@ -132,7 +132,8 @@ def child_argv(argv: list[str]) -> list[str]:
     """`argv`, made to die with us: a pg_restore left running after pgferry
     is killed (SIGKILL, no clean-up) would race a `--resume`.  util-linux's
     setpriv sets the parent-death signal; without it (not Linux) the
-    children outlive us, and `--resume` ends their sessions instead."""
+    children outlive us, and `--resume` ends their sessions instead (as it
+    does for a parent killed in the instant before setpriv set the signal)."""
     setpriv = _setpriv()
     return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else argv
 
