@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from pgferry.cli.output import print_phases
 from pgferry.errors import RowsRejected
 
 if TYPE_CHECKING:  # the source readers load only when a command runs
@@ -32,13 +33,7 @@ def show(result: ForeignCloneResult, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(dict(asdict(result), rejected=result.rejected)))
         return
-    for note in result.notes:
-        click.echo(f"note: {note}", err=True)
-    click.echo(f"{'phase':<24}{'seconds':>10}")
-    for name, secs in result.phases:
-        click.echo(f"{name:<24}{secs:>10.2f}")
-    if result.skipped:
-        click.echo(f"{'(already done, skipped)':<24}{len(result.skipped):>10}")
+    print_phases(result.notes, result.phases, result.skipped)
     if result.tables:
         click.echo(f"\n{'table':<40}{'loaded':>12}{'rejected':>10}{'seconds':>10}")
         for t in sorted(result.tables, key=lambda t: t.table):

@@ -18,6 +18,7 @@ import click
 from pgferry import units
 from pgferry.cli import checked_url, json_option, target_option
 from pgferry.cli.foreign import foreign_only, foreign_options, run_clone, run_verify
+from pgferry.cli.output import print_phases
 from pgferry.errors import PostDataIncomplete
 from pgferry.sources.url import is_foreign
 
@@ -187,13 +188,7 @@ def clone_cmd(
     if as_json:
         click.echo(json.dumps(asdict(result)))
         return
-    for note in result.notes:
-        click.echo(f"note: {note}", err=True)
-    click.echo(f"{'phase':<24}{'seconds':>10}")
-    for name, secs in result.phases:
-        click.echo(f"{name:<24}{secs:>10.2f}")
-    if result.skipped:
-        click.echo(f"{'(already done, skipped)':<24}{len(result.skipped):>10}")
+    print_phases(result.notes, result.phases, result.skipped)
     if result.tables:
         click.echo(f"\n{'table':<40}{'rows':>12}{'bytes':>12}{'seconds':>10}")
         for t in result.tables:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import contextmanager
 
 import click
@@ -55,3 +55,14 @@ def progress_bar(
     ) as progress:
         task = progress.add_task(label, total=total)
         yield lambda done, total: progress.update(task, completed=done, total=total)
+
+
+def print_phases(notes: Iterable[str], phases: Iterable[tuple[str, float]], skipped: Sized) -> None:
+    """Notes on stderr, then the phase timings: the start of every clone summary."""
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"{'phase':<24}{'seconds':>10}")
+    for name, secs in phases:
+        click.echo(f"{name:<24}{secs:>10.2f}")
+    if skipped:
+        click.echo(f"{'(already done, skipped)':<24}{len(skipped):>10}")
