@@ -27,7 +27,7 @@ from pgferry.fetch import Decoded, open_decoded
 from pgferry.sink.copyin import copy_in, map_db_error
 from pgferry.sink.names import display_table, parse_table_name, split_identifiers, table_ident
 from pgferry.sink.options import CopyOptions, check_copy_from, parse_copy_options
-from pgferry.stores import ObjectRef, parse_source
+from pgferry.stores import ObjectReader, ObjectRef, parse_source
 from pgferry.stores.s3config import S3Config, check_config
 from pgferry.target import connect, resolve_target
 
@@ -247,12 +247,16 @@ def run_import(
     conn: psycopg.Connection[Any] | None = None,
     *,
     on_bytes: Callable[[int, int], None] | None = None,
+    reader: ObjectReader | None = None,
 ) -> ImportResult:
+    """`reader`: `ref` already opened by the caller (text formats only)."""
     ref = spec.object_ref()
     from pgferry import imports_formats as formats  # here: imports_formats imports this module
 
     fmt = formats.detect(spec.format, ref, spec.options)
     if fmt in formats.STRUCTURED:
+        if reader is not None:
+            reader.close()  # Parquet/JSONL readers open the object their own way
         return formats.run_structured(spec, ref, fmt, conn, on_bytes=on_bytes)
     if fmt:
         spec = formats.with_copy_format(spec, fmt, ref)
@@ -262,7 +266,9 @@ def run_import(
     if conn is None:
         conn, obj = _connect_and_open(spec, ref, on_bytes)
     else:
-        obj = open_decoded(ref, spec.s3, content_encoding=spec.content_encoding, on_bytes=on_bytes)
+        obj = open_decoded(
+            ref, spec.s3, content_encoding=spec.content_encoding, on_bytes=on_bytes, reader=reader
+        )
     try:
         with obj:
             raw, charset_, found = charset.prepare(obj.stream(), spec.encoding, plan.options)
@@ -414,7 +420,9 @@ def _load(
     table = plan.table
     try:
         with conn.transaction():
-            exists = _table_exists(conn, table)
+            # appending to a table we do not create needs no look first (a
+            # round trip per object for `pgferry watch`): COPY says if it is missing
+            exists = (plan.mode != "append" or plan.create) and _table_exists(conn, table)
             if exists and plan.mode == "replace":
                 _prepare(conn, sql.SQL("DROP TABLE {}"), "replace", plan)
                 exists = False

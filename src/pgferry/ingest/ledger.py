@@ -225,6 +225,30 @@ def finish(
     )
 
 
+def finish_loaded(conn: psycopg.Connection[Any], done: Sequence[tuple[Claim, int, float]]) -> None:
+    """`finish(c, "loaded", rows=, seconds=)` for each (claim, rows, seconds),
+    in one round trip: the batch's loads were each done in a savepoint, their
+    ledger rows commit with them."""
+    if not done:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            """
+            UPDATE pgferry.watch_files SET
+                status = 'loaded', attempts = attempts + 1, row_count = %(r)s,
+                rejected_rows = NULL,
+                started_at = clock_timestamp() - make_interval(secs => %(t)s),
+                finished_at = clock_timestamp(), load_seconds = %(t)s, last_error = NULL,
+                next_attempt_at = clock_timestamp()
+            WHERE pipeline = %(p)s AND bucket = %(b)s AND key = %(k)s AND etag = %(g)s
+            """,
+            [
+                {"r": rows, "t": seconds, "p": c.pipeline, "b": c.bucket, "k": c.key, "g": c.etag}
+                for c, rows, seconds in done
+            ],
+        )
+
+
 # --- operator commands: files list / retry / skip, watch status ------------
 
 

@@ -8,6 +8,7 @@ processes pointing at the same target share the work through the ledger.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -17,6 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
@@ -24,6 +26,7 @@ from typing import Any
 
 import psycopg
 
+from pgferry import imports_formats as formats
 from pgferry import infer
 from pgferry.errors import (
     DataError,
@@ -33,11 +36,13 @@ from pgferry.errors import (
     TargetUnreachable,
 )
 from pgferry.imports import ImportResult, ImportSpec, run_import
+from pgferry.imports_formats import STRUCTURED
 from pgferry.ingest import ledger, rejects
 from pgferry.ingest.discover import Lister, Prefix, head_listed
 from pgferry.ingest.gate import Gate
 from pgferry.ingest.ledger import Listed
 from pgferry.ingest.notify import Hint, NotifyServer
+from pgferry.ingest.prefetch import Fetched, Prefetcher
 from pgferry.sink.names import parse_table_name, table_ident
 from pgferry.sink.options import check_copy_from, parse_copy_options
 from pgferry.stores import ObjectRef
@@ -45,8 +50,10 @@ from pgferry.stores.s3 import S3Config, make_client, reuse_clients
 from pgferry.target import connect, resolve_target
 
 log = logging.getLogger("pgferry.watch")
-#: versions up to this size may share a transaction (--batch)
+#: versions up to this size may share a transaction (--batch) and are fetched ahead
 SMALL = 1 << 20
+#: small objects fetched ahead of the one being loaded, per worker
+AHEAD = 3
 
 
 @dataclass(frozen=True)
@@ -266,12 +273,13 @@ class Watcher:
     def _work_loop(self) -> None:
         conn: psycopg.Connection[Any] | None = None
         failures = 0
+        ahead = Prefetcher(self.spec.s3, self.spec.s3.region, AHEAD)
         try:
             while not self.stop.is_set():
                 try:
                     if conn is None or conn.closed:
                         conn = connect(self._target, autocommit=True)
-                    busy = self._load_one(conn)
+                    busy = self._load_one(conn, ahead)
                     failures = 0
                 except (psycopg.OperationalError, TargetUnreachable) as e:
                     # the target went away: the claim died with the session
@@ -285,6 +293,7 @@ class Watcher:
                 if not busy and not self._idle(conn):
                     return
         finally:
+            ahead.close()
             if conn is not None:
                 conn.close()
 
@@ -313,12 +322,13 @@ class Watcher:
             raise psycopg.Rollback(tx)  # only looking: release the lock at once
         return found is not None
 
-    def _load_one(self, conn: psycopg.Connection[Any]) -> bool:
+    def _load_one(self, conn: psycopg.Connection[Any], ahead: Prefetcher) -> bool:
         """Claim and load a version, or a batch of small ones, in one
         transaction (each in its own savepoint, with its own ledger row);
         False when nothing is due."""
         spec = self.spec
         loaded: list[tuple[ledger.Claim, ImportResult, float]] = []
+        unrecorded: list[tuple[ledger.Claim, ImportResult, float]] = []
         with conn.transaction():
             c = ledger.claim(conn, spec.pipeline, spec.where.bucket)
             if c is None:
@@ -327,10 +337,15 @@ class Watcher:
             if spec.batch > 1 and c.size <= SMALL:
                 # small objects cost more in round trips and commits than in bytes
                 claims += ledger.claim_small(conn, c, spec.batch - 1, SMALL)
-            for c in claims:
-                done = self._attempt(conn, c)
+            for c, opened in self._fetching(claims, ahead):
+                done = self._attempt(conn, c, opened)
                 if done is not None:
-                    loaded.append((c, *done))
+                    result, seconds, recorded = done
+                    loaded.append((c, result, seconds))
+                    if not recorded:
+                        unrecorded.append((c, result, seconds))
+            # one UPDATE for the batch's loaded rows, in the same transaction
+            ledger.finish_loaded(conn, [(c, r.rows, round(t, 3)) for c, r, t in unrecorded])
         for c, result, seconds in loaded:  # committed
             if self._metrics is not None:
                 self._metrics.loaded(spec.pipeline, result.rows, result.bytes, seconds)
@@ -340,20 +355,53 @@ class Watcher:
             log.info("%s: %d rows loaded in %.2f s", _uri(c), result.rows, seconds)
         return True
 
+    def _fetching(
+        self, claims: list[ledger.Claim], ahead: Prefetcher
+    ) -> Iterator[tuple[ledger.Claim, Future[Fetched] | None]]:
+        """Each claim with its small object's GET, started up to AHEAD claims
+        early so that S3 answers while the previous object is COPYed; None:
+        read it the one-object way (large, empty, Parquet/JSONL)."""
+        window: collections.deque[tuple[ledger.Claim, Future[Fetched] | None]] = collections.deque()
+        todo = iter(claims)
+        try:
+            for c in todo:
+                window.append((c, self._prefetch(c, ahead)))
+                if len(window) > AHEAD:
+                    yield window.popleft()
+            while window:
+                yield window.popleft()
+        finally:
+            for _, f in window:  # left unread (the transaction failed): drop them
+                if f is not None:
+                    f.cancel()
+
+    def _prefetch(self, c: ledger.Claim, ahead: Prefetcher) -> Future[Fetched] | None:
+        ref = self._ref(c)
+        if not 0 < c.size <= SMALL or formats.detect(None, ref, self.spec.options) in STRUCTURED:
+            return None
+        return ahead.submit(ref, c.size)
+
+    def _ref(self, c: ledger.Claim) -> ObjectRef:
+        return ObjectRef(key=c.key, bucket=c.bucket, region=self.spec.s3.region, etag=c.etag)
+
     def _attempt(
-        self, conn: psycopg.Connection[Any], c: ledger.Claim
-    ) -> tuple[ImportResult, float] | None:
+        self, conn: psycopg.Connection[Any], c: ledger.Claim, opened: Future[Fetched] | None
+    ) -> tuple[ImportResult, float, bool] | None:
         """One claimed version, in a savepoint of the claim's transaction; the
-        result when loaded, None when its ledger row says what happened."""
+        result when loaded (and whether its ledger row says so yet: the
+        caller records plain loads in one statement), None when its ledger
+        row says what happened. `opened`: its bytes being fetched ahead
+        (their errors count here)."""
         started = time.monotonic()
         try:
+            reader = opened.result() if opened is not None else None
             if self.spec.create_table:
                 # watchers creating the table at once would collide on the catalog
                 conn.execute(
                     "SELECT pg_advisory_xact_lock(hashtext(%s))",
                     [f"pgferry.watch.create:{self._table.as_string(conn)}"],
                 )
-            result = run_import(self._import_spec(c), conn=conn)
+            result = run_import(self._import_spec(c), conn=conn, reader=reader)
         except (ObjectChanged, ObjectNotFound) as e:
             # the listed version can never be read again; a newer one is listed anew
             gone = "superseded" if isinstance(e, ObjectChanged) else "gone"
@@ -372,13 +420,11 @@ class Watcher:
             # a timeout, deadlock or S3 hiccup on a live session counts as an attempt
             self._failed(conn, c, e, time.monotonic() - started)
             return None
-        seconds = time.monotonic() - started
-        ledger.finish(conn, c, "loaded", rows=result.rows, seconds=round(seconds, 3))
-        return result, seconds
+        return result, time.monotonic() - started, False
 
     def _skipping(
         self, conn: psycopg.Connection[Any], c: ledger.Claim, started: float
-    ) -> tuple[ImportResult, float] | None:
+    ) -> tuple[ImportResult, float, bool] | None:
         """--on-error skip-rows: the good rows, and the bad ones in the rejects table."""
         s = self.spec
         ref = ObjectRef(key=c.key, bucket=c.bucket, region=s.s3.region, etag=c.etag)
@@ -417,7 +463,7 @@ class Watcher:
         result = ImportResult(
             rows=out.rows, bytes=c.size, bucket=c.bucket, key=c.key, table=s.table
         )
-        return result, seconds
+        return result, seconds, True
 
     def _table_exists(self, conn: psycopg.Connection[Any]) -> bool:
         row = conn.execute(
