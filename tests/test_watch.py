@@ -189,6 +189,45 @@ def test_failed_object_then_retry_after_fix(conn, env, s3client, bucket) -> None
     ]
 
 
+def test_batch_without_savepoints_isolates_a_failing_object(conn, env, s3client, bucket) -> None:
+    """A batch is first loaded with no savepoint per object; a bad row
+    aborts it, and the batch is redone one savepoint per object: the good
+    objects load once, the bad one fails after one counted attempt, an object
+    refused before its COPY (a zip, sorting first) and a version replaced
+    before it was read are recorded and counted once, not once per pass."""
+    from pgferry.ingest import ledger as led
+    from pgferry.ingest.discover import Prefix, list_objects
+
+    conn.execute("CREATE TABLE t (obj text, tag text, n int)")
+    for i in range(12):
+        put(s3client, bucket, f"{i:02}.csv", rows_for(f"{i:02}", i + 1))
+    zipped = s3client.put_object(Bucket=bucket, Key="03z.csv", Body=b"PK\x03\x04" + b"\0" * 64)
+    bad = put(s3client, bucket, "05b.csv", ["05b,x,notanumber"])
+    old = put(s3client, bucket, "07b.csv", rows_for("07b", 3, "old"))
+    with psycopg.connect(env["PGFERRY_TARGET"], autocommit=True) as c:
+        led.ensure(c)
+        led.record(c, "t", bucket, list_objects(s3client, Prefix(bucket, ""), None), "reload")
+    new = put(s3client, bucket, "07b.csv", rows_for("07b", 4, "new"))
+    p = run(env, "watch", f"s3://{bucket}/", "-t", "t", *CSV, "--once", "--batch", "20")
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.strip().splitlines()[-1] == "13 objects loaded (82 rows), 2 failed"
+    assert p.stderr.count("failed after 1 attempt(s)") == 2
+    assert conn.execute("SELECT count(*), count(DISTINCT (obj, n)) FROM t").fetchone() == (82, 82)
+    got = conn.execute(
+        "SELECT key, etag, status, attempts FROM pgferry.watch_files WHERE key ~ '[bz][.]csv'"
+        " ORDER BY key, status"
+    ).fetchall()
+    assert got == [
+        ("03z.csv", zipped["ETag"].strip('"'), "failed", 1),
+        ("05b.csv", bad, "failed", 1),
+        ("07b.csv", new, "loaded", 1),
+        ("07b.csv", old, "superseded", 1),
+    ]
+    assert conn.execute(
+        "SELECT count(*) FROM pgferry.watch_files WHERE status = 'loaded' AND attempts = 1"
+    ).fetchone() == (13,)
+
+
 def test_files_skip(conn, env, s3client, bucket) -> None:
     conn.execute("CREATE TABLE t (obj text, tag text, n int)")
     put(s3client, bucket, "bad.csv", ["x,y,notanumber"])

@@ -9,6 +9,7 @@ same transaction as the rows.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -248,8 +249,12 @@ def run_import(
     *,
     on_bytes: Callable[[int, int], None] | None = None,
     reader: ObjectReader | None = None,
+    savepoint: bool = True,
 ) -> ImportResult:
-    """`reader`: `ref` already opened by the caller (text formats only)."""
+    """`reader`: `ref` already opened by the caller (text formats only).
+    `savepoint=False` (with the caller's `conn` in a transaction): no
+    savepoint of our own, a failure aborts the caller's transaction whole
+    (`pgferry watch` then redoes its batch one savepoint per object)."""
     ref = spec.object_ref()
     from pgferry import imports_formats as formats  # here: imports_formats imports this module
 
@@ -293,7 +298,7 @@ def run_import(
                 log.info("%s: --encoding auto found %s", ref.uri, found)
             if not own and not conn.autocommit:
                 _join_implicit_transaction(conn)
-            rows, skipped, ddl = _load(conn, stream, plan)
+            rows, skipped, ddl = _load(conn, stream, plan, savepoint=savepoint)
             size = obj.size  # after the load: a pipe's size is what was read
     finally:
         if own:
@@ -413,13 +418,13 @@ def _options_from_name(
 
 
 def _load(
-    conn: psycopg.Connection[Any], stream: Iterator[bytes], plan: _Plan
+    conn: psycopg.Connection[Any], stream: Iterator[bytes], plan: _Plan, *, savepoint: bool = True
 ) -> tuple[int, int, str | None]:
     ddl: str | None = None
     created: list[infer.Column] = []
     table = plan.table
     try:
-        with conn.transaction():
+        with conn.transaction() if savepoint else contextlib.nullcontext():
             # appending to a table we do not create needs no look first (a
             # round trip per object for `pgferry watch`): COPY says if it is missing
             exists = (plan.mode != "append" or plan.create) and _table_exists(conn, table)

@@ -123,6 +123,8 @@ class Watcher:
         self._metrics: Any = metrics
         #: an error that stops a worker for good (bad credentials, ...): ends the run
         self._fatal: PgferryError | None = None
+        #: per worker thread: what to do once its batch commits
+        self._local = threading.local()
 
     # --- the whole run -------------------------------------------------------
 
@@ -274,13 +276,18 @@ class Watcher:
         conn: psycopg.Connection[Any] | None = None
         failures = 0
         ahead = Prefetcher(self.spec.s3, self.spec.s3.region, AHEAD)
+        careful = False
         try:
             while not self.stop.is_set():
                 try:
                     if conn is None or conn.closed:
                         conn = connect(self._target, autocommit=True)
-                    busy = self._load_one(conn, ahead)
+                    busy = self._load_one(conn, ahead, careful=careful)
                     failures = 0
+                    careful = False
+                except _Redo:
+                    careful = True  # rolled back whole: again, one savepoint per object
+                    continue
                 except (psycopg.OperationalError, TargetUnreachable) as e:
                     # the target went away: the claim died with the session
                     failures += 1
@@ -322,23 +329,51 @@ class Watcher:
             raise psycopg.Rollback(tx)  # only looking: release the lock at once
         return found is not None
 
-    def _load_one(self, conn: psycopg.Connection[Any], ahead: Prefetcher) -> bool:
+    def _load_one(self, conn: psycopg.Connection[Any], ahead: Prefetcher, *, careful: bool) -> bool:
         """Claim and load a version, or a batch of small ones, in one
-        transaction (each in its own savepoint, with its own ledger row);
-        False when nothing is due."""
+        transaction, each with its own ledger row; False when nothing is due.
+
+        Optimistic first: no savepoint per object (two round trips each, more
+        than a small object's COPY). An object that fails inside PostgreSQL
+        aborts the transaction: it is rolled back whole, nothing recorded or
+        counted (`_Redo`), and the worker's next batch runs `careful`, each
+        object in its own savepoint, so a bad object fails alone."""
+        after: list[Callable[[], None]] = []  # counts and logs, once committed
+        self._local.after = after
+        try:
+            loaded = self._batch(conn, ahead, careful)
+        finally:
+            self._local.after = None
+        if loaded is None:
+            return False
+        for fn in after:
+            fn()
+        for c, result, seconds in loaded:
+            if self._metrics is not None:
+                self._metrics.loaded(self.spec.pipeline, result.rows, result.bytes, seconds)
+            with self.totals.lock:
+                self.totals.loaded += 1
+                self.totals.rows += result.rows
+            log.info("%s: %d rows loaded in %.2f s", _uri(c), result.rows, seconds)
+        return True
+
+    def _batch(
+        self, conn: psycopg.Connection[Any], ahead: Prefetcher, careful: bool
+    ) -> list[tuple[ledger.Claim, ImportResult, float]] | None:
+        """The claimed batch's loads, committed; None when nothing was due."""
         spec = self.spec
         loaded: list[tuple[ledger.Claim, ImportResult, float]] = []
         unrecorded: list[tuple[ledger.Claim, ImportResult, float]] = []
         with conn.transaction():
             c = ledger.claim(conn, spec.pipeline, spec.where.bucket)
             if c is None:
-                return False
+                return None
             claims = [c]
             if spec.batch > 1 and c.size <= SMALL:
                 # small objects cost more in round trips and commits than in bytes
                 claims += ledger.claim_small(conn, c, spec.batch - 1, SMALL)
             for c, opened in self._fetching(claims, ahead):
-                done = self._attempt(conn, c, opened)
+                done = self._attempt(conn, c, opened, savepoint=careful)
                 if done is not None:
                     result, seconds, recorded = done
                     loaded.append((c, result, seconds))
@@ -346,14 +381,7 @@ class Watcher:
                         unrecorded.append((c, result, seconds))
             # one UPDATE for the batch's loaded rows, in the same transaction
             ledger.finish_loaded(conn, [(c, r.rows, round(t, 3)) for c, r, t in unrecorded])
-        for c, result, seconds in loaded:  # committed
-            if self._metrics is not None:
-                self._metrics.loaded(spec.pipeline, result.rows, result.bytes, seconds)
-            with self.totals.lock:
-                self.totals.loaded += 1
-                self.totals.rows += result.rows
-            log.info("%s: %d rows loaded in %.2f s", _uri(c), result.rows, seconds)
-        return True
+        return loaded
 
     def _fetching(
         self, claims: list[ledger.Claim], ahead: Prefetcher
@@ -385,7 +413,12 @@ class Watcher:
         return ObjectRef(key=c.key, bucket=c.bucket, region=self.spec.s3.region, etag=c.etag)
 
     def _attempt(
-        self, conn: psycopg.Connection[Any], c: ledger.Claim, opened: Future[Fetched] | None
+        self,
+        conn: psycopg.Connection[Any],
+        c: ledger.Claim,
+        opened: Future[Fetched] | None,
+        *,
+        savepoint: bool,
     ) -> tuple[ImportResult, float, bool] | None:
         """One claimed version, in a savepoint of the claim's transaction; the
         result when loaded (and whether its ledger row says so yet: the
@@ -401,13 +434,26 @@ class Watcher:
                     "SELECT pg_advisory_xact_lock(hashtext(%s))",
                     [f"pgferry.watch.create:{self._table.as_string(conn)}"],
                 )
-            result = run_import(self._import_spec(c), conn=conn, reader=reader)
+            try:
+                result = run_import(
+                    self._import_spec(c), conn=conn, reader=reader, savepoint=savepoint
+                )
+            except PgferryError:
+                aborted = conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+                if aborted and not savepoint:
+                    raise _Redo from None
+                raise
         except (ObjectChanged, ObjectNotFound) as e:
             # the listed version can never be read again; a newer one is listed anew
             gone = "superseded" if isinstance(e, ObjectChanged) else "gone"
             ledger.finish(conn, c, gone, error=e.message)
-            self._count(gone)
-            log.info("%s: %s", _uri(c), e.message)
+            said = e.message
+
+            def went() -> None:
+                self._count(gone)
+                log.info("%s: %s", _uri(c), said)
+
+            self._later(went)
             return None
         except DataError as e:
             if self.spec.on_error != "skip-rows" or conn.broken or not self._table_exists(conn):
@@ -478,16 +524,36 @@ class Watcher:
         if e.transient and attempt < self.spec.max_attempts:
             delay = backoff(attempt, self.spec.retry_delay)
             ledger.finish(conn, c, "pending", seconds=seconds, error=e.message, retry_in=delay)
-            self._count("retried")
-            log.warning(
-                "%s: attempt %d failed, retrying in %.1f s: %s", _uri(c), attempt, delay, e.message
-            )
+
+            def retried() -> None:
+                self._count("retried")
+                log.warning(
+                    "%s: attempt %d failed, retrying in %.1f s: %s",
+                    _uri(c),
+                    attempt,
+                    delay,
+                    e.message,
+                )
+
+            self._later(retried)
             return
         ledger.finish(conn, c, "failed", seconds=seconds, error=e.message)
-        self._count("failed")
-        with self.totals.lock:
-            self.totals.failed += 1
-        log.error("%s failed after %d attempt(s): %s", _uri(c), attempt, e.message)
+
+        def failed() -> None:
+            self._count("failed")
+            with self.totals.lock:
+                self.totals.failed += 1
+            log.error("%s failed after %d attempt(s): %s", _uri(c), attempt, e.message)
+
+        self._later(failed)
+
+    def _later(self, fn: Callable[[], None]) -> None:
+        """Run `fn` once the batch commits (now, outside one)."""
+        after: list[Callable[[], None]] | None = getattr(self._local, "after", None)
+        if after is None:
+            fn()
+        else:
+            after.append(fn)
 
     def _import_spec(self, c: ledger.Claim) -> ImportSpec:
         s = self.spec
@@ -563,6 +629,10 @@ class Watcher:
         finally:
             for sig, h in old.items():
                 signal.signal(sig, h)
+
+
+class _Redo(Exception):
+    """A batch loaded without savepoints hit an error inside PostgreSQL."""
 
 
 def _uri(c: ledger.Claim) -> str:
