@@ -82,7 +82,7 @@ class WatchSpec:
     #: (host, port) serving Prometheus metrics; None: no metrics
     metrics_listen: tuple[str, int] | None = None
     #: small versions (<= SMALL bytes) loaded in one transaction
-    batch: int = 1
+    batch: int = 20
     #: abort-file: a bad row fails the object; skip-rows: load the rest, keep it aside
     on_error: str = "abort-file"
     #: ready markers and settling (see gate.py)
