@@ -479,6 +479,74 @@ def test_target_restart_mid_run_loses_nothing_and_loads_nothing_twice(
         server.destroy()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("pgserver", ["15"], indirect=True)
+def test_s3_restart_mid_run_loses_nothing_and_loads_nothing_twice(conn, env) -> None:
+    """SeaweedFS killed (SIGKILL) while the watcher runs, with versions
+    pending, down for longer than --max-attempts would allow an object, then
+    started again on its data: the watcher says it is waiting, keeps running,
+    counts no attempt against the objects, and loads every one exactly once.
+    A private S3 server: the session's is shared by other tests."""
+    from pgferry.ingest import ledger as led
+    from tests.services import SeaweedS3
+
+    s3 = SeaweedS3().start()
+    try:
+        client = s3.client()
+        client.create_bucket(Bucket="restart")
+        env = dict(env, **s3.env())
+        conn.execute("CREATE TABLE t (obj text, tag text, n int)")
+        for i in range(100):
+            put(client, "restart", f"{i:04}.csv", rows_for(f"{i:04}", 50))
+        w = start(env, "watch", "s3://restart/", "-t", "t", *CSV, "--pattern", "*.csv",
+                  "--workers", "2", "--batch", "5", "--interval", "200ms",
+                  "--retry-delay", "200ms", "--max-attempts", "2")  # fmt: skip
+
+        def loaded(at_least: int) -> Callable[[], bool]:
+            def check() -> bool:
+                got = conn.execute(
+                    "SELECT count(*) FROM pgferry.watch_files WHERE status = 'loaded'"
+                ).fetchone()
+                return bool(got and got[0] >= at_least)
+
+            return check
+
+        try:
+            wait_for(lambda: _ledger_exists(conn) and loaded(100)(), what="the first objects")
+            # versions the listing never shows (*.dat), recorded once S3 is down:
+            # the workers are sure to meet the outage with work in hand
+            late = [
+                led.Listed(f"{i:04}.dat", put(client, "restart", f"{i:04}.dat", rows), len(body))
+                for i in range(100, 150)
+                for rows in [rows_for(f"{i:04}", 50)]
+                for body in ["".join(x + "\n" for x in rows).encode()]
+            ]
+            s3.crash()
+            led.record(conn, "t", "restart", late, "reload")
+            time.sleep(3)  # listings and GETs fail meanwhile
+            assert w.poll() is None, "the watcher must keep running while S3 is down"
+            assert conn.execute(
+                "SELECT count(*), max(attempts) FROM pgferry.watch_files WHERE status = 'pending'"
+            ).fetchone() == (50, 0)
+            s3.start()
+            wait_for(loaded(150), timeout=120, what="every object after the restart")
+        finally:
+            w.send_signal(signal.SIGTERM)
+            _, err = w.communicate(timeout=60)
+        assert w.returncode == 0, err
+        assert "listing s3://restart/ failed, retrying: " in err
+        assert "warning: S3 unreachable, trying again in " in err
+        assert conn.execute("SELECT count(*), count(DISTINCT (obj, n)) FROM t").fetchone() == (
+            7_500,
+            7_500,
+        )
+        assert {s for s, _ in ledger(conn).values()} == {"loaded"}
+        assert len(ledger(conn)) == 150
+        assert conn.execute("SELECT max(attempts) FROM pgferry.watch_files").fetchone() == (1,)
+    finally:
+        s3.stop()
+
+
 def _post(port: int, doc: Any) -> int:
     import urllib.request
 

@@ -33,6 +33,7 @@ from pgferry.errors import (
     ObjectChanged,
     ObjectNotFound,
     PgferryError,
+    StoreUnreachable,
     TargetUnreachable,
 )
 from pgferry.imports import ImportResult, ImportSpec, run_import
@@ -288,6 +289,14 @@ class Watcher:
                 except _Redo:
                     careful = True  # rolled back whole: again, one savepoint per object
                     continue
+                except StoreUnreachable as e:
+                    # S3 itself is down, not the object: the batch was rolled back
+                    # and no attempt is counted, however long the outage lasts
+                    failures += 1
+                    wait = min(0.5 * 2**failures, 30)
+                    log.warning("S3 unreachable, trying again in %.0f s: %s", wait, e.message)
+                    self.stop.wait(wait)
+                    continue
                 except (psycopg.OperationalError, TargetUnreachable) as e:
                     # the target went away: the claim died with the session
                     failures += 1
@@ -443,6 +452,8 @@ class Watcher:
                 if aborted and not savepoint:
                     raise _Redo from None
                 raise
+        except StoreUnreachable:
+            raise  # not this object's fault: the worker rolls back and waits
         except (ObjectChanged, ObjectNotFound) as e:
             # the listed version can never be read again; a newer one is listed anew
             gone = "superseded" if isinstance(e, ObjectChanged) else "gone"
