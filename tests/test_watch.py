@@ -228,6 +228,26 @@ def test_batch_without_savepoints_isolates_a_failing_object(conn, env, s3client,
     ).fetchone() == (13,)
 
 
+def test_full_sweeps_are_spaced_by_their_own_cost(s3client, bucket) -> None:
+    """A full listing is not repeated sooner than ten times what it took
+    (bounded listing cost on a large prefix), and between sweeps a listing
+    starts after the highest key: nothing new costs one empty request."""
+    from pgferry.ingest.discover import SWEEP_SHARE, Lister, Prefix
+
+    for i in range(30):
+        put(s3client, bucket, f"{i:03}.csv", ["x"])
+    lister = Lister(s3client, Prefix(bucket, ""), None, full_sweep=0.0)
+    assert len(lister.listing()) == 30
+    assert lister.last_full_seconds > 0
+    assert lister.full_every == SWEEP_SHARE * lister.last_full_seconds
+    assert not lister.due_full()  # --full-sweep 0 alone would sweep every time
+    assert lister.listing() == []  # StartAfter the highest key: nothing new
+    put(s3client, bucket, "030.csv", ["x"])
+    put(s3client, bucket, "000-late.csv", ["x"])  # sorts first: only a sweep finds it
+    assert [o.key for o in lister.listing()] == ["030.csv"]
+    assert [o.key for o in lister.listing(full=True)][:2] == ["000-late.csv", "000.csv"]
+
+
 def test_files_skip(conn, env, s3client, bucket) -> None:
     conn.execute("CREATE TABLE t (obj text, tag text, n int)")
     put(s3client, bucket, "bad.csv", ["x,y,notanumber"])

@@ -66,7 +66,7 @@ CREATE TABLE IF NOT EXISTS pgferry.watch_rejects (
 """
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a full listing holds one per key
 class Listed:
     """One object version as a listing showed it."""
 
