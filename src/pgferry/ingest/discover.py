@@ -7,8 +7,8 @@ catches everything else: late keys that sort before loaded ones, and
 overwrites of existing keys. There is no last-modified cursor: a clock or an
 upload that finished late never hides an object.
 
-A full sweep of a large prefix is expensive (100,000 keys took about 30 s
-and 8 s of client CPU against SeaweedFS here), so sweeps are spaced at least
+A full sweep of a large prefix is expensive (100,000 keys took 9-31 s
+and 7.5 s of client CPU against SeaweedFS here), so sweeps are spaced at least
 SWEEP_SHARE times their own duration apart: on any prefix size, full sweeps
 take at most about a tenth of the time, and the incremental listings in
 between cost one request when nothing is new.
