@@ -227,8 +227,8 @@ def finish(
 
 def finish_loaded(conn: psycopg.Connection[Any], done: Sequence[tuple[Claim, int, float]]) -> None:
     """`finish(c, "loaded", rows=, seconds=)` for each (claim, rows, seconds),
-    in one round trip: the batch's loads were each done in a savepoint, their
-    ledger rows commit with them."""
+    in one round trip, in the batch's transaction: the ledger rows commit
+    with the rows loaded, or not at all."""
     if not done:
         return
     with conn.cursor() as cur:

@@ -429,7 +429,8 @@ class Watcher:
         *,
         savepoint: bool,
     ) -> tuple[ImportResult, float, bool] | None:
-        """One claimed version, in a savepoint of the claim's transaction; the
+        """One claimed version in the claim's transaction (in a savepoint when
+        `savepoint`; without one, a failure inside PostgreSQL raises _Redo); the
         result when loaded (and whether its ledger row says so yet: the
         caller records plain loads in one statement), None when its ledger
         row says what happened. `opened`: its bytes being fetched ahead
