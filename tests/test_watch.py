@@ -248,6 +248,31 @@ def test_full_sweeps_are_spaced_by_their_own_cost(s3client, bucket) -> None:
     assert [o.key for o in lister.listing(full=True)][:2] == ["000-late.csv", "000.csv"]
 
 
+def test_compressed_small_objects_fetched_ahead_are_decompressed(
+    conn, env, s3client, bucket
+) -> None:
+    """Small objects read with one GET ahead of their load are decompressed
+    like any import: by their magic bytes, or by their Content-Encoding."""
+    import gzip
+
+    conn.execute("CREATE TABLE t (obj text, tag text, n int)")
+    body = "".join(x + "\n" for x in rows_for("a", 3)).encode()
+    s3client.put_object(Bucket=bucket, Key="a.csv.gz", Body=gzip.compress(body))
+    body = "".join(x + "\n" for x in rows_for("b", 4)).encode()
+    s3client.put_object(
+        Bucket=bucket, Key="b.csv", Body=gzip.compress(body), ContentEncoding="gzip"
+    )
+    put(s3client, bucket, "c.csv", rows_for("c", 5))
+    p = run(env, "watch", f"s3://{bucket}/", "-t", "t", *CSV, "--once")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.strip().splitlines()[-1] == "3 objects loaded (12 rows), 0 failed"
+    assert conn.execute("SELECT obj, count(*) FROM t GROUP BY obj ORDER BY obj").fetchall() == [
+        ("a", 3),
+        ("b", 4),
+        ("c", 5),
+    ]
+
+
 def test_files_skip(conn, env, s3client, bucket) -> None:
     conn.execute("CREATE TABLE t (obj text, tag text, n int)")
     put(s3client, bucket, "bad.csv", ["x,y,notanumber"])
