@@ -49,7 +49,8 @@ class SeaweedS3:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> SeaweedS3:
-        self.port = free_port()
+        """Start (again, after `crash`: same S3 port, same data)."""
+        self.port = self.port or free_port()
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
         (self.root / "data").mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
@@ -116,6 +117,12 @@ class SeaweedS3:
             "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
             "AWS_REGION": REGION,
         }
+
+    def crash(self) -> None:
+        """SIGKILL the server, keeping its data for `start`."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -72,6 +72,7 @@ def backlog(
     sizes: list[int],
     workers: int,
     label: str,
+    batch: int = 1,
 ) -> dict[str, Any]:
     prefix = f"{label}/"
     size = put_many(client, bucket, prefix, sizes, seed=len(sizes))
@@ -94,6 +95,8 @@ def backlog(
             "--once",
             "--workers",
             str(workers),
+            "--batch",
+            str(batch),
         ],
         env=env,
         capture_output=True,
@@ -107,6 +110,7 @@ def backlog(
         "objects": len(sizes),
         "mib": round(size / MB, 1),
         "workers": workers,
+        "batch": batch,
         "seconds": round(seconds, 2),
         "objects_per_s": round(len(sizes) / seconds, 1),
         "mib_per_s": round(size / MB / seconds, 1),
@@ -212,6 +216,7 @@ def main() -> None:
     ap.add_argument("--large", type=int, default=5, help="large objects")
     ap.add_argument("--large-mib", type=int, default=20)
     ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--batch", default="1,20", help="--batch values for the small backlog")
     ap.add_argument("--latency-objects", type=int, default=200)
     ap.add_argument("--rate", type=float, default=10.0, help="arrivals per second")
     a = ap.parse_args()
@@ -232,40 +237,36 @@ def main() -> None:
         )
         log(f"load average at start: {os.getloadavg()}")
         rng = random.Random(1)
+        sizes = [rng.randint(1024, 100 * 1024) for _ in range(a.small)]
         results = [
             backlog(
                 env,
                 url,
                 client,
                 "bench-watch",
-                [rng.randint(1024, 100 * 1024) for _ in range(a.small)],
+                sizes,
                 a.workers,
-                "small",
-            ),
-            backlog(
-                env, url, client, "bench-watch", [a.large_mib * MB] * a.large, a.workers, "large"
-            ),
-            latency(
-                env,
-                url,
-                client,
-                "bench-watch",
-                count=a.latency_objects,
-                rate=a.rate,
-                notify=False,
-                workers=a.workers,
-            ),
-            latency(
-                env,
-                url,
-                client,
-                "bench-watch",
-                count=a.latency_objects,
-                rate=a.rate,
-                notify=True,
-                workers=a.workers,
-            ),
+                f"small-b{batch}",
+                batch,
+            )
+            for batch in map(int, a.batch.split(","))
         ]
+        if a.large:
+            large = [a.large_mib * MB] * a.large
+            results.append(backlog(env, url, client, "bench-watch", large, a.workers, "large"))
+        for notify in (False, True) if a.latency_objects else ():
+            results.append(
+                latency(
+                    env,
+                    url,
+                    client,
+                    "bench-watch",
+                    count=a.latency_objects,
+                    rate=a.rate,
+                    notify=notify,
+                    workers=a.workers,
+                )
+            )
         print(
             json.dumps(
                 {

@@ -72,10 +72,12 @@ def open_decoded(
     *,
     content_encoding: str = "auto",
     on_bytes: Callable[[int, int], None] | None = None,
+    reader: ObjectReader | None = None,
 ) -> Decoded:
     """Open `ref` for reading; `on_bytes(done, total)` is told how many stored
-    (compressed) bytes arrived so far, for progress reporting."""
-    reader = open_object(ref, s3)
+    (compressed) bytes arrived so far, for progress reporting. `reader`: the
+    object already opened (`pgferry watch` fetches small ones ahead)."""
+    reader = reader or open_object(ref, s3)
     try:
         raw = reader.chunks()
         if on_bytes is not None:

@@ -9,6 +9,7 @@ same transaction as the rows.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -26,7 +27,7 @@ from pgferry.fetch import Decoded, checked, is_utf8, open_decoded
 from pgferry.sink.copyin import copy_in, map_db_error
 from pgferry.sink.names import display_table, parse_table_name, split_identifiers, table_ident
 from pgferry.sink.options import CopyOptions, check_copy_from, parse_copy_options
-from pgferry.stores import ObjectRef, parse_source
+from pgferry.stores import ObjectReader, ObjectRef, parse_source
 from pgferry.stores.s3config import S3Config, check_config
 from pgferry.target import connect, resolve_target
 
@@ -244,12 +245,20 @@ def run_import(
     conn: psycopg.Connection[Any] | None = None,
     *,
     on_bytes: Callable[[int, int], None] | None = None,
+    reader: ObjectReader | None = None,
+    savepoint: bool = True,
 ) -> ImportResult:
+    """`reader`: `ref` already opened by the caller (text formats only).
+    `savepoint=False` (with the caller's `conn` in a transaction): no
+    savepoint of our own, a failure aborts the caller's transaction whole
+    (`pgferry watch` then redoes its batch one savepoint per object)."""
     ref = spec.object_ref()
     from pgferry import imports_formats as formats  # here: imports_formats imports this module
 
     fmt = formats.detect(spec.format, ref, spec.options)
     if fmt in formats.STRUCTURED:
+        if reader is not None:
+            reader.close()  # Parquet/JSONL readers open the object their own way
         return formats.run_structured(spec, ref, fmt, conn, on_bytes=on_bytes)
     if fmt:
         spec = formats.with_copy_format(spec, fmt, ref)
@@ -259,7 +268,9 @@ def run_import(
     if conn is None:
         conn, obj = _connect_and_open(spec, ref, on_bytes)
     else:
-        obj = open_decoded(ref, spec.s3, content_encoding=spec.content_encoding, on_bytes=on_bytes)
+        obj = open_decoded(
+            ref, spec.s3, content_encoding=spec.content_encoding, on_bytes=on_bytes, reader=reader
+        )
     try:
         with obj:
             raw, charset_, found = charset.prepare(obj.stream(), spec.encoding, plan.options)
@@ -282,7 +293,7 @@ def run_import(
                 log.info("%s: --encoding auto found %s", ref.uri, found)
             if not own and not conn.autocommit:
                 _join_implicit_transaction(conn)
-            rows, skipped, ddl = _load(conn, stream, plan)
+            rows, skipped, ddl = _load(conn, stream, plan, savepoint=savepoint)
             size = obj.size  # after the load: a pipe's size is what was read
     finally:
         if own:
@@ -392,14 +403,16 @@ def _options_from_name(
 
 
 def _load(
-    conn: psycopg.Connection[Any], stream: Iterator[bytes], plan: _Plan
+    conn: psycopg.Connection[Any], stream: Iterator[bytes], plan: _Plan, *, savepoint: bool = True
 ) -> tuple[int, int, str | None]:
     ddl: str | None = None
     created: list[infer.Column] = []
     table = plan.table
     try:
-        with conn.transaction():
-            exists = _table_exists(conn, table)
+        with conn.transaction() if savepoint else contextlib.nullcontext():
+            # appending to a table we do not create needs no look first (a
+            # round trip per object for `pgferry watch`): COPY says if it is missing
+            exists = (plan.mode != "append" or plan.create) and _table_exists(conn, table)
             if exists and plan.mode == "replace":
                 _prepare(conn, sql.SQL("DROP TABLE {}"), "replace", plan)
                 exists = False

@@ -81,10 +81,10 @@ def watch_group() -> None:
 @click.option(
     "--batch",
     type=click.IntRange(1, 1000),
-    default=1,
+    default=20,
     show_default=True,
     help="Load up to this many small objects (<= 1 MiB) per transaction, each with its own "
-    "ledger row.",
+    "ledger row (1: one transaction per object).",
 )
 @click.option(
     "--on-change",

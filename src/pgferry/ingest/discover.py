@@ -6,11 +6,18 @@ last (dates, sequence numbers). A full sweep every `full_sweep` seconds
 catches everything else: late keys that sort before loaded ones, and
 overwrites of existing keys. There is no last-modified cursor: a clock or an
 upload that finished late never hides an object.
+
+A full sweep of a large prefix is expensive (100,000 keys took 9-31 s
+and 7.5 s of client CPU against SeaweedFS here), so sweeps are spaced at least
+SWEEP_SHARE times their own duration apart: on any prefix size, full sweeps
+take at most about a tenth of the time, and the incremental listings in
+between cost one request when nothing is new.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +27,10 @@ from pgferry.errors import UsageError
 from pgferry.ingest.gate import Gate
 from pgferry.ingest.ledger import Listed
 from pgferry.stores.s3 import map_error
+
+log = logging.getLogger("pgferry.watch")
+#: a full sweep waits at least this many times its own duration after the last
+SWEEP_SHARE = 10
 
 
 @dataclass(frozen=True)
@@ -90,9 +101,17 @@ class Lister:
     gate: Gate = field(default_factory=lambda: Gate())
     highest: str | None = None
     _last_full: float = field(default=float("-inf"))
+    #: how long the last full sweep took (listing and gate)
+    last_full_seconds: float = 0.0
+
+    @property
+    def full_every(self) -> float:
+        """Seconds between full sweeps: --full-sweep, or longer on a prefix
+        so large that a sweep takes more than a tenth of that."""
+        return max(self.full_sweep, SWEEP_SHARE * self.last_full_seconds)
 
     def due_full(self) -> bool:
-        return time.monotonic() - self._last_full >= self.full_sweep
+        return time.monotonic() - self._last_full >= self.full_every
 
     def listing(self, *, full: bool = False) -> list[Listed]:
         full = full or self.highest is None or self.due_full()
@@ -100,12 +119,22 @@ class Lister:
         also = self.gate.is_marker if self.gate.active else None
         start = None if full else self.highest
         found = list(list_objects(self.client, self.where, self.pattern, start, also))
-        if full:
-            self._last_full = started
         if found:
             top = max(o.key for o in found)
             self.highest = top if self.highest is None else max(self.highest, top)
-        return self.admit(found, full=full)
+        admitted = self.admit(found, full=full)
+        if full:
+            self._last_full = started
+            self.last_full_seconds = time.monotonic() - started
+            if self.full_every > self.full_sweep:
+                log.info(
+                    "%s: a full listing of %d keys took %.1f s; the next one in %.0f s",
+                    self.where.uri,
+                    len(found),
+                    self.last_full_seconds,
+                    self.full_every,
+                )
+        return admitted
 
     def admit(self, found: list[Listed], *, full: bool) -> list[Listed]:
         """Through the gate; with --settle, a released version is checked

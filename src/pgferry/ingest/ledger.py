@@ -66,7 +66,7 @@ CREATE TABLE IF NOT EXISTS pgferry.watch_rejects (
 """
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a full listing holds one per key
 class Listed:
     """One object version as a listing showed it."""
 
@@ -223,6 +223,30 @@ def finish(
             "g": c.etag,
         },
     )
+
+
+def finish_loaded(conn: psycopg.Connection[Any], done: Sequence[tuple[Claim, int, float]]) -> None:
+    """`finish(c, "loaded", rows=, seconds=)` for each (claim, rows, seconds),
+    in one round trip, in the batch's transaction: the ledger rows commit
+    with the rows loaded, or not at all."""
+    if not done:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            """
+            UPDATE pgferry.watch_files SET
+                status = 'loaded', attempts = attempts + 1, row_count = %(r)s,
+                rejected_rows = NULL,
+                started_at = clock_timestamp() - make_interval(secs => %(t)s),
+                finished_at = clock_timestamp(), load_seconds = %(t)s, last_error = NULL,
+                next_attempt_at = clock_timestamp()
+            WHERE pipeline = %(p)s AND bucket = %(b)s AND key = %(k)s AND etag = %(g)s
+            """,
+            [
+                {"r": rows, "t": seconds, "p": c.pipeline, "b": c.bucket, "k": c.key, "g": c.etag}
+                for c, rows, seconds in done
+            ],
+        )
 
 
 # --- operator commands: files list / retry / skip, watch status ------------

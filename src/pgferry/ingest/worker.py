@@ -8,6 +8,7 @@ processes pointing at the same target share the work through the ledger.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -17,6 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
@@ -24,21 +26,25 @@ from typing import Any
 
 import psycopg
 
+from pgferry import imports_formats as formats
 from pgferry import infer
 from pgferry.errors import (
     DataError,
     ObjectChanged,
     ObjectNotFound,
     PgferryError,
+    StoreUnreachable,
     TableNotFound,
     TargetUnreachable,
 )
 from pgferry.imports import ImportResult, ImportSpec, run_import
+from pgferry.imports_formats import STRUCTURED
 from pgferry.ingest import ledger, rejects
 from pgferry.ingest.discover import Lister, Prefix, head_listed
 from pgferry.ingest.gate import Gate
 from pgferry.ingest.ledger import Listed
 from pgferry.ingest.notify import Hint, NotifyServer
+from pgferry.ingest.prefetch import Fetched, Prefetcher
 from pgferry.sink.names import parse_table_name, table_ident
 from pgferry.sink.options import check_copy_from, parse_copy_options
 from pgferry.stores import ObjectRef
@@ -46,8 +52,10 @@ from pgferry.stores.s3 import S3Config, make_client, map_error, reuse_clients
 from pgferry.target import connect, resolve_target
 
 log = logging.getLogger("pgferry.watch")
-#: versions up to this size may share a transaction (--batch)
+#: versions up to this size may share a transaction (--batch) and are fetched ahead
 SMALL = 1 << 20
+#: small objects fetched ahead of the one being loaded, per worker
+AHEAD = 3
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,7 @@ class WatchSpec:
     #: (host, port) serving Prometheus metrics; None: no metrics
     metrics_listen: tuple[str, int] | None = None
     #: small versions (<= SMALL bytes) loaded in one transaction
-    batch: int = 1
+    batch: int = 20
     #: abort-file: a bad row fails the object; skip-rows: load the rest, keep it aside
     on_error: str = "abort-file"
     #: ready markers and settling (see gate.py)
@@ -117,6 +125,8 @@ class Watcher:
         self._metrics: Any = metrics
         #: an error that stops a worker for good (bad credentials, ...): ends the run
         self._fatal: PgferryError | None = None
+        #: per worker thread: what to do once its batch commits
+        self._local = threading.local()
 
     # --- the whole run -------------------------------------------------------
 
@@ -288,13 +298,27 @@ class Watcher:
     def _work_loop(self) -> None:
         conn: psycopg.Connection[Any] | None = None
         failures = 0
+        ahead = Prefetcher(self.spec.s3, self.spec.s3.region, AHEAD)
+        careful = False
         try:
             while not self.stop.is_set():
                 try:
                     if conn is None or conn.closed:
                         conn = connect(self._target, autocommit=True)
-                    busy = self._load_one(conn)
+                    busy = self._load_one(conn, ahead, careful=careful)
                     failures = 0
+                    careful = False
+                except _Redo:
+                    careful = True  # rolled back whole: again, one savepoint per object
+                    continue
+                except StoreUnreachable as e:
+                    # S3 itself is down, not the object: the batch was rolled back
+                    # and no attempt is counted, however long the outage lasts
+                    failures += 1
+                    wait = min(0.5 * 2**failures, 30)
+                    log.warning("S3 unreachable, trying again in %.0f s: %s", wait, e.message)
+                    self.stop.wait(wait)
+                    continue
                 except (psycopg.OperationalError, TargetUnreachable) as e:
                     # the target went away: the claim died with the session
                     failures += 1
@@ -307,6 +331,7 @@ class Watcher:
                 if not busy and not self._idle(conn):
                     return
         finally:
+            ahead.close()
             if conn is not None:
                 conn.close()
 
@@ -335,53 +360,134 @@ class Watcher:
             raise psycopg.Rollback(tx)  # only looking: release the lock at once
         return found is not None
 
-    def _load_one(self, conn: psycopg.Connection[Any]) -> bool:
+    def _load_one(self, conn: psycopg.Connection[Any], ahead: Prefetcher, *, careful: bool) -> bool:
         """Claim and load a version, or a batch of small ones, in one
-        transaction (each in its own savepoint, with its own ledger row);
-        False when nothing is due."""
-        spec = self.spec
-        loaded: list[tuple[ledger.Claim, ImportResult, float]] = []
-        with conn.transaction():
-            c = ledger.claim(conn, spec.pipeline, spec.where.bucket)
-            if c is None:
-                return False
-            claims = [c]
-            if spec.batch > 1 and c.size <= SMALL:
-                # small objects cost more in round trips and commits than in bytes
-                claims += ledger.claim_small(conn, c, spec.batch - 1, SMALL)
-            for c in claims:
-                done = self._attempt(conn, c)
-                if done is not None:
-                    loaded.append((c, *done))
-        for c, result, seconds in loaded:  # committed
+        transaction, each with its own ledger row; False when nothing is due.
+
+        Optimistic first: no savepoint per object (two round trips each, more
+        than a small object's COPY). An object that fails inside PostgreSQL
+        aborts the transaction: it is rolled back whole, nothing recorded or
+        counted (`_Redo`), and the worker's next batch runs `careful`, each
+        object in its own savepoint, so a bad object fails alone."""
+        after: list[Callable[[], None]] = []  # counts and logs, once committed
+        self._local.after = after
+        try:
+            loaded = self._batch(conn, ahead, careful)
+        finally:
+            self._local.after = None
+        if loaded is None:
+            return False
+        for fn in after:
+            fn()
+        for c, result, seconds in loaded:
             if self._metrics is not None:
-                self._metrics.loaded(spec.pipeline, result.rows, result.bytes, seconds)
+                self._metrics.loaded(self.spec.pipeline, result.rows, result.bytes, seconds)
             with self.totals.lock:
                 self.totals.loaded += 1
                 self.totals.rows += result.rows
             log.info("%s: %d rows loaded in %.2f s", _uri(c), result.rows, seconds)
         return True
 
+    def _batch(
+        self, conn: psycopg.Connection[Any], ahead: Prefetcher, careful: bool
+    ) -> list[tuple[ledger.Claim, ImportResult, float]] | None:
+        """The claimed batch's loads, committed; None when nothing was due."""
+        spec = self.spec
+        loaded: list[tuple[ledger.Claim, ImportResult, float]] = []
+        unrecorded: list[tuple[ledger.Claim, ImportResult, float]] = []
+        with conn.transaction():
+            c = ledger.claim(conn, spec.pipeline, spec.where.bucket)
+            if c is None:
+                return None
+            claims = [c]
+            if spec.batch > 1 and c.size <= SMALL:
+                # small objects cost more in round trips and commits than in bytes
+                claims += ledger.claim_small(conn, c, spec.batch - 1, SMALL)
+            for c, opened in self._fetching(claims, ahead):
+                done = self._attempt(conn, c, opened, savepoint=careful)
+                if done is not None:
+                    result, seconds, recorded = done
+                    loaded.append((c, result, seconds))
+                    if not recorded:
+                        unrecorded.append((c, result, seconds))
+            # one UPDATE for the batch's loaded rows, in the same transaction
+            ledger.finish_loaded(conn, [(c, r.rows, round(t, 3)) for c, r, t in unrecorded])
+        return loaded
+
+    def _fetching(
+        self, claims: list[ledger.Claim], ahead: Prefetcher
+    ) -> Iterator[tuple[ledger.Claim, Future[Fetched] | None]]:
+        """Each claim with its small object's GET, started up to AHEAD claims
+        early so that S3 answers while the previous object is COPYed; None:
+        read it the one-object way (large, empty, Parquet/JSONL)."""
+        window: collections.deque[tuple[ledger.Claim, Future[Fetched] | None]] = collections.deque()
+        todo = iter(claims)
+        try:
+            for c in todo:
+                window.append((c, self._prefetch(c, ahead)))
+                if len(window) > AHEAD:
+                    yield window.popleft()
+            while window:
+                yield window.popleft()
+        finally:
+            for _, f in window:  # left unread (the transaction failed): drop them
+                if f is not None:
+                    f.cancel()
+
+    def _prefetch(self, c: ledger.Claim, ahead: Prefetcher) -> Future[Fetched] | None:
+        ref = self._ref(c)
+        if not 0 < c.size <= SMALL or formats.detect(None, ref, self.spec.options) in STRUCTURED:
+            return None
+        return ahead.submit(ref, c.size)
+
+    def _ref(self, c: ledger.Claim) -> ObjectRef:
+        return ObjectRef(key=c.key, bucket=c.bucket, region=self.spec.s3.region, etag=c.etag)
+
     def _attempt(
-        self, conn: psycopg.Connection[Any], c: ledger.Claim
-    ) -> tuple[ImportResult, float] | None:
-        """One claimed version, in a savepoint of the claim's transaction; the
-        result when loaded, None when its ledger row says what happened."""
+        self,
+        conn: psycopg.Connection[Any],
+        c: ledger.Claim,
+        opened: Future[Fetched] | None,
+        *,
+        savepoint: bool,
+    ) -> tuple[ImportResult, float, bool] | None:
+        """One claimed version in the claim's transaction (in a savepoint when
+        `savepoint`; without one, a failure inside PostgreSQL raises _Redo); the
+        result when loaded (and whether its ledger row says so yet: the
+        caller records plain loads in one statement), None when its ledger
+        row says what happened. `opened`: its bytes being fetched ahead
+        (their errors count here)."""
         started = time.monotonic()
         try:
+            reader = opened.result() if opened is not None else None
             if self.spec.create_table:
                 # watchers creating the table at once would collide on the catalog
                 conn.execute(
                     "SELECT pg_advisory_xact_lock(hashtext(%s))",
                     [f"pgferry.watch.create:{self._table.as_string(conn)}"],
                 )
-            result = run_import(self._import_spec(c), conn=conn)
+            try:
+                result = run_import(
+                    self._import_spec(c), conn=conn, reader=reader, savepoint=savepoint
+                )
+            except PgferryError:
+                aborted = conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+                if aborted and not savepoint:
+                    raise _Redo from None
+                raise
+        except StoreUnreachable:
+            raise  # not this object's fault: the worker rolls back and waits
         except (ObjectChanged, ObjectNotFound) as e:
             # the listed version can never be read again; a newer one is listed anew
             gone = "superseded" if isinstance(e, ObjectChanged) else "gone"
             ledger.finish(conn, c, gone, error=e.message)
-            self._count(gone)
-            log.info("%s: %s", _uri(c), e.message)
+            said = e.message
+
+            def went() -> None:
+                self._count(gone)
+                log.info("%s: %s", _uri(c), said)
+
+            self._later(went)
             return None
         except DataError as e:
             if self.spec.on_error != "skip-rows" or conn.broken or not self._table_exists(conn):
@@ -394,13 +500,11 @@ class Watcher:
             # a timeout, deadlock or S3 hiccup on a live session counts as an attempt
             self._failed(conn, c, e, time.monotonic() - started)
             return None
-        seconds = time.monotonic() - started
-        ledger.finish(conn, c, "loaded", rows=result.rows, seconds=round(seconds, 3))
-        return result, seconds
+        return result, time.monotonic() - started, False
 
     def _skipping(
         self, conn: psycopg.Connection[Any], c: ledger.Claim, started: float
-    ) -> tuple[ImportResult, float] | None:
+    ) -> tuple[ImportResult, float, bool] | None:
         """--on-error skip-rows: the good rows, and the bad ones in the rejects table."""
         s = self.spec
         ref = ObjectRef(key=c.key, bucket=c.bucket, region=s.s3.region, etag=c.etag)
@@ -439,7 +543,7 @@ class Watcher:
         result = ImportResult(
             rows=out.rows, bytes=c.size, bucket=c.bucket, key=c.key, table=s.table
         )
-        return result, seconds
+        return result, seconds, True
 
     def _table_exists(self, conn: psycopg.Connection[Any]) -> bool:
         row = conn.execute(
@@ -454,16 +558,36 @@ class Watcher:
         if e.transient and attempt < self.spec.max_attempts:
             delay = backoff(attempt, self.spec.retry_delay)
             ledger.finish(conn, c, "pending", seconds=seconds, error=e.message, retry_in=delay)
-            self._count("retried")
-            log.warning(
-                "%s: attempt %d failed, retrying in %.1f s: %s", _uri(c), attempt, delay, e.message
-            )
+
+            def retried() -> None:
+                self._count("retried")
+                log.warning(
+                    "%s: attempt %d failed, retrying in %.1f s: %s",
+                    _uri(c),
+                    attempt,
+                    delay,
+                    e.message,
+                )
+
+            self._later(retried)
             return
         ledger.finish(conn, c, "failed", seconds=seconds, error=e.message)
-        self._count("failed")
-        with self.totals.lock:
-            self.totals.failed += 1
-        log.error("%s failed after %d attempt(s): %s", _uri(c), attempt, e.message)
+
+        def failed() -> None:
+            self._count("failed")
+            with self.totals.lock:
+                self.totals.failed += 1
+            log.error("%s failed after %d attempt(s): %s", _uri(c), attempt, e.message)
+
+        self._later(failed)
+
+    def _later(self, fn: Callable[[], None]) -> None:
+        """Run `fn` once the batch commits (now, outside one)."""
+        after: list[Callable[[], None]] | None = getattr(self._local, "after", None)
+        if after is None:
+            fn()
+        else:
+            after.append(fn)
 
     def _import_spec(self, c: ledger.Claim) -> ImportSpec:
         s = self.spec
@@ -539,6 +663,10 @@ class Watcher:
         finally:
             for sig, h in old.items():
                 signal.signal(sig, h)
+
+
+class _Redo(Exception):
+    """A batch loaded without savepoints hit an error inside PostgreSQL."""
 
 
 def _uri(c: ledger.Claim) -> str:
