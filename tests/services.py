@@ -43,6 +43,9 @@ class SeaweedS3:
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pgferry-s3-")))
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    #: a directory of weed's toml files (e.g. notification.toml), for a private server
+    config_dir: Path | None = None
+    filer_port: int = 0
 
     @property
     def endpoint(self) -> str:
@@ -51,12 +54,14 @@ class SeaweedS3:
     def start(self) -> SeaweedS3:
         """Start (again, after `crash`: same S3 port, same data)."""
         self.port = self.port or free_port()
+        self.filer_port = self.filer_port or free_port()
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
         (self.root / "data").mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
         args = [
             str(weed_binary()),
             f"-logdir={self.root}/logs",
+            *([f"-config_dir={self.config_dir}"] if self.config_dir else []),
             "mini",
             f"-dir={self.root}/data",
             "-ip=127.0.0.1",
@@ -64,7 +69,7 @@ class SeaweedS3:
             f"-s3.port={self.port}",
             f"-master.port={free_port()}",
             f"-volume.port={free_port()}",
-            f"-filer.port={free_port()}",
+            f"-filer.port={self.filer_port}",
             f"-admin.port={free_port()}",
             "-master.telemetry=false",
             "-admin.ui=false",

@@ -4,7 +4,8 @@
 three shapes: an SNS message wrapping an S3 event (AWS's bucket notification
 through an SNS HTTP subscription), a bare S3 event (`{"Records": [...]}`),
 and a SeaweedFS filer webhook (`{"event_type": "create", "key":
-"/buckets/<bucket>/<key>", ...}`). A notification only names a key: the
+"/buckets/<bucket>/<key>", "message": {"new_entry": ..., "new_parent_path":
+...}}`, checked against SeaweedFS 4.48). A notification only names a key: the
 watcher HEADs it and records the version it finds, so a duplicate changes
 nothing and a lost one is found by the next listing.
 """
@@ -25,6 +26,9 @@ log = logging.getLogger("pgferry.watch")
 
 #: the filer folder under which SeaweedFS keeps its S3 buckets
 SEAWEED_BUCKETS = "/buckets/"
+#: the bucket folder holding multipart uploads in progress: its parts are
+#: filer files that HEAD and GET serve, but never objects to load
+SEAWEED_UPLOADS = ".uploads/"
 MAX_BODY = 1 << 20
 
 Hint = tuple[str, str]  # (bucket, key)
@@ -69,13 +73,36 @@ def hints_from(doc: Any) -> list[Hint]:
             if isinstance(bucket, str) and isinstance(key, str):
                 found.append((bucket, unquote_plus(key)))  # S3 events form-encode keys
         return found
-    if doc.get("event_type") in ("create", "update"):
-        path = doc.get("key")
-        if isinstance(path, str) and path.startswith(SEAWEED_BUCKETS):
-            bucket, _, key = path[len(SEAWEED_BUCKETS) :].partition("/")
-            if bucket and key:
-                return [(bucket, key)]
+    if "event_type" in doc:
+        return _filer_hints(doc)
     return []
+
+
+def _filer_hints(doc: dict[str, Any]) -> list[Hint]:
+    """A SeaweedFS filer webhook: `key` is the entry's path, except for a
+    rename, where it is the old path and the entry now lives under
+    `message.new_parent_path`. Folders, deletes, the buckets' own metadata and
+    multipart parts name no object."""
+    event, path = doc.get("event_type"), doc.get("key")
+    message: dict[str, Any] = doc["message"] if isinstance(doc.get("message"), dict) else {}
+    entry: dict[str, Any] = (
+        message["new_entry"] if isinstance(message.get("new_entry"), dict) else {}
+    )
+    if entry.get("is_directory"):
+        return []
+    if event == "rename":
+        parent, name = message.get("new_parent_path"), entry.get("name")
+        if not (isinstance(parent, str) and isinstance(name, str)):
+            return []
+        path = f"{parent.rstrip('/')}/{name}"
+    elif event not in ("create", "update"):
+        return []
+    if not isinstance(path, str) or not path.startswith(SEAWEED_BUCKETS):
+        return []
+    bucket, _, key = path[len(SEAWEED_BUCKETS) :].partition("/")
+    if not bucket or not key or key.startswith(SEAWEED_UPLOADS):
+        return []
+    return [(bucket, key)]
 
 
 class Sink(Protocol):
