@@ -130,6 +130,12 @@ def test_filer_webhook_loads_each_object_once_and_no_upload_part(
         s3client.delete_object(Bucket=bucket, Key="gone.csv")
         assert _post(port, {"event_type": "create", "key": f"/buckets/{bucket}/in/a.csv"}) == 200
         put(s3client, bucket, "in/sub/", [])
+        # an overwrite arrives as `update`: the new version loads (--on-change reload)
+        second = put(s3client, bucket, "in/b.csv", rows_for("b", 1, "v1"))
+        wait_for(lambda: _loaded(conn, "in/b.csv"), timeout=5, what="the second object")
+        third = put(s3client, bucket, "in/b.csv", rows_for("b", 2, "v2"))
+        wait_for(lambda: ledger(conn).get(("in/b.csv", third), ("",))[0] == "loaded",
+                 timeout=5, what="the overwrite")  # fmt: skip
 
         # a multipart upload in progress: its part is posted as a filer create
         mp = s3client.create_multipart_upload(Bucket=bucket, Key="in/big.csv")
@@ -152,6 +158,8 @@ def test_filer_webhook_loads_each_object_once_and_no_upload_part(
     finally:
         _stop(w)
     got = ledger(conn)
+    assert got.pop(("in/b.csv", second)) == ("loaded", 1)
+    assert got.pop(("in/b.csv", third)) == ("loaded", 2)
     assert {k: v for (k, _), v in got.items()} == {
         "gone.csv": ("loaded", 1),
         "in/a.csv": ("loaded", 2),
@@ -162,6 +170,7 @@ def test_filer_webhook_loads_each_object_once_and_no_upload_part(
     assert conn.execute("SELECT obj, count(*) FROM t GROUP BY obj ORDER BY obj").fetchall() == [
         ("a", 2),
         ("after", 1),
+        ("b", 3),
         ("big", 3),
         ("gone", 1),
     ]
@@ -191,3 +200,47 @@ def test_filer_webhook_rename_into_place_loads_the_new_name(
         _stop(w)
     assert [(k, v) for (k, _), v in ledger(conn).items()] == [("in/r.csv", ("loaded", 4))]
     assert conn.execute("SELECT count(*) FROM t WHERE obj = 'r'").fetchone() == (4,)
+
+
+def _hook(event: str, key: str, **message: Any) -> dict[str, Any]:
+    """A filer webhook body as SeaweedFS 4.48 posts it (entries trimmed)."""
+    return {"event_type": event, "key": key, "message": message}
+
+
+_UPLOAD = "/buckets/bkt1/.uploads/095ee9ba_11d9"
+_FILE = {"name": "a b+c.csv", "attributes": {"file_size": 4, "md5": "AJUgBTsAOG0Rc/OYjFXRkg=="}}
+
+
+@pytest.mark.parametrize(
+    ("doc", "hints"),
+    [
+        (_hook("create", "/buckets/bkt1/in/a b+c.csv", new_entry=_FILE,
+               new_parent_path="/buckets/bkt1/in"), [("bkt1", "in/a b+c.csv")]),
+        (_hook("update", "/buckets/bkt1/in/a b+c.csv", old_entry=_FILE, new_entry=_FILE,
+               new_parent_path="/buckets/bkt1/in"), [("bkt1", "in/a b+c.csv")]),
+        # the key is the old path; the entry is now under new_parent_path
+        (_hook("rename", "/buckets/bkt1/tmp/r.csv", old_entry={"name": "r.csv"},
+               new_entry={"name": "r.csv"}, new_parent_path="/buckets/bkt1/in"),
+         [("bkt1", "in/r.csv")]),
+        (_hook("rename", "/buckets/bkt1/tmp/r.csv", old_entry={"name": "r.csv"}), []),
+        (_hook("delete", "/buckets/bkt1/in/copy.csv", old_entry={"name": "copy.csv"}), []),
+        (_hook("create", "/buckets/bkt1/in", new_entry={"name": "in", "is_directory": True},
+               new_parent_path="/buckets/bkt1"), []),
+        (_hook("create", "/buckets/bkt1", new_entry={"name": "bkt1", "is_directory": True},
+               new_parent_path="/buckets"), []),
+        (_hook("create", f"{_UPLOAD}/0001_a783a683.part", new_entry={"name": "0001_a783a683.part"},
+               new_parent_path=_UPLOAD), []),
+        (_hook("create", "/buckets/.system/owners/admin/bkt1", new_entry={"name": "bkt1"},
+               new_parent_path="/buckets/.system/owners/admin"), []),
+        (_hook("create", "/staging/r.csv", new_entry={"name": "r.csv"},
+               new_parent_path="/staging"), []),
+        # the shape assumed before 4.48 was checked: still taken
+        ({"event_type": "create", "key": "/buckets/bkt1/x.csv"}, [("bkt1", "x.csv")]),
+        ({"event_type": "create", "key": "/buckets/bkt1/x.csv", "message": "junk"},
+         [("bkt1", "x.csv")]),
+    ],
+)  # fmt: skip
+def test_filer_webhook_payloads(doc: dict[str, Any], hints: list[tuple[str, str]]) -> None:
+    from pgferry.ingest.notify import hints_from
+
+    assert hints_from(doc) == hints

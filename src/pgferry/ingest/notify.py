@@ -100,7 +100,8 @@ def _filer_hints(doc: dict[str, Any]) -> list[Hint]:
     if not isinstance(path, str) or not path.startswith(SEAWEED_BUCKETS):
         return []
     bucket, _, key = path[len(SEAWEED_BUCKETS) :].partition("/")
-    if not bucket or not key or key.startswith(SEAWEED_UPLOADS):
+    # a bucket name never starts with ".": /buckets/.system is the filer's own
+    if not bucket or bucket.startswith(".") or not key or key.startswith(SEAWEED_UPLOADS):
         return []
     return [(bucket, key)]
 
