@@ -29,6 +29,9 @@ SEAWEED_BUCKETS = "/buckets/"
 #: the bucket folder holding multipart uploads in progress: its parts are
 #: filer files that HEAD and GET serve, but never objects to load
 SEAWEED_UPLOADS = ".uploads/"
+#: in a versioned bucket each version of `<key>` is the filer file
+#: `<key>.versions/v_<id>` (HEAD and GET serve it too); no event names `<key>`
+SEAWEED_VERSIONS = ".versions/v_"
 MAX_BODY = 1 << 20
 
 Hint = tuple[str, str]  # (bucket, key)
@@ -82,7 +85,7 @@ def _filer_hints(doc: dict[str, Any]) -> list[Hint]:
     """A SeaweedFS filer webhook: `key` is the entry's path, except for a
     rename, where it is the old path and the entry now lives under
     `message.new_parent_path`. Folders, deletes, the buckets' own metadata and
-    multipart parts name no object."""
+    multipart parts name no object; a version file names its object."""
     event, path = doc.get("event_type"), doc.get("key")
     message: dict[str, Any] = doc["message"] if isinstance(doc.get("message"), dict) else {}
     entry: dict[str, Any] = (
@@ -103,6 +106,9 @@ def _filer_hints(doc: dict[str, Any]) -> list[Hint]:
     # a bucket name never starts with ".": /buckets/.system is the filer's own
     if not bucket or bucket.startswith(".") or not key or key.startswith(SEAWEED_UPLOADS):
         return []
+    folder, sep, version = key.rpartition(SEAWEED_VERSIONS)
+    if sep and folder and "/" not in version:
+        key = folder  # the object whose version this is: HEAD gives its current one
     return [(bucket, key)]
 
 
