@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ import pytest
 
 PGFERRY = str(Path(sys.executable).parent / "pgferry")
 CSV = ["--options", "(format csv)"]
+# the endpoints' token (ingest/auth.py), as a sender and a scraper present it
+TOKEN = "watch-test-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture()
@@ -30,6 +34,8 @@ def env(s3: Any, db: str) -> dict[str, str]:
         AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
         AWS_EC2_METADATA_DISABLED="true",
         PGFERRY_TARGET=db,
+        PGFERRY_NOTIFY_TOKEN=TOKEN,
+        PGFERRY_METRICS_TOKEN=TOKEN,
     )
     return env
 
@@ -596,16 +602,20 @@ def test_s3_restart_mid_run_loses_nothing_and_loads_nothing_twice(conn, env) -> 
         s3.stop()
 
 
-def _post(port: int, doc: Any) -> int:
+def _post(port: int, doc: Any, auth: dict[str, str] = AUTH) -> int:
     import urllib.request
 
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}/",
         data=json.dumps(doc).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **auth},
     )
     with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback test)
         return int(resp.status)
+
+
+def _scrape(port: int) -> urllib.request.Request:
+    return urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers=AUTH)
 
 
 def test_notifications_load_before_the_next_listing(conn, env, s3client, bucket) -> None:
@@ -700,7 +710,7 @@ def test_metrics(conn, env, s3client, bucket) -> None:
     try:
         wait_for(lambda: _count(conn) == 5, what="the good objects")
         wait_for(lambda: "failed" in {s for s, _ in ledger(conn).values()}, what="the bad one")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        with urllib.request.urlopen(_scrape(port), timeout=10) as resp:  # noqa: S310 (loopback)
             text = resp.read().decode()
     finally:
         w.send_signal(signal.SIGTERM)
@@ -917,7 +927,7 @@ def test_config_shares_one_notify_endpoint_and_metrics(
             return got == (2,)
 
         wait_for(loaded, timeout=20, what="both notified objects")
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=10) as resp:
+        with urllib.request.urlopen(_scrape(metrics), timeout=10) as resp:  # noqa: S310 (loopback)
             text = resp.read().decode()
     finally:
         w.send_signal(signal.SIGTERM)
@@ -962,3 +972,73 @@ def test_on_error_skip_rows_keeps_rejects(conn, env, s3client, bucket) -> None:
     assert conn.execute(
         "SELECT status, row_count, rejected_rows FROM pgferry.watch_files WHERE key = 'a.csv'"
     ).fetchone() == ("loaded", 4, 2)
+
+
+def test_endpoints_need_their_token(conn, env, s3client, bucket) -> None:
+    """A notification or a scrape without the token gets 401 and changes
+    nothing; a wrong token too; Basic authentication with the token as the
+    password (an SNS subscription URL) is let in."""
+    import base64
+    import urllib.error
+
+    from pgferry.embedded import free_port
+
+    conn.execute("CREATE TABLE t (obj text, tag text, n int)")
+    notify, metrics = free_port(), free_port()
+    w = start(env, "watch", f"s3://{bucket}/in/", "-t", "t", *CSV, "--interval", "1h",
+              "--notify-listen", f"127.0.0.1:{notify}",
+              "--metrics", f"127.0.0.1:{metrics}")  # fmt: skip
+    try:
+        wait_for(lambda: _listening(notify), what="the notification endpoint")
+        wait_for(lambda: _listening(metrics), what="the metrics endpoint")
+        wait_for(lambda: _ledger_exists(conn), what="the first listing")
+        put(s3client, bucket, "in/a.csv", rows_for("a", 2))
+        hook = {"event_type": "create", "key": f"/buckets/{bucket}/in/a.csv"}
+        for auth in ({}, {"Authorization": "Bearer not-the-token-at-all-00"}):
+            with pytest.raises(urllib.error.HTTPError) as e:
+                _post(notify, hook, auth)
+            assert e.value.code == 401
+            assert e.value.headers["WWW-Authenticate"] == 'Basic realm="pgferry"'
+        for req in (
+            f"http://127.0.0.1:{metrics}/metrics",
+            urllib.request.Request(
+                f"http://127.0.0.1:{metrics}/metrics", headers={"Authorization": "Bearer x"}
+            ),
+        ):
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(req, timeout=10)  # noqa: S310 (loopback test)
+            assert e.value.code == 401
+        time.sleep(1)  # time for a wrongly accepted hint to be recorded
+        assert _count(conn) == 0
+        assert ledger(conn) == {}
+        basic = base64.b64encode(f"pgferry:{TOKEN}".encode()).decode()
+        assert _post(notify, hook, {"Authorization": f"Basic {basic}"}) == 200
+        wait_for(lambda: _count(conn) == 2, timeout=20, what="the notified object")
+        with urllib.request.urlopen(_scrape(metrics), timeout=10) as resp:  # noqa: S310
+            assert resp.status == 200
+    finally:
+        w.send_signal(signal.SIGTERM)
+        _, err = w.communicate(timeout=30)
+    assert w.returncode == 0, err
+
+
+@pytest.mark.parametrize(
+    ("flag", "variable"),
+    [("--notify-listen", "PGFERRY_NOTIFY_TOKEN"), ("--metrics", "PGFERRY_METRICS_TOKEN")],
+)
+def test_endpoint_without_a_token_is_a_usage_error(
+    conn, env, bucket, flag: str, variable: str
+) -> None:
+    conn.execute("CREATE TABLE t (obj text, tag text, n int)")
+    for value in (None, "short"):
+        e = {k: v for k, v in env.items() if k != variable}
+        if value is not None:
+            e[variable] = value
+        p = run(e, "watch", f"s3://{bucket}/in/", "-t", "t", *CSV, flag, "127.0.0.1:1")
+        assert (p.returncode, p.stdout) == (2, "")
+        assert p.stderr == (
+            f"error: {flag} needs a token of at least 16 characters in {variable}; "
+            f"export {variable}=$(openssl rand -hex 24) and give the same token to the "
+            "sender (see 'Endpoints and tokens' in the README)\n"
+        )
+    assert not _ledger_exists(conn)

@@ -19,6 +19,7 @@ from pgferry.embedded import free_port
 from tests.services import SeaweedS3
 from tests.test_watch import (
     CSV,
+    TOKEN,
     _ledger_exists,
     _listening,
     _post,
@@ -45,6 +46,7 @@ def hooked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SeaweedS3
         "[notification.webhook]\n"
         "enabled = true\n"
         f'endpoint = "http://127.0.0.1:{port}/"\n'
+        f'bearer_token = "{TOKEN}"\n'
         "max_retries = 0\n"
         "workers = 1\n"
     )
@@ -70,6 +72,7 @@ def _watch(server: SeaweedS3, port: int, db: str, bucket: str, *args: str) -> su
         AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
         AWS_EC2_METADATA_DISABLED="true",
         PGFERRY_TARGET=db,
+        PGFERRY_NOTIFY_TOKEN=TOKEN,
     )
     w = start(env, "watch", f"s3://{bucket}/", "-t", "t", *CSV, "--interval", "300s",
               "--notify-listen", f"127.0.0.1:{port}", *args)  # fmt: skip

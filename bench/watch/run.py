@@ -152,8 +152,10 @@ def latency(
         "--full-sweep",
         "1h" if notify else "1m",
     ]
+    token = "bench-notify-token-0123456789"
     if notify:
         args += ["--notify-listen", f"127.0.0.1:{port}"]
+        env = dict(env, PGFERRY_NOTIFY_TOKEN=token)
     w = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
     rng = random.Random(7)
     arrived: dict[str, float] = {}
@@ -168,7 +170,9 @@ def latency(
             if notify:
                 event = {"event_type": "create", "key": f"/buckets/{bucket}/{key}"}
                 req = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/", data=json.dumps(event).encode()
+                    f"http://127.0.0.1:{port}/",
+                    data=json.dumps(event).encode(),
+                    headers={"Authorization": f"Bearer {token}"},
                 )
                 urllib.request.urlopen(req, timeout=10).close()  # noqa: S310 (loopback)
             time.sleep(max(0.0, 1 / rate - 0.002))

@@ -9,15 +9,24 @@ watchers is scraped.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from pgferry.errors import PgferryError, UsageError
 from pgferry.ingest import ledger
+from pgferry.ingest.auth import authorized
 from pgferry.target import Target, connect
 
 log = logging.getLogger("pgferry.watch")
@@ -99,13 +108,40 @@ class Metrics:
     def outcome(self, pipeline: str, outcome: str) -> None:
         self.objects.labels(pipeline, outcome).inc()
 
-    def serve(self, listen: tuple[str, int], target: Target) -> Any:
+    def serve(self, listen: tuple[str, int], target: Target, token: str) -> Any:
+        """Serve GET /metrics to scrapers that present `token` (auth.py);
+        prometheus_client's own server has no authentication."""
         self.registry.register(_LedgerCollector(target, self.pipelines))
+        registry = self.registry
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if not authorized(self.headers.get("Authorization"), token):
+                    self._reply(401, b"", {"WWW-Authenticate": 'Basic realm="pgferry"'})
+                elif self.path.split("?", 1)[0] != "/metrics":
+                    self._reply(404, b"", {})
+                else:
+                    body = generate_latest(registry)
+                    self._reply(200, body, {"Content-Type": CONTENT_TYPE_LATEST})
+
+            def _reply(self, code: int, body: bytes, headers: dict[str, str]) -> None:
+                self.send_response(code)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # a line per scrape would drown the watcher's own
+
         try:
-            server, _ = start_http_server(listen[1], listen[0], registry=self.registry)
+            server = ThreadingHTTPServer(listen, Handler)
         except OSError as e:
             raise UsageError(
                 f"cannot serve metrics on {listen[0]}:{listen[1]}: {e.strerror}",
                 hint="choose another --metrics address",
             ) from None
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
         return server

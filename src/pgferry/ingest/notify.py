@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
 from pgferry.errors import UsageError
+from pgferry.ingest.auth import authorized
 
 log = logging.getLogger("pgferry.watch")
 
@@ -119,12 +120,21 @@ class Sink(Protocol):
 class NotifyServer:
     """The HTTP endpoint; hints go to `sink` (the discovery loop's queue)."""
 
-    def __init__(self, listen: tuple[str, int], sink: Sink | queue.Queue[Hint | None]) -> None:
+    def __init__(
+        self, listen: tuple[str, int], sink: Sink | queue.Queue[Hint | None], token: str
+    ) -> None:
         self.sink = sink
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
+                if not authorized(self.headers.get("Authorization"), token):
+                    # the challenge makes SNS send the URL's basic-auth credentials
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="pgferry"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 size = int(self.headers.get("Content-Length") or 0)
                 if size > MAX_BODY:
                     self._reply(413)

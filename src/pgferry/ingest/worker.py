@@ -40,6 +40,7 @@ from pgferry.errors import (
 from pgferry.imports import ImportResult, ImportSpec, run_import
 from pgferry.imports_formats import STRUCTURED
 from pgferry.ingest import ledger, rejects
+from pgferry.ingest.auth import METRICS_TOKEN_VAR, NOTIFY_TOKEN_VAR, required_token
 from pgferry.ingest.discover import Lister, Prefix, head_listed
 from pgferry.ingest.gate import Gate
 from pgferry.ingest.ledger import Listed
@@ -125,6 +126,17 @@ class Watcher:
         self._metrics: Any = metrics
         #: an error that stops a worker for good (bad credentials, ...): ends the run
         self._fatal: PgferryError | None = None
+        # the endpoints' tokens: a missing one is a usage error before any work
+        self._notify_token = (
+            required_token(NOTIFY_TOKEN_VAR, "--notify-listen")
+            if spec.notify_listen is not None and not spec.once
+            else ""
+        )
+        self._metrics_token = (
+            required_token(METRICS_TOKEN_VAR, "--metrics")
+            if spec.metrics_listen is not None
+            else ""
+        )
         #: per worker thread: what to do once its batch commits
         self._local = threading.local()
 
@@ -614,7 +626,7 @@ class Watcher:
         from pgferry.ingest.metrics import Metrics  # prometheus_client only when asked
 
         self._metrics = Metrics([self.spec.pipeline])
-        server = self._metrics.serve(self.spec.metrics_listen, self._target)
+        server = self._metrics.serve(self.spec.metrics_listen, self._target, self._metrics_token)
         try:
             yield
         finally:
@@ -630,7 +642,7 @@ class Watcher:
         if self.spec.notify_listen is None or self.spec.once:
             yield
             return
-        with NotifyServer(self.spec.notify_listen, self._hints) as server:
+        with NotifyServer(self.spec.notify_listen, self._hints, self._notify_token) as server:
             log.info("notifications: listening on port %d", server.port)
             yield
 
@@ -712,11 +724,19 @@ def run_all(specs: list[WatchSpec]) -> list[Totals]:
     old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     with contextlib.ExitStack() as stack:
         if shared is not None and listen is not None:
-            server = shared.serve(listen, watchers[0]._target)
+            server = shared.serve(
+                listen, watchers[0]._target, required_token(METRICS_TOKEN_VAR, "--metrics")
+            )
             stack.callback(server.server_close)
             stack.callback(server.shutdown)
         if notify is not None:
-            stack.enter_context(NotifyServer(notify, _Fanout([w._hints for w in watchers])))
+            stack.enter_context(
+                NotifyServer(
+                    notify,
+                    _Fanout([w._hints for w in watchers]),
+                    required_token(NOTIFY_TOKEN_VAR, "--notify-listen"),
+                )
+            )
         try:
             for t in threads:
                 t.start()
