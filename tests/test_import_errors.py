@@ -314,3 +314,56 @@ def test_terminated_backend_stays_transient(conn, db, table, bucket, s3client) -
         "is reachable"
     )
     unchanged(conn)
+
+
+def test_deadlock_is_busy_not_lost(conn, db, table, bucket, s3client) -> None:
+    """A load that loses a deadlock (40P01) is transient but not "lost the
+    target": the server is there, and the load passes on a retry."""
+    import threading
+    import time
+
+    conn.execute(
+        "CREATE TABLE x (id int PRIMARY KEY, v int); INSERT INTO x VALUES (1, 0), (2, 0);"
+        "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$"
+        " BEGIN UPDATE x SET v = v + 1 WHERE id = 2; RETURN NEW; END $$;"
+        "CREATE TRIGGER touch BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION touch()"
+    )
+    s3client.put_object(Bucket=bucket, Key="d.csv", Body=b"1,a\n")
+    other = psycopg.connect(db)  # holds row 2, then wants row 1
+    other.execute("UPDATE x SET v = v + 1 WHERE id = 2")
+    loader = psycopg.connect(db)  # holds row 1, then its trigger wants row 2
+    loader.execute("UPDATE x SET v = v + 1 WHERE id = 1")
+    loader.execute("SET LOCAL deadlock_timeout = '50ms'")  # the loader finds it first
+
+    def close_the_cycle() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # once the loader waits for row 2
+            if conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid = %s",
+                [loader.info.backend_pid],
+            ).fetchone() == (1,):
+                break
+            time.sleep(0.01)
+        other.execute("UPDATE x SET v = v + 1 WHERE id = 1")  # waits until the loader gives up
+        other.commit()
+
+    closer = threading.Thread(target=close_the_cycle)
+    closer.start()
+    try:
+        with pytest.raises(errors.TargetBusy) as err:
+            imports.import_from_s3("t", f"s3://{bucket}/d.csv", options="(format csv)", conn=loader)
+    finally:
+        loader.rollback()  # frees row 1: the other session goes on and commits
+        closer.join(60)
+        loader.close()
+        other.close()
+    e = err.value
+    assert (e.sqlstate, e.table, e.key, e.transient) == ("40P01", "t", "d.csv", True)
+    assert not isinstance(e, errors.TargetUnreachable)
+    assert str(e) == (
+        f'the target rolled back the load of table "t" from s3://{bucket}/d.csv: deadlock '
+        "detected; nothing was committed; a deadlock or serialization failure passes on a "
+        "retry; for too many connections, memory or disk, free some first"
+    )
+    unchanged(conn)
+    assert conn.execute("SELECT v FROM x ORDER BY id").fetchall() == [(1,), (1,)]

@@ -121,6 +121,14 @@ class TargetUnreachable(TargetError):
     transient = True
 
 
+class TargetBusy(TargetError):
+    """The server rolled the load back for a reason that may pass: a deadlock
+    or serialization failure (SQLSTATE class 40), or resources running short
+    (class 53: too many connections, out of memory, disk full)."""
+
+    transient = True
+
+
 class TableNotFound(TargetError):
     pass
 

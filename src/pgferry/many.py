@@ -27,6 +27,7 @@ import psycopg
 
 from pgferry.errors import PgferryError, TargetError, TargetUnreachable, UsageError
 from pgferry.imports import ImportSpec, run_import
+from pgferry.sink.copyin import UNREACHABLE_STATES
 from pgferry.sink.names import parse_table_name, table_ident
 from pgferry.stores.listing import Listed, expand
 from pgferry.target import connect, resolve_target
@@ -343,7 +344,7 @@ def _finish(conns: list[psycopg.Connection[Any]], shared: _Shared, two_phase: bo
 
 def _commit_error(e: psycopg.Error, table: str) -> TargetError:
     primary = e.diag.message_primary or str(e).strip()
-    if e.sqlstate is None or e.sqlstate[:2] in ("08", "57"):
+    if e.sqlstate is None or e.sqlstate[:2] == "08" or e.sqlstate in UNREACHABLE_STATES:
         return TargetUnreachable(
             f'lost the target while committing the load of table "{table}": {primary}',
             hint="check the table: a commit cut off may or may not have happened",

@@ -21,6 +21,7 @@ from pgferry.errors import (
     PgferryError,
     StatementCancelled,
     TableNotFound,
+    TargetBusy,
     TargetError,
     TargetUnreachable,
 )
@@ -34,12 +35,14 @@ _SKIPPED = re.compile(r"^(\d+) rows? w(?:as|ere) skipped")
 # statement-time SQLSTATEs that mean "these COPY options are refused"
 _REFUSED_OPTIONS = ("42601", "22023", "0A000")
 # SQLSTATE classes where the same statement may succeed later
-_TRANSIENT_CLASSES = ("08", "40", "53")
+# 08: the connection; 40 (rollback: deadlock, serialization) and 53 (resources)
+# may pass on a retry but are not a lost server: TargetBusy
+_BUSY_CLASSES = ("40", "53")
 # class 57 (operator intervention), exact codes: the server shut down, crashed
 # or is starting (admin_shutdown, crash_shutdown, cannot_connect_now) or closed
 # an idle session; 57014 (query_canceled) is a timeout or cancel, and the rest
 # (57P04 database_dropped, 57000) will not pass on a retry
-_UNREACHABLE_STATES = ("57P01", "57P02", "57P03", "57P05")
+UNREACHABLE_STATES = ("57P01", "57P02", "57P03", "57P05")
 _QUERY_CANCELED = "57014"
 
 
@@ -156,7 +159,14 @@ def map_db_error(e: psycopg.Error, table: tuple[str, ...], ref: ObjectRef) -> Ta
             "statement_timeout=...); nothing was committed",
             **ctx,
         )
-    if not state or state[:2] in _TRANSIENT_CLASSES or state in _UNREACHABLE_STATES:
+    if state[:2] in _BUSY_CLASSES:
+        return TargetBusy(
+            f'the target rolled back the load of table "{name}" from {source}: {primary}',
+            hint="nothing was committed; a deadlock or serialization failure passes on a "
+            "retry; for too many connections, memory or disk, free some first",
+            **ctx,
+        )
+    if not state or state[:2] == "08" or state in UNREACHABLE_STATES:
         return TargetUnreachable(
             f'lost the target while loading table "{name}" from {source}: {primary}',
             hint="nothing was committed; retry when the server is reachable",
