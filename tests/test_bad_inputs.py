@@ -52,6 +52,8 @@ IMPORT_CASES: list[Any] = [
     ("unknown option", ["--options", "(format csv, colour blue)"], {}),
     ("bad table name", ["--table", "a.b.c.d"], {}),
     ("empty table name", ["--table", ""], {}),
+    ("table name with a blank", ["--table", "My Table"], {"_exit": "2"}),
+    ("column list with a blank", ["--columns", "id v"], {"_exit": "2"}),
     ("unknown column", ["--columns", "id,nope"], {}),
     ("bad content encoding", ["--content-encoding", "lz4"], {}),
     ("gzip flag on plain bytes", ["--content-encoding", "gzip"], {}),

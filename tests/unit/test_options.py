@@ -76,11 +76,25 @@ def test_quotes_in_values_stay_literals() -> None:
         ('"My Table"', ("My Table",)),
         ('s."a.b"', ("s", "a.b")),
         ('"x""y"', ('x"y',)),
-        ("t; drop table x", ("t;droptablex",)),
+        (" public . t ", ("public", "t")),
+        ("t;", ("t;",)),
     ],
 )
 def test_table_names(text: str, parts: tuple[str, ...]) -> None:
     assert parse_table_name(text) == parts
+
+
+@pytest.mark.parametrize(
+    "text", ["My Table", "public.My Table", '"a" "b"', "t; drop table x", 'My "Table"']
+)
+def test_a_blank_inside_an_unquoted_name_is_refused(text: str) -> None:
+    # the server would refuse it too; folding it to one word loaded another table
+    with pytest.raises(UsageError) as err:
+        parse_table_name(text)
+    assert str(err.value) == (
+        f"table name {text!r} has a blank inside a name; "
+        """quote a name with blanks, e.g. '"My Table"' (as in SQL)"""
+    )
 
 
 def test_column_lists() -> None:
@@ -91,6 +105,8 @@ def test_column_lists() -> None:
         split_identifiers("a,,b")
     with pytest.raises(UsageError, match="unterminated quote"):
         split_identifiers('a,"b')
+    with pytest.raises(UsageError, match="column list 'a b, c' has a blank inside a name"):
+        split_identifiers("a b, c")
 
 
 @pytest.mark.parametrize(

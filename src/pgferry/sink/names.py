@@ -16,9 +16,16 @@ from pgferry.errors import UsageError
 def _parts(text: str, sep: str, what: str) -> list[str]:
     parts: list[str] = []
     buf: list[str] = []
+    gap = False  # a blank after part of a name: what follows would be a second word
     i, n = 0, len(text)
     while i < n:
         ch = text[i]
+        if gap and ch != sep and ch.strip():
+            example = '"My Table"' if what == "table name" else '"My Column"'
+            raise UsageError(
+                f"{what} {text!r} has a blank inside a name",
+                hint=f"quote a name with blanks, e.g. '{example}' (as in SQL)",
+            )
         if ch == '"':
             j = i + 1
             while True:
@@ -34,11 +41,15 @@ def _parts(text: str, sep: str, what: str) -> list[str]:
         elif ch == sep:
             parts.append(_finish(buf, text, what))
             buf = []
+            gap = False
             i += 1
         else:
-            # outside quotes: blanks separate nothing, letters fold to lower case
+            # outside quotes: letters fold to lower case; blanks may only
+            # surround a name (`a, b`), as the server reads it
             if ch.strip():
                 buf.append(ch.lower())
+            elif buf:
+                gap = True
             i += 1
     parts.append(_finish(buf, text, what))
     return parts
