@@ -42,6 +42,22 @@ class Column:
     #: MariaDB/MySQL: SQL that reads the value (ST_AsText(`c`)); None: the column
     read: str | None = None
 
+    def default_value(
+        self, raw: object, text: str, table: str, notes: list[str]
+    ) -> tuple[str, str] | None:
+        """A literal default `raw` (written `text` on the source), converted
+        like data; left out with a note when the target type cannot hold it."""
+        try:
+            value = self.convert(raw)
+        except RowRejected:
+            value = None
+        if value is None:
+            notes.append(
+                f"{table}.{self.name}: default {text} does not fit {self.pg_type}, left out"
+            )
+            return None
+        return ("value", value)
+
 
 @dataclass
 class Index:

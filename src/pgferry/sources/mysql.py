@@ -29,7 +29,7 @@ from pgferry.errors import (
     UsageError,
 )
 from pgferry.sources import types, wire
-from pgferry.sources.model import Column, ForeignKey, Index, Range, RowRejected, TableDef
+from pgferry.sources.model import Column, ForeignKey, Index, Range, TableDef
 from pgferry.sources.names import Namer
 from pgferry.sources.url import MySQLURL
 from pgferry.sources.views import ViewDef
@@ -394,14 +394,7 @@ def _default(
     else:
         notes.append(f"{table}.{col.name}: default {text} not translated, left out")
         return None
-    try:
-        value = col.convert(literal)
-    except RowRejected:
-        value = None
-    if value is None:
-        notes.append(f"{table}.{col.name}: default {text} has no PostgreSQL value, left out")
-        return None
-    return ("value", value)
+    return col.default_value(literal, text, table, notes)
 
 
 def _checks(

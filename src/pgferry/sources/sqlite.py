@@ -244,14 +244,7 @@ class Reader:
         else:
             notes.append(f"{table}.{col.name}: default {dflt} not translated, left out")
             return None
-        try:
-            value = col.convert(raw)
-        except RowRejected:
-            value = None
-        if value is None:
-            notes.append(f"{table}.{col.name}: default {dflt} does not fit {col.pg_type}, left out")
-            return None
-        return ("value", value)
+        return col.default_value(raw, dflt, table, notes)
 
     def rows(self, t: TableDef) -> Iterator[tuple[Any, ...]]:
         cols = ", ".join(_q(c.name) for c in t.columns)
