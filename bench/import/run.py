@@ -301,7 +301,10 @@ def main() -> None:
     )
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
+    from bench.installed import compile_pgferry
     from tests.services import SeaweedS3, postgres
+
+    compile_pgferry()
 
     tmp = Path(tempfile.mkdtemp(prefix="pgferry-bench-import-"))
     tmp.chmod(0o755)  # the server's OS user runs zcat on a file in here

@@ -28,6 +28,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from bench.installed import compile_pgferry
 from pgferry.embedded import LocalServer
 from pgferry.migrate.verify import VerifyConfig, verify
 from tests.migrate.dbgen import generate
@@ -69,6 +70,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     ap.add_argument("--only", default="pgferry,pg_dump,pgcopydb")
     args = ap.parse_args()
+    compile_pgferry()
     n = args.jobs
     src_server, dst_server = postgres("15"), postgres("15")
     work = Path(tempfile.mkdtemp(prefix="pgferry-bench-"))

@@ -8,13 +8,14 @@ partitions, the size of pagila) on a PostgreSQL 15 source, then times, as
 whole processes and in alternating order, `pgferry clone` and
 `pg_dump -Fc | pg_restore` into a fresh target database.  The first pgferry
 copy of each size is checked with `pgferry verify` (not timed).  Both
-servers run with fsync off, like bench/migrate/bench.py.
+servers run with PostgreSQL's default durability settings, as users run
+them (`--durability off` turns fsync, synchronous_commit and
+full_page_writes off, which hides the cost of each commit).
 """
 
 from __future__ import annotations
 
 import argparse
-import compileall
 import json
 import os
 import shutil
@@ -27,11 +28,11 @@ from pathlib import Path
 
 import psycopg
 
-import pgferry
+from bench.installed import compile_pgferry
 from bench.migrate.bench import PG15, checkpoint, create_db, drop_db
 from pgferry.migrate.verify import VerifyConfig, verify
 from tests.migrate.dbgen import generate
-from tests.services import postgres
+from tests.services import FAST, postgres
 
 
 def pgferry_clone(source: str, target: str, jobs: int) -> list[tuple[str, float]]:
@@ -57,11 +58,12 @@ def main() -> None:
     ap.add_argument("--rows", default="2000,20000", help="sizes: rows of app.events")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=4)
+    ap.add_argument("--durability", choices=("defaults", "off"), default="defaults")
     args = ap.parse_args()
-    # as installed by pip: bytecode compiled once, not at every start (an
-    # editable install under PYTHONDONTWRITEBYTECODE recompiles each run)
-    compileall.compile_dir(Path(pgferry.__file__).parent, quiet=1)
-    src_server, dst_server = postgres("15"), postgres("15")
+    compile_pgferry()
+    src_server, dst_server = postgres("15", start=False), postgres("15", start=False)
+    for server in (src_server, dst_server):
+        server.start(FAST if args.durability == "off" else {})
     results = []
     try:
         for rows in (int(r) for r in args.rows.split(",")):
@@ -125,7 +127,8 @@ def main() -> None:
         for s in (src_server, dst_server):
             s.destroy()
             shutil.rmtree(s.datadir.parent, ignore_errors=True)  # postgres() leaves it
-    print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"\nserver durability: {args.durability}")
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for r in results:
         print(
             f"\n{r['rows']} rows, {r['bytes'] / 2**20:.1f} MiB, {r['tables']} tables:"

@@ -35,6 +35,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from bench.installed import compile_pgferry
 from pgferry.embedded import LocalServer
 from tests.migrate.dbgen import generate
 from tests.services import FAST, postgres
@@ -134,6 +135,7 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=500, help="writes per second at promote")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     args = ap.parse_args()
+    compile_pgferry()
     state = Path(
         os.environ.setdefault("PGFERRY_STATE_DIR", f"/tmp/pgferry-bench-state-{os.getpid()}")
     )

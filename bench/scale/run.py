@@ -75,7 +75,10 @@ def main() -> None:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
+    from bench.installed import compile_pgferry
     from tests.services import FAST, SeaweedS3, postgres
+
+    compile_pgferry()
 
     bi = _import_bench()
     tmp = Path(tempfile.mkdtemp(prefix="pgferry-bench-scale-"))

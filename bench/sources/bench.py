@@ -23,6 +23,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from bench.installed import compile_pgferry
 from tests.services import postgres
 from tests.sources.mariadb import MariaDB
 
@@ -72,6 +73,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--split", default="1GB", help="pgferry's --split-tables-larger-than")
     a = p.parse_args()
+    compile_pgferry()
     m = MariaDB().start()
     pg = postgres("15")
     try:

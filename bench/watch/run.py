@@ -32,6 +32,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.installed import compile_pgferry  # noqa: E402
 from pgferry.embedded import free_port  # noqa: E402
 from tests.services import FAST, SeaweedS3, postgres  # noqa: E402
 
@@ -224,6 +225,7 @@ def main() -> None:
     ap.add_argument("--latency-objects", type=int, default=200)
     ap.add_argument("--rate", type=float, default=10.0, help="arrivals per second")
     a = ap.parse_args()
+    compile_pgferry()
     s3 = SeaweedS3().start()
     pg = postgres("15", start=False)
     pg.start(FAST)
