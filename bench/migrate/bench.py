@@ -7,7 +7,9 @@ Starts two PostgreSQL 15 servers (source, target: Debian's binaries, the
 version the Debian pgcopydb package is built for), generates the database
 of tests/migrate/dbgen.py on the source, runs each tool into a fresh target
 database, checks each copy with `pgferry verify` (not timed), and prints
-wall times and ratios.  Servers run with fsync=off (all tools alike).
+wall times and ratios.  Servers run with PostgreSQL's default durability
+settings, as users run them (`--durability off`: fsync, synchronous_commit
+and full_page_writes off; all tools alike).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from bench.installed import compile_pgferry
 from pgferry.embedded import LocalServer
 from pgferry.migrate.verify import VerifyConfig, verify
 from tests.migrate.dbgen import generate
-from tests.services import postgres
+from tests.services import FAST, postgres
 
 PG15 = Path("/usr/lib/postgresql/15/bin")
 
@@ -69,10 +71,13 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=4)
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     ap.add_argument("--only", default="pgferry,pg_dump,pgcopydb")
+    ap.add_argument("--durability", choices=("defaults", "off"), default="defaults")
     args = ap.parse_args()
     compile_pgferry()
     n = args.jobs
-    src_server, dst_server = postgres("15"), postgres("15")
+    src_server, dst_server = postgres("15", start=False), postgres("15", start=False)
+    for server in (src_server, dst_server):
+        server.start(FAST if args.durability == "off" else {})
     work = Path(tempfile.mkdtemp(prefix="pgferry-bench-"))
     try:
         source = create_db(src_server, "bench")
@@ -184,8 +189,12 @@ def report(
         f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, "
         f"{platform.system()} {platform.release()}; source and target servers on the same host",
-        "- servers: two PostgreSQL 15 (Debian) with fsync=off, synchronous_commit=off, "
-        "full_page_writes=off, otherwise defaults",
+        "- servers: two PostgreSQL 15 (Debian) with "
+        + (
+            "fsync=off, synchronous_commit=off, full_page_writes=off, otherwise defaults"
+            if args.durability == "off"
+            else "default settings (durability on)"
+        ),
         f"- database: tests/migrate/dbgen.py with {args.rows:,} rows in app.events, "
         f'{size / 2**30:.2f} GiB on disk (pg_database_size); without its "Mixed Case" '
         "schema, whose quoted table name pgcopydb 0.10 fails on (TRUNCATE syntax error)",

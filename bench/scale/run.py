@@ -97,6 +97,7 @@ def main() -> None:
         client = s3.client()
         client.create_bucket(Bucket="bench")
         client.upload_file(str(csv), "bench", "data.csv")
+        s3.put_as_stored(csv, "bench", "stored.csv")
         a, b = tmp / "a.csv", tmp / "b.csv"
         split_halves(csv, a, b)
 
@@ -143,6 +144,13 @@ def main() -> None:
                     "import", "s3://bench/data.csv", "-t", "t", *opts, "--jobs", "2"
                 ),
                 "pgferry (one stream)": cli("import", "s3://bench/data.csv", "-t", "t", *opts),
+                # SeaweedFS without its gzip at rest (services.put_as_stored)
+                "pgferry --jobs 2 (S3, stored as sent)": cli(
+                    "import", "s3://bench/stored.csv", "-t", "t", *opts, "--jobs", "2"
+                ),
+                "pgferry (S3, stored as sent)": cli(
+                    "import", "s3://bench/stored.csv", "-t", "t", *opts
+                ),
                 "two parallel \\copy": two_copies,
                 "one \\copy": lambda: bench.psql_cmd(f"\\copy t FROM '{csv}' (format csv)"),
                 # the same without the S3 server's CPU on the two cores
