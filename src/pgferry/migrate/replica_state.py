@@ -68,12 +68,20 @@ class Setup:
     @property
     def object_name(self) -> str:
         """The slot's, the publication's and the subscription's name."""
-        return f"pgferry_{self.name}"
+        return object_name(self.name)
 
     @property
     def reverse_name(self) -> str:
         """The same for the way back (promote --reverse)."""
-        return f"pgferry_{self.name}_back"
+        return reverse_name(self.name)
+
+
+def object_name(name: str) -> str:
+    return f"pgferry_{name}"
+
+
+def reverse_name(name: str) -> str:
+    return f"pgferry_{name}_back"
 
 
 def check_name(name: str) -> str:

@@ -27,8 +27,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgferry.migrate.replica_state import NAME, object_name, reverse_name
+
 Key = tuple[str, str, str, str]  # kind, schema ('' if none), relation ('' if none), name
 Attrs = dict[str, Any]
+
+#: pgferry_<replica name>, or the way back's pgferry_<replica name>_back
+REPLICA_PUBLICATION = f"^{object_name(f'({NAME.pattern})')}$|^{reverse_name(f'({NAME.pattern})')}$"
 
 _SKIP_NS = (
     "n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry')"
@@ -321,8 +326,11 @@ def read_schema(conn: psycopg.Connection[Any], scope: Scope) -> dict[Key, Attrs]
     (which must have search_path = pg_catalog)."""
     queries: Iterable[str] = TABLE_QUERIES + (DATABASE_QUERIES if scope.database_wide else ())
     out: dict[Key, Attrs] = {}
+    plumbing = replica_publications(conn) if scope.database_wide else set()
     for query in queries:
         for kind, schema, rel, name, attrs in conn.execute(query):
+            if kind == "publication" and name in plumbing:
+                continue
             refs = attrs.pop("_references", None)
             if "_tables" in attrs:
                 # a publication's tables left out of the selection are not carried
@@ -353,6 +361,22 @@ def read_schema(conn: psycopg.Connection[Any], scope: Scope) -> dict[Key, Attrs]
             out[(kind, schema, rel, name)] = attrs
     conn.rollback()
     return out
+
+
+def replica_publications(conn: psycopg.Connection[Any]) -> set[str]:
+    """The publications of pgferry's own replicas on this server: a live
+    replica's on its source, and the way back's (promote --reverse) on the new
+    primary.  They are replication plumbing, not the user's schema, so never
+    a difference.  Each is known by its name and by the logical replication
+    slot of the same name in this database, which pgferry creates with it: a
+    publication only named like one, without that slot, is still compared."""
+    rows = conn.execute(
+        "SELECT p.pubname FROM pg_publication p JOIN pg_replication_slots s"
+        " ON s.slot_name = p.pubname AND s.slot_type = 'logical'"
+        " AND s.database = current_database() WHERE p.pubname ~ %s",
+        [REPLICA_PUBLICATION],
+    ).fetchall()
+    return {str(r[0]) for r in rows}
 
 
 def display_name(key: Key) -> str:
