@@ -77,15 +77,79 @@ def test_views_translated_or_named_as_skipped(
     assert rows(target_db, "SELECT count(*) FROM pg_views WHERE schemaname = 'b'") == [(1,)]
 
 
-def test_sqlite_views_are_named_in_a_note(
+def _sqlite(path: Path, *ddl: str) -> None:
+    with sqlite3.connect(path) as c:
+        for stmt in ddl:
+            c.execute(stmt)
+
+
+def test_sqlite_views_translated_or_named_as_skipped(
     tmp_path: Path, target_db: str, run_cli: Callable[..., Result]
 ) -> None:
     db = tmp_path / "v.db"
-    with sqlite3.connect(db) as c:
-        c.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
-        c.execute("CREATE VIEW v AS SELECT id FROM t")
-    r = run_cli("clone", "--source", f"sqlite:///{db}", "--target", target_db)
-    assert r.exit_code == 0, r.output
-    assert "note: view v skipped: SQLite views are not translated (recreate it by hand)" in (
-        r.stderr
+    _sqlite(
+        db,
+        "CREATE TABLE Customer (Id INTEGER PRIMARY KEY, Name TEXT, City TEXT)",
+        'CREATE TABLE "Order Items" (id INTEGER PRIMARY KEY, CustomerId INTEGER,'
+        " Qty INTEGER, Price REAL, first TEXT)",
+        "INSERT INTO Customer VALUES (1, 'Ann', 'Oslo'), (2, 'bob', 'Rome'), (3, 'Cy', NULL)",
+        "INSERT INTO \"Order Items\" VALUES (1, 1, 2, 2.5, 'a'), (2, 1, 1, 10, 'b'),"
+        " (3, 2, 5, 1, 'c')",
+        # bare, "quoted", `quoted` and [bracketed] names in any case; a join, an
+        # aggregate, HAVING, ||, ==, a string compared, a column named "first"
+        "CREATE VIEW \"Big Spenders\" AS SELECT c.name || '!' AS who, count(*) AS n,"
+        ' sum(oi.[Qty] * OI.price) AS spent FROM customer c JOIN "order items" oi'
+        " ON oi.customerid == C.ID WHERE c.`City` <> 'Rome' GROUP BY c.name"
+        " HAVING count(*) >= 1",
+        "CREATE VIEW named (a, b) AS SELECT id, coalesce(city, '?') FROM main.customer",
+        'CREATE VIEW everything AS SELECT o.*, first AS again FROM "Order Items" o',
+        'CREATE VIEW of_view AS SELECT who FROM "Big Spenders" WHERE n > 1',
+        "CREATE VIEW likes AS SELECT id FROM customer WHERE name LIKE 'a%'",
+        "CREATE VIEW lowered AS SELECT lower(name) AS l FROM customer",
+        'CREATE VIEW halves AS SELECT qty / 2 AS h FROM "Order Items"',
+        "CREATE VIEW loose AS SELECT name, city, count(*) AS n FROM customer GROUP BY name",
     )
+    r = run_cli("clone", "--source", f"sqlite:///{db}", "--target", target_db, "--json")
+    assert r.exit_code == 0, r.output
+    notes = sorted(n for n in json.loads(r.stdout)["notes"] if n.startswith("view "))
+    assert notes == [
+        "view halves skipped: '/' has no checked PostgreSQL equivalent (recreate it by hand)",
+        "view likes skipped: LIKE has no checked PostgreSQL equivalent (recreate it by hand)",
+        'view loose skipped: PostgreSQL refused its translation: column "customer.city" must'
+        " appear in the GROUP BY clause or be used in an aggregate function"
+        " (recreate it by hand)",
+        "view lowered skipped: lower() has no checked PostgreSQL equivalent (recreate it by hand)",
+    ]
+    assert rows(target_db, 'SELECT * FROM "big spenders"') == [("Ann!", 2, 15.0)]
+    assert rows(target_db, "SELECT * FROM named ORDER BY a") == [
+        (1, "Oslo"), (2, "Rome"), (3, "?"),
+    ]  # fmt: skip
+    assert rows(target_db, "SELECT * FROM everything ORDER BY id") == [
+        (1, 1, 2, 2.5, "a", "a"), (2, 1, 1, 10.0, "b", "b"), (3, 2, 5, 1.0, "c", "c"),
+    ]  # fmt: skip
+    assert rows(target_db, "SELECT * FROM of_view") == [("Ann!",)]
+
+
+def test_sqlite_views_keep_case_and_collations(
+    tmp_path: Path, target_db: str, run_cli: Callable[..., Result]
+) -> None:
+    """--keep-case: the view names tables and columns as the clone spelled them.
+    A column with a collation (NOCASE) compares otherwise than PostgreSQL: a
+    view comparing a string constant is left out; one only showing it is made."""
+    db = tmp_path / "c.db"
+    _sqlite(
+        db,
+        "CREATE TABLE Users (Id INTEGER PRIMARY KEY, Name TEXT COLLATE NOCASE)",
+        "INSERT INTO Users VALUES (1, 'Bob'), (2, 'ann')",
+        "CREATE VIEW bobs AS SELECT id FROM users WHERE name = 'bob'",
+        "CREATE VIEW Tagged AS SELECT 'x' AS tag, USERS.name FROM users",
+    )
+    url = f"sqlite:///{db}"
+    r = run_cli("clone", "--source", url, "--target", target_db, "--keep-case", "--json")
+    assert r.exit_code == 0, r.output
+    notes = [n for n in json.loads(r.stdout)["notes"] if n.startswith("view ")]
+    assert notes == [
+        "view bobs skipped: it compares text ('bob') in a database whose columns declare"
+        " collations (NOCASE, RTRIM), which PostgreSQL does not follow (recreate it by hand)"
+    ]
+    assert rows(target_db, 'SELECT * FROM "Tagged" ORDER BY 2') == [("x", "Bob"), ("x", "ann")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from psycopg import sql
 
@@ -14,6 +14,9 @@ from pgferry.sources.model import Range, TableDef
 from pgferry.sources.names import Namer
 from pgferry.sources.url import MySQLURL, SQLiteURL, parse
 from pgferry.sources.views import ViewDef
+
+if TYPE_CHECKING:
+    from pgferry.sources.sqlite_views import Names
 
 
 class Source(Protocol):
@@ -109,14 +112,18 @@ class SQLiteSource:
         from pgferry.sources import sqlite
 
         self.where = url.path
+        self.namer = namer
         self.impl = sqlite.Reader(url.path, namer, casts, nul)
+        self._tables: list[TableDef] = []
+        self._names: Names | None = None
 
     def open(self, readers: int) -> list[str]:
         self.impl.open()
         return []
 
     def catalog(self, notes: list[str]) -> list[TableDef]:
-        return self.impl.catalog(notes)
+        self._tables = self.impl.catalog(notes)
+        return self._tables
 
     def rows(
         self, reader: int, t: TableDef, fast: bool = True, part: Range | None = None
@@ -128,14 +135,21 @@ class SQLiteSource:
         return None
 
     def views(self, notes: list[str]) -> list[ViewDef]:
-        notes.extend(
-            f"view {name} skipped: SQLite views are not translated (recreate it by hand)"
-            for name in self.impl.view_names()
-        )
-        return []
+        return [ViewDef(name, self.namer.table(name), ddl) for name, ddl in self.impl.views()]
 
     def translate(self, v: ViewDef, schema: str) -> sql.Composed:
-        raise AssertionError("SQLite sources list no views to translate")
+        from pgferry.sources import sqlite_views
+
+        if self._names is None:
+            names = sqlite_views.Names(collated=self.impl.collated())
+            for t in self._tables:
+                names.relations[t.name.lower()] = t.target
+                for c in t.columns:
+                    names.columns.setdefault(c.name.lower(), set()).add(c.target)
+            for name, _ddl in self.impl.views():
+                names.relations.setdefault(name.lower(), self.namer.table(name))
+            self._names = names
+        return sqlite_views.translate(v, schema, self._names, self.namer)
 
     def close(self) -> None:
         self.impl.close()

@@ -110,6 +110,9 @@ def _converter(target: str, column: str, nul: str) -> Converter:
     return conv
 
 
+_COLLATE = re.compile(r"\bcollate\s+(?!binary\b)", re.I)
+
+
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -142,9 +145,18 @@ class Reader:
         assert self.conn is not None
         return self.conn
 
-    def view_names(self) -> list[str]:
-        rows = self._c().execute("SELECT name FROM sqlite_master WHERE type = 'view' ORDER BY name")
-        return [str(r[0]) for r in rows]
+    def views(self) -> list[tuple[str, str]]:
+        """(name, CREATE VIEW text) of every view."""
+        rows = self._c().execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'view' ORDER BY name"
+        )
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    def collated(self) -> bool:
+        """Whether a table declares a collation other than BINARY (NOCASE,
+        RTRIM, or an application's own) on a column."""
+        rows = self._c().execute("SELECT sql FROM sqlite_master WHERE type = 'table'")
+        return any(_COLLATE.search(str(r[0] or "")) for r in rows)
 
     def catalog(self, notes: list[str]) -> list[TableDef]:
         c = self._c()
