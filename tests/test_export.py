@@ -124,6 +124,40 @@ def test_cli_export_reports_like_aws_s3(conn, db, filled, s3client, bucket, s3) 
     )
 
 
+def test_name_that_promises_another_format_is_warned(
+    conn, db, filled, s3client, bucket, s3
+) -> None:
+    """x.csv gets COPY's text format by default (as aws_s3's export), x.csv.gz
+    is not compressed unless asked: the export still runs, with a warning that
+    says what to pass; a name that matches what is written gets none."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PG"))}
+    env.update(s3.env(), AWS_CONFIG_FILE="/nonexistent", AWS_SHARED_CREDENTIALS_FILE="/nonexistent")
+    cases = [
+        ([f"s3://{bucket}/a.csv"], [
+            f"warning: s3://{bucket}/a.csv is named like CSV but is written as COPY's text format"
+            " (tab-separated, \\N for NULL: the default, as aws_s3's); pass --format csv to"
+            " write CSV",
+        ]),
+        ([f"s3://{bucket}/b.csv.gz", "--options", "(FORMAT CSV)"], [
+            f"warning: s3://{bucket}/b.csv.gz is named like a gzip file but is written"
+            " uncompressed; pass --content-encoding gzip to compress it",
+        ]),
+        ([f"s3://{bucket}/c.parquet", "--format", "jsonl"], [
+            f"warning: s3://{bucket}/c.parquet is named like Parquet but is written as JSON"
+            " Lines; pass --format parquet to write Parquet",
+        ]),
+        ([f"s3://{bucket}/d.csv.zst", "--format", "csv", "--content-encoding", "zstd"], []),
+        ([f"s3://{bucket}/e.jsonl", "--format", "jsonl"], []),
+    ]  # fmt: skip
+    for args, warnings in cases:
+        p = run("export", *args, "--query", "SELECT 1 AS one", "--source", db, env=env)
+        assert p.returncode == 0, p.stderr
+        assert p.stderr.splitlines() == warnings
+    assert _keys(s3client, bucket) == ["a.csv", "b.csv.gz", "c.parquet", "d.csv.zst", "e.jsonl"]
+    body = s3client.get_object(Bucket=bucket, Key="a.csv")["Body"].read()
+    assert body == b"1\n"
+
+
 def test_failed_export_leaves_nothing_behind(conn, db, filled, s3client, bucket, s3env) -> None:
     # the error comes after several files went up: they are deleted again
     spec = ExportSpec(

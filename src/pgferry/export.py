@@ -12,6 +12,7 @@ the files already uploaded are deleted.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,8 @@ from pgferry.stores.multipart import MultipartWriter, Written
 from pgferry.stores.parts import PartSplitter, row_ends
 from pgferry.stores.s3 import S3Config, make_client, map_error
 from pgferry.target import connect, resolve_target
+
+log = logging.getLogger("pgferry.export")
 
 DEFAULT_PART = 6 << 30  # aws_s3's part size: about 6 GB
 ENCODINGS = ("none", "gzip", "zstd")
@@ -148,6 +151,43 @@ def _options(spec: ExportSpec) -> CopyOptions:
     return opts
 
 
+_NAMED = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+_PACKED = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
+_WRITTEN = {
+    "text": "COPY's text format (tab-separated, \\N for NULL: the default, as aws_s3's)",
+    "binary": "COPY's binary format",
+    "csv": "CSV",
+    "jsonl": "JSON Lines",
+    "parquet": "Parquet",
+}
+
+
+def name_warnings(dest: str, fmt: str, encoding: str) -> list[str]:
+    """What the destination's name promises and the export will not write:
+    `x.csv` written as text (COPY's and aws_s3's default), `x.csv.gz`
+    written uncompressed.  A reader that goes by the name (pgferry's own
+    import does) would misread the files."""
+    lower = dest.lower()
+    out = []
+    packed = next((c for ext, c in _PACKED.items() if lower.endswith(ext)), None)
+    if packed:
+        lower = lower[: lower.rfind(".")]
+        if encoding != packed:
+            out.append(
+                f"{dest} is named like a {packed} file but is written uncompressed;"
+                f" pass --content-encoding {packed} to compress it"
+                if encoding == "none"
+                else f"{dest} is named like a {packed} file but is written as {encoding}"
+            )
+    named = next((f for ext, f in _NAMED.items() if lower.endswith(ext)), None)
+    if named and named != fmt:
+        out.append(
+            f"{dest} is named like {_WRITTEN[named]} but is written as {_WRITTEN[fmt]};"
+            f" pass --format {named} to write {_WRITTEN[named]}"
+        )
+    return out
+
+
 def _statement(conn: psycopg.Connection[Any], spec: ExportSpec, opts: CopyOptions) -> sql.Composed:
     if bool(spec.query) == bool(spec.table):
         raise UsageError("give either --query or --table", hint="e.g. --table public.orders")
@@ -190,6 +230,9 @@ def run_export(
     assert ref.bucket is not None
     bucket, key = ref.bucket, ref.key
     opts = _options(spec)
+    written = spec.format or str(opts.values.get("format") or "text").lower()
+    for warning in name_warnings(spec.dest, written, spec.content_encoding):
+        log.warning("%s", warning)
     limit = units.parse_size(
         spec.part_size or DEFAULT_PART, what="--part-size", hint="e.g. 6GB, 64MB or 1048576"
     )
