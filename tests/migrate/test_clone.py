@@ -211,3 +211,42 @@ def test_exclude_keeps_large_objects_and_free_sequences(
     checks = json.loads(res.stdout)["checks"]
     kinds = sorted({c["kind"] for c in checks if c["changes"] is None})  # data checks
     assert kinds == ["large objects", "sequence", "table"]
+
+
+def test_unreadable_table_is_named_before_anything_starts(
+    pgserver: LocalServer, run_cli: Run, s3env: dict[str, str], bucket: str
+) -> None:
+    """An ordinary role that cannot read a table: one line naming it and what
+    to do, before pg_dump runs and before anything is written to the target;
+    leaving it out works."""
+    src, tgt = new_database(pgserver, "pr"), new_database(pgserver, "pt")
+    rows(
+        src,
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pr_reader')"
+        " THEN CREATE ROLE pr_reader LOGIN; END IF; END $$;"
+        ' CREATE TABLE open_t (id int); CREATE TABLE "Locked Tab" (id int);'
+        " CREATE TABLE zlocked (id int); INSERT INTO open_t VALUES (1), (2);"
+        " GRANT SELECT ON open_t TO pr_reader",
+    )
+    dbname = src.rsplit("/", 1)[1].split("?", 1)[0]
+    reader = pgserver.conninfo(dbname, user="pr_reader")
+    said = (
+        "error: the source role pr_reader cannot read table public.Locked Tab (nor 1 more:"
+        " public.zlocked); GRANT SELECT on it to pr_reader on the source, or leave it out"
+        " with --exclude 'public.Locked Tab'\n"
+    )
+    try:
+        res = run_cli("clone", "--source", reader, "--target", tgt)
+        assert (res.exit_code, res.stderr) == (1, said)
+        assert rows(tgt, "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'") == [(0,)]
+        res = run_cli("snapshot", "create", "--source", reader, f"s3://{bucket}/pr")
+        assert (res.exit_code, res.stderr) == (1, said)
+        res = run_cli(
+            "clone", "--source", reader, "--target", tgt,
+            "--exclude", "public.Locked Tab", "--exclude", "zlocked",
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        assert rows(tgt, "SELECT id FROM open_t ORDER BY id") == [(1,), (2,)]
+    finally:
+        drop_database(pgserver, src)
+        drop_database(pgserver, tgt)

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import sql
+
+from pgferry.errors import SourcePermissionDenied
 
 _SYSTEM = ("pg_catalog", "information_schema", "pgferry")
 
@@ -99,6 +102,35 @@ class Selection:
 def _matches(table: Table, pattern: str) -> bool:
     subject = table.qualified if "." in pattern else table.name
     return fnmatch.fnmatchcase(subject, pattern)
+
+
+def check_readable(conn: psycopg.Connection[Any], tables: list[Table]) -> None:
+    """SourcePermissionDenied, before anything starts, when the source role
+    cannot read a selected table (pg_dump locks each one, the copy reads it):
+    it named the table only deep in pg_dump's output, after the run had begun."""
+    if not tables:
+        return
+    rows = conn.execute(
+        "SELECT q.oid FROM unnest(%s::oid[]) AS q(oid)"
+        " WHERE NOT has_table_privilege(q.oid, 'SELECT')",
+        [[t.oid for t in tables]],
+    ).fetchall()
+    if not rows:
+        return
+    denied = {int(r[0]) for r in rows}
+    names = [t.qualified for t in tables if t.oid in denied]
+    role, first = conn.info.user, names[0]
+    more = ""
+    if len(names) > 1:
+        listed = ", ".join(names[1:4]) + (", ..." if len(names) > 4 else "")
+        more = f" (nor {len(names) - 1} more: {listed})"
+    raise SourcePermissionDenied(
+        f"the source role {role} cannot read table {first}{more}",
+        hint=f"GRANT SELECT on it to {role} on the source, or leave it out with"
+        f" --exclude {shlex.quote(first)}",
+        table=first,
+        sqlstate="42501",
+    )
 
 
 def select_tables(

@@ -190,6 +190,7 @@ def _run(
     else:
         snapshot = str(src.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
     sel = catalog.select_tables(src, list(cfg.tables), list(cfg.exclude))
+    catalog.check_readable(src, sel.tables)
     if cfg.resume and not ledger.exists() and _finished(cfg, tgt, sel):
         ph = Phases(ledger, done, result, rep)
         ph.note(f"nothing to resume: {shown} holds no interrupted clone (it has finished)")

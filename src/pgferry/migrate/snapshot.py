@@ -124,6 +124,7 @@ def create_snapshot(cfg: SnapshotConfig, reporter: Reporter | None = None) -> Sn
         sel = catalog.select_tables(src, list(cfg.tables), list(cfg.exclude))
         if cfg.tables and not sel.tables:
             raise UsageError(f"no source table matches --table {' '.join(cfg.tables)}")
+        catalog.check_readable(src, sel.tables)
         keep = {t.oid for t in sel.tables}
         excluded = [] if sel.everything else catalog.excluded_relations(src, keep)
         restorable.check(src, excluded)
