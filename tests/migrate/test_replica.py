@@ -1224,3 +1224,31 @@ def test_verify_ignores_replica_publications(logical: dict[str, LocalServer], ru
             rows(url, f"SELECT pg_drop_replication_slot('{slot}')")
         drop_database(server, src)
         drop_database(server, dst)
+
+
+def test_check_names_unreadable_tables(logical: dict[str, LocalServer], run_cli: Run) -> None:
+    """A source role with REPLICATION that cannot read a table: a blocker
+    naming it, before any slot or publication exists."""
+    server = logical["15"]
+    src, tgt = new_database(server, "rsrc"), new_database(server, "rdst")
+    rows(
+        src,
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'rp_reader')"
+        " THEN CREATE ROLE rp_reader LOGIN REPLICATION; END IF; END $$;"
+        ' CREATE TABLE open_t (id int PRIMARY KEY); CREATE TABLE "Hidden T" (id int PRIMARY KEY);'
+        " GRANT SELECT ON open_t TO rp_reader",
+    )
+    dbname = src.rsplit("/", 1)[1].split("?", 1)[0]
+    reader = server.conninfo(dbname, user="rp_reader")
+    try:
+        res = run_cli("replica", "create", "--source", reader, "--target", tgt, "--check")
+        assert res.exit_code == 1
+        assert (
+            "blocker: the source role cannot read 1 table(s): public.Hidden T; GRANT SELECT on"
+            " them, or leave them out with --exclude"
+        ) in res.stdout
+        assert rows(src, "SELECT count(*) FROM pg_replication_slots") == [(0,)]
+        assert rows(src, "SELECT count(*) FROM pg_publication") == [(0,)]
+    finally:
+        drop_database(server, src)
+        drop_database(server, tgt)

@@ -104,21 +104,26 @@ def _matches(table: Table, pattern: str) -> bool:
     return fnmatch.fnmatchcase(subject, pattern)
 
 
-def check_readable(conn: psycopg.Connection[Any], tables: list[Table]) -> None:
-    """SourcePermissionDenied, before anything starts, when the source role
-    cannot read a selected table (pg_dump locks each one, the copy reads it):
-    it named the table only deep in pg_dump's output, after the run had begun."""
+def unreadable(conn: psycopg.Connection[Any], tables: list[Table]) -> list[Table]:
+    """The tables the connection's role has no SELECT privilege on."""
     if not tables:
-        return
+        return []
     rows = conn.execute(
         "SELECT q.oid FROM unnest(%s::oid[]) AS q(oid)"
         " WHERE NOT has_table_privilege(q.oid, 'SELECT')",
         [[t.oid for t in tables]],
     ).fetchall()
-    if not rows:
-        return
     denied = {int(r[0]) for r in rows}
-    names = [t.qualified for t in tables if t.oid in denied]
+    return [t for t in tables if t.oid in denied]
+
+
+def check_readable(conn: psycopg.Connection[Any], tables: list[Table]) -> None:
+    """SourcePermissionDenied, before anything starts, when the source role
+    cannot read a selected table (pg_dump locks each one, the copy reads it):
+    it named the table only deep in pg_dump's output, after the run had begun."""
+    names = [t.qualified for t in unreadable(conn, tables)]
+    if not names:
+        return
     role, first = conn.info.user, names[0]
     more = ""
     if len(names) > 1:

@@ -137,6 +137,15 @@ def run(
                 " (or pg_create_subscription on PostgreSQL 16+)",
             )
         )
+    denied = catalog.unreadable(src, leaves)
+    if denied:
+        out.append(
+            Finding(
+                BLOCKER,
+                f"the source role cannot read {len(denied)} table(s): {_names(denied)};"
+                " GRANT SELECT on them, or leave them out with --exclude",
+            )
+        )
     bad = without_identity(src, leaves)
     if bad and identity_full:
         out.append(Finding(INFO, f"REPLICA IDENTITY FULL will be set on {_names(bad)}"))
