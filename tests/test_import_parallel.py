@@ -191,3 +191,36 @@ def test_dry_run_says_whether_one_object_would_be_cut(url: str, tmp_path: Path) 
         assert (plan.jobs, plan.two_phase) == (1, False)
         assert plan.jobs_note == f"--jobs {jobs} would load it in one stream: {why}"
     _check(url, 0)
+
+
+def test_head_is_read_without_read_ahead(bucket: str, s3client: Any, s3env: Any) -> None:
+    """Sizing up an object for ranges looks at its first 64 KiB with one
+    ranged GET of exactly that, pinned to the version opened (the streaming
+    reader used to fetch megabytes ahead only to be closed)."""
+    from pgferry.errors import ObjectChanged
+    from pgferry.stores import parse_source
+    from pgferry.stores.s3 import S3Config, S3Reader
+
+    body = bytes(range(256)) * 40_000  # 10 MB
+    s3client.put_object(Bucket=bucket, Key="h.bin", Body=body)
+    s3client.put_object(Bucket=bucket, Key="empty.bin", Body=b"")
+    reader = S3Reader(parse_source(f"s3://{bucket}/h.bin"), S3Config())
+    got: list[int] = []
+    reader.client.meta.events.register(
+        "after-call.s3.GetObject",
+        lambda http_response, **kw: got.append(int(http_response.headers["Content-Length"])),
+    )
+    try:
+        assert reader.first_bytes(65536) == body[:65536]
+        assert got == [65536]
+        assert reader.first_bytes(len(body) + 5) == body
+        s3client.put_object(Bucket=bucket, Key="h.bin", Body=body[::-1])
+        with pytest.raises(ObjectChanged):
+            reader.first_bytes(10)
+    finally:
+        reader.close()
+    empty = S3Reader(parse_source(f"s3://{bucket}/empty.bin"), S3Config())
+    try:
+        assert empty.first_bytes(10) == b""
+    finally:
+        empty.close()

@@ -33,7 +33,7 @@ from pgferry import imports
 from pgferry.decode.compression import sniff
 from pgferry.decode.formats import UTF8_BOM, check_head
 from pgferry.errors import PgferryError
-from pgferry.fetch import open_object
+from pgferry.fetch import HEAD_BYTES, open_object
 from pgferry.sink.copyin import copy_in
 from pgferry.sink.options import CopyOptions
 from pgferry.stores import STDIN, ObjectRef
@@ -193,7 +193,10 @@ def _splittable(
     try:
         size = reader.size
         etag = getattr(reader, "etag", None)
-        head = next(reader.chunks(), b"")[: 64 << 10]
+        if isinstance(reader, S3Reader):
+            head = reader.first_bytes(HEAD_BYTES)  # not chunks(): it reads megabytes ahead
+        else:
+            head = next(reader.chunks(), b"")[:HEAD_BYTES]
         encoding = reader.content_encoding
     finally:
         reader.close()

@@ -418,6 +418,22 @@ class S3Reader:
             )
             self.client = make_client(self.config, actual)
 
+    def first_bytes(self, n: int) -> bytes:
+        """The object's first `n` bytes (all of a smaller one), in one ranged
+        GET pinned to the version seen at open: a look at the head without
+        the read-ahead of `chunks`, which fetches megabytes before the first
+        piece is taken."""
+        if self.size == 0 or n <= 0:
+            return b""
+        pieces: queue.Queue[bytes | BaseException | None] = queue.Queue()
+        self._fetch_range(0, min(n, self.size) - 1, pieces)
+        out = []
+        while not pieces.empty():
+            item = pieces.get_nowait()
+            assert isinstance(item, bytes)
+            out.append(item)
+        return b"".join(out)
+
     def chunks(self) -> Iterator[bytes]:
         if self.size == 0:
             return
