@@ -115,6 +115,7 @@ class SQLiteSource:
         self.namer = namer
         self.impl = sqlite.Reader(url.path, namer, casts, nul)
         self._tables: list[TableDef] = []
+        self._views: list[ViewDef] = []
         self._names: Names | None = None
 
     def open(self, readers: int) -> list[str]:
@@ -135,7 +136,8 @@ class SQLiteSource:
         return None
 
     def views(self, notes: list[str]) -> list[ViewDef]:
-        return [ViewDef(name, self.namer.table(name), ddl) for name, ddl in self.impl.views()]
+        self._views = [ViewDef(n, self.namer.table(n), ddl) for n, ddl in self.impl.views()]
+        return self._views
 
     def translate(self, v: ViewDef, schema: str) -> sql.Composed:
         from pgferry.sources import sqlite_views
@@ -146,8 +148,8 @@ class SQLiteSource:
                 names.relations[t.name.lower()] = t.target
                 for c in t.columns:
                     names.columns.setdefault(c.name.lower(), set()).add(c.target)
-            for name, _ddl in self.impl.views():
-                names.relations.setdefault(name.lower(), self.namer.table(name))
+            for view in self._views:
+                names.relations.setdefault(view.name.lower(), view.target)
             self._names = names
         return sqlite_views.translate(v, schema, self._names, self.namer)
 
