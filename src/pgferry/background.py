@@ -1,4 +1,5 @@
-"""Run one call on a daemon thread, its outcome in a Future.
+"""Work on daemon threads: one call with its outcome in a Future, or an
+iterator produced ahead of its consumer.
 
 Unlike a ThreadPoolExecutor's, the thread is not joined at exit: when the
 other half of a concurrent pair fails, the error is printed and the process
@@ -8,8 +9,9 @@ unreachable store, stdin that has not written yet).
 
 from __future__ import annotations
 
+import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -28,3 +30,42 @@ def start(fn: Callable[..., T], *args: Any, name: str, **kw: Any) -> Future[T]:
 
     threading.Thread(target=run, name=name, daemon=True).start()
     return done
+
+
+def ahead(items: Iterator[T], depth: int, *, name: str) -> Generator[T, None, None]:
+    """`items`, produced by a thread at most `depth` ahead of the consumer;
+    the producer's exception is raised in the consumer; stopping early (the
+    load failed) lets the thread end."""
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("end", None))
+        except BaseException as e:  # handed to the consumer, raised there
+            put(("error", e))
+
+    thread = threading.Thread(target=produce, daemon=True, name=name)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()

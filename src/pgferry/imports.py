@@ -24,7 +24,8 @@ from pgferry import background, infer, rejects
 from pgferry.decode import charset
 from pgferry.errors import DataError, TargetError, UsageError
 from pgferry.fetch import Decoded, checked, is_utf8, open_decoded
-from pgferry.sink.copyin import copy_in, map_db_error
+from pgferry.sink.copyin import map_db_error
+from pgferry.sink.fastcopy import copy_csv
 from pgferry.sink.names import display_table, parse_table_name, split_identifiers, table_ident
 from pgferry.sink.options import CopyOptions, check_copy_from, parse_copy_options
 from pgferry.stores import ObjectReader, ObjectRef, parse_source
@@ -293,7 +294,7 @@ def run_import(
                 log.info("%s: --encoding auto found %s", ref.uri, found)
             if not own and not conn.autocommit:
                 _join_implicit_transaction(conn)
-            rows, skipped, ddl = _load(conn, stream, plan, savepoint=savepoint)
+            rows, skipped, ddl = _load(conn, stream, plan, savepoint=savepoint, size=obj.size)
             size = obj.size  # after the load: a pipe's size is what was read
     finally:
         if own:
@@ -403,8 +404,14 @@ def _options_from_name(
 
 
 def _load(
-    conn: psycopg.Connection[Any], stream: Iterator[bytes], plan: _Plan, *, savepoint: bool = True
+    conn: psycopg.Connection[Any],
+    stream: Iterator[bytes],
+    plan: _Plan,
+    *,
+    savepoint: bool = True,
+    size: int = 0,
 ) -> tuple[int, int, str | None]:
+    """`size`: the object's size when known up front (0: unknown)."""
     ddl: str | None = None
     created: list[infer.Column] = []
     table = plan.table
@@ -438,8 +445,8 @@ def _load(
                     conn, table, plan.columns, plan.options, stream, ref=plan.ref
                 )
             else:
-                rows, skipped = copy_in(
-                    conn, table, plan.columns, plan.options, stream, ref=plan.ref
+                rows, skipped = copy_csv(
+                    conn, table, plan.columns, plan.options, stream, ref=plan.ref, size=size
                 )
     except psycopg.Error as e:
         raise map_db_error(e, table, plan.ref) from None

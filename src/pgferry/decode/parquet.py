@@ -13,8 +13,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import queue
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -22,6 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from pgferry import background
 from pgferry.errors import DecodeError, UnsupportedFormat, UsageError
 from pgferry.infer import Column
 from pgferry.stores import ObjectRef
@@ -155,7 +154,7 @@ class ParquetSource:
         """COPY CSV text (no header) of `columns`, one batch at a time,
         converted one batch ahead in a thread (pyarrow releases the GIL), so
         reading and converting overlap with COPY."""
-        return _ahead(self._csv_chunks(columns), depth=2)
+        return background.ahead(self._csv_chunks(columns), depth=2, name="pgferry-parquet")
 
     def _csv_chunks(self, columns: Sequence[str]) -> Iterator[bytes]:
         try:
@@ -173,45 +172,6 @@ class ParquetSource:
 
     def close(self) -> None:
         self._close()
-
-
-def _ahead(items: Iterator[bytes], depth: int) -> Iterator[bytes]:
-    """`items`, produced by a thread at most `depth` ahead of the consumer;
-    the producer's exception is raised in the consumer; stopping early (the
-    load failed) lets the thread end."""
-    q: queue.Queue[tuple[str, Any]] = queue.Queue(depth)
-    stop = threading.Event()
-
-    def put(entry: tuple[str, Any]) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(entry, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(("item", item)):
-                    return
-            put(("end", None))
-        except BaseException as e:  # handed to the consumer, raised there
-            put(("error", e))
-
-    thread = threading.Thread(target=produce, daemon=True, name="pgferry-parquet")
-    thread.start()
-    try:
-        while True:
-            kind, value = q.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
 
 
 def pg_type(t: pa.DataType) -> str:

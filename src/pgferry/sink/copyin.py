@@ -66,14 +66,29 @@ def copy_in(
     chunks: Iterable[bytes],
     *,
     ref: ObjectRef,
+    line_offset: int = 0,
 ) -> tuple[int, int]:
     """Run one COPY FROM STDIN fed by `chunks`; return the rows COPY reports
     loaded and the rows it says it skipped (ON_ERROR IGNORE).
 
     The caller owns the transaction: on any error here (from the database
     or from `chunks`) COPY is aborted and nothing it sent stays.
-    """
+    `line_offset`: lines of the object before the first one sent here (an
+    error names the object's line)."""
     stmt = copy_statement(table, columns, options)
+    return run_copy(conn, stmt, chunks, table=table, ref=ref, line_offset=line_offset)
+
+
+def run_copy(
+    conn: psycopg.Connection[Any],
+    stmt: sql.Composed,
+    chunks: Iterable[bytes | memoryview],
+    *,
+    table: tuple[str, ...],
+    ref: ObjectRef,
+    line_offset: int = 0,
+) -> tuple[int, int]:
+    """`copy_in` for a COPY statement already composed."""
     skipped = 0
 
     def notice(diag: psycopg.errors.Diagnostic) -> None:
@@ -97,7 +112,7 @@ def copy_in(
         if not started:
             # refused before any row was sent: the statement, not the data
             raise map_statement_error(e, table, ref) from None
-        raise map_db_error(e, table, ref) from None
+        raise map_db_error(e, table, ref, line_offset=line_offset) from None
     finally:
         conn.remove_notice_handler(notice)
 
@@ -117,8 +132,11 @@ def map_statement_error(e: psycopg.Error, table: tuple[str, ...], ref: ObjectRef
     return map_db_error(e, table, ref)
 
 
-def map_db_error(e: psycopg.Error, table: tuple[str, ...], ref: ObjectRef) -> TargetError:
-    """The pgferry error for a failed load of `ref` into `table`, chosen by SQLSTATE."""
+def map_db_error(
+    e: psycopg.Error, table: tuple[str, ...], ref: ObjectRef, *, line_offset: int = 0
+) -> TargetError:
+    """The pgferry error for a failed load of `ref` into `table`, chosen by
+    SQLSTATE; a line COPY names is shifted by `line_offset`."""
     name = display_table(table)
     source = ref.uri
     state = e.sqlstate or ""
@@ -149,7 +167,7 @@ def map_db_error(e: psycopg.Error, table: tuple[str, ...], ref: ObjectRef) -> Ta
             **ctx,
         )
     if state[:2] in ("22", "23") or state == "0A000":
-        return _data_error(e, name, source, primary, ctx)
+        return _data_error(e, name, source, primary, ctx, line_offset)
     if state == _QUERY_CANCELED:
         return StatementCancelled(
             f'statement timed out or was cancelled while loading table "{name}" from {source} '
@@ -176,10 +194,10 @@ def map_db_error(e: psycopg.Error, table: tuple[str, ...], ref: ObjectRef) -> Ta
 
 
 def _data_error(
-    e: psycopg.Error, name: str, source: str, primary: str, ctx: dict[str, Any]
+    e: psycopg.Error, name: str, source: str, primary: str, ctx: dict[str, Any], line_offset: int
 ) -> DataError:
     m = _LINE.search(e.diag.context or "")
-    line = int(m.group(1)) if m else None
+    line = int(m.group(1)) + line_offset if m else None
     column = m.group(2).strip() if m and m.group(2) else None
     where = f"line {line}" if line else "a row"
     if column:
