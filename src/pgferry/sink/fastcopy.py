@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pgferry.import")
 
 MIN_SIZE = 64 << 20
-BLOCK = 4 << 20
+BLOCK = 2 << 20
 MAX_LINE = 64 << 20
 WORKERS = 2
 _KINDS = {  # type OID -> binary.py's kind (binary.py's receive checks apply the typmod)
