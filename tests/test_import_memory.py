@@ -8,6 +8,7 @@ only it."""
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -87,3 +88,60 @@ def test_memory_stays_flat(
     assert rows > MB * 10_000  # the big file did load
     # flat: the big file needs at most a little more than the small one
     assert peak < base + 120, (base, peak)
+
+
+@pytest.mark.slow
+def test_binary_path_memory_stays_flat(conn: Any, db: str, tmp_path: Path) -> None:
+    """Large CSV loads go as COPY BINARY in blocks: the peak does not grow
+    with the object (both sizes here take that path)."""
+    if conn.info.server_version >= 180000:
+        pytest.skip("the client's memory does not depend on the server version")
+    conn.execute("CREATE UNLOGGED TABLE m (id bigint, name text, v numeric, d date)")
+    peaks = []
+    for mb in (70, max(MB, 140)):
+        path = tmp_path / f"{mb}.csv"
+        block = b"".join(
+            b"%d,name-%08d,%d.5,2020-01-%02d\n" % (i, i, i, i % 28 + 1) for i in range(50_000)
+        )
+        with path.open("wb") as f:
+            for _ in range((mb << 20) // len(block) + 1):
+                f.write(block)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _PEAK_JSON,
+                PGFERRY,
+                "import",
+                str(path),
+                "-t",
+                "m",
+                "--target",
+                db,
+                "--options",
+                "(format csv)",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            env=os.environ.copy(),
+        )
+        code, peak, result = out.stdout.split(maxsplit=2)
+        assert code == "0", out.stderr
+        loaded = json.loads(result)
+        assert loaded["binary_rows"] == loaded["rows"] > mb * 10_000
+        peaks.append(int(peak))
+        path.unlink()
+        conn.execute("TRUNCATE m")
+    print(f"binary path: peak RSS {peaks[0]} MiB for 70 MB, {peaks[1]} MiB for {max(MB, 140)} MB")
+    assert peaks[1] < peaks[0] + 40, peaks
+
+
+_PEAK_JSON = (
+    "import resource, subprocess, sys\n"
+    "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+    "sys.stderr.write(p.stderr)\n"
+    "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024\n"
+    "print(p.returncode, peak, p.stdout)\n"
+)

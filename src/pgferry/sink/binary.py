@@ -38,6 +38,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+
+def _lean_pool() -> None:
+    """pyarrow's default pool (mimalloc) hands freed blocks back to the OS
+    and faults them in again: with two encoding threads that cost 1.3 s of
+    system time per 265 MiB against 0.3 s with jemalloc (the system
+    allocator, where pyarrow has no jemalloc, 0.4 s)."""
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except NotImplementedError:
+        pa.set_memory_pool(pa.system_memory_pool())
+
+
+_lean_pool()
+
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 TRAILER = struct.pack(">h", -1)
 _NULL = pa.scalar(b"\xff\xff\xff\xff", pa.binary())
