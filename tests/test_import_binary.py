@@ -52,9 +52,9 @@ def load(
     try:
         with conn.transaction(force_rollback=True):
             if fast:
-                rows, _ = fastcopy.copy_csv(
+                rows = fastcopy.copy_csv(
                     conn, ("t",), columns, opts, _chunks(data), ref=REF, size=len(data)
-                )
+                )[0]
             else:
                 rows, _ = copy_in(conn, ("t",), columns, opts, _chunks(data), ref=REF)
             stored = conn.execute("SELECT t::text FROM t ORDER BY ctid").fetchall()
@@ -402,7 +402,7 @@ def test_import_from_s3_through_the_fast_path(
             target=db,
         )
     )
-    assert result.rows == 5000
+    assert result.rows == result.binary_rows == 5000
     assert binary_rows(caplog) == (5000, None)
     price = sum(Decimal(i) + Decimal(i % 100) / 100 for i in range(5000))
     with psycopg.connect(db) as c:

@@ -98,6 +98,8 @@ class ImportResult:
     seconds: float = 0.0
     #: rows COPY skipped (ON_ERROR IGNORE), as the server reported them
     skipped: int = 0
+    #: of `rows`, those sent as COPY BINARY (large CSV loads; see sink/fastcopy.py)
+    binary_rows: int = 0
     #: the COPY options used, including any chosen from a .csv/.tsv name
     options: str = ""
 
@@ -294,7 +296,9 @@ def run_import(
                 log.info("%s: --encoding auto found %s", ref.uri, found)
             if not own and not conn.autocommit:
                 _join_implicit_transaction(conn)
-            rows, skipped, ddl = _load(conn, stream, plan, savepoint=savepoint, size=obj.size)
+            # a compressed object's size says little of what it decodes to
+            size = obj.size * (8 if obj.codec else 1)
+            loaded = _load(conn, stream, plan, savepoint=savepoint, size=size)
             size = obj.size  # after the load: a pipe's size is what was read
     finally:
         if own:
@@ -305,15 +309,16 @@ def run_import(
         # after the load: a failure is reported in one line, on its own
         log.warning("%s", note)
     return ImportResult(
-        rows=rows,
+        rows=loaded.rows,
         bytes=size,
         bucket=ref.bucket,
         key=ref.key,
         table=spec.table,
         compression=obj.codec,
-        created_table=ddl,
+        created_table=loaded.ddl,
         seconds=round(time.monotonic() - started, 3),
-        skipped=skipped,
+        skipped=loaded.skipped,
+        binary_rows=loaded.binary,
         options=plan.options.render().as_string(None),
     )
 
@@ -410,9 +415,10 @@ def _load(
     *,
     savepoint: bool = True,
     size: int = 0,
-) -> tuple[int, int, str | None]:
-    """`size`: the object's size when known up front (0: unknown)."""
+) -> _Loaded:
+    """`size`: about how many bytes the stream holds (0: unknown)."""
     ddl: str | None = None
+    binary = 0
     created: list[infer.Column] = []
     table = plan.table
     try:
@@ -445,7 +451,7 @@ def _load(
                     conn, table, plan.columns, plan.options, stream, ref=plan.ref
                 )
             else:
-                rows, skipped = copy_csv(
+                rows, skipped, binary = copy_csv(
                     conn, table, plan.columns, plan.options, stream, ref=plan.ref, size=size
                 )
     except psycopg.Error as e:
@@ -454,7 +460,15 @@ def _load(
         raise _misfit(e, created, plan) from None
     if ddl:
         log.info("created table %s: %s", display_table(table), ddl)
-    return rows, skipped, ddl
+    return _Loaded(rows, skipped, ddl, binary)
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    rows: int
+    skipped: int
+    ddl: str | None
+    binary: int  # of `rows`, those sent as COPY BINARY
 
 
 def _create(conn: psycopg.Connection[Any], stmt: sql.Composed, plan: _Plan) -> str:

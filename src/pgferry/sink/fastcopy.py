@@ -64,11 +64,12 @@ def copy_csv(
     *,
     ref: ObjectRef,
     size: int,
-) -> tuple[int, int]:
-    """`copy_in`, in binary where exact (see the module doc)."""
+) -> tuple[int, int, int]:
+    """`copy_in`, in binary where exact (see the module doc); also returns
+    how many of the rows went in binary."""
     kinds = _plan(conn, table, columns, options, size)
     if kinds is None:
-        return copy_in(conn, table, columns, options, chunks, ref=ref)
+        return (*copy_in(conn, table, columns, options, chunks, ref=ref), 0)
     from pgferry.sink import binary  # here: pyarrow and numpy load only for a large load
 
     names = [name for name, _ in kinds]
@@ -125,17 +126,17 @@ def _load(
     items: Iterator[_Item],
     *,
     ref: ObjectRef,
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
     from pgferry.sink import binary
 
     header = bool(options.values.get("header"))
     first = next(items, None)
     if first is None:
-        return copy_in(conn, table, names, options, iter(()), ref=ref)
+        return (*copy_in(conn, table, names, options, iter(()), ref=ref), 0)
     if first[1] is None:
         log.debug("%s: loading as CSV (its first lines do not read exactly in binary)", ref.uri)
         rest = chain([first[0]], (block for block, _, _ in items))
-        return copy_in(conn, table, names, options, rest, ref=ref)
+        return (*copy_in(conn, table, names, options, rest, ref=ref), 0)
     sent = 0
     crlf = False
     pending: list[bytes] = []
@@ -156,7 +157,7 @@ def _load(
     done, _ = run_copy(conn, stmt, rows(), table=table, ref=ref, line_offset=int(header))
     if not pending:
         log.debug("%s: %d rows loaded as COPY BINARY", ref.uri, done)
-        return done, 0
+        return done, 0, done
     log.debug(
         "%s: %d rows loaded as COPY BINARY, the rest as CSV from line %d",
         ref.uri,
@@ -168,7 +169,7 @@ def _load(
     start = b"-\r\n" if crlf else b"-\n"
     rest = chain([start, pending[0]], (block for block, _, _ in items))
     more, _ = copy_in(conn, table, names, again, rest, ref=ref, line_offset=sent + int(header) - 1)
-    return done + more, 0
+    return done + more, 0, done
 
 
 def _binary_statement(
