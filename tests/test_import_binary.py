@@ -9,8 +9,9 @@ row, as the server prints it) or the error each raised (message and line).
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -136,6 +137,11 @@ CORPUS: dict[str, list[str]] = {
         '"3.25"',
         "10000",
         "99999999.99999999",
+        "--5",
+        ".-5",
+        "5-",
+        "-5.",
+        "0.5e1",
     ],
     "numeric(6,2)": ["1.005", "1.015", "-1.005", "9999.995", "9999.99", "0.001", "12345"],
     "numeric(4,-1)": ["12345", "15", "-15"],
@@ -244,6 +250,85 @@ def test_the_fast_path_really_sends_binary(
     assert outcome[:2] == ("ok", 500)
     assert binary_rows(caplog) == (500, None)
     assert outcome[2][7] == '(7,49.07,2001-02-08,"2001-02-03 04:05:07.5","q ""7"", x",7,-7)'
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        # up to 18 digits: int64 arithmetic
+        ["1", "1.5", "-0.25", "123.456", "0.000001", "-99999.9999", "5.", ".5",
+         "10000000", "0.10", "-0", "-.5", "7.0000000001"],
+        # a longer value in the block: the digits as text
+        ["1", "1.5", "-0.25", "123.456", "0.000001", "-99999999999999.9999",
+         "12345678901234567890.12", "0.10", "-0", "7.0000000000000001"],
+    ],
+    ids=["int64", "text"],
+)  # fmt: skip
+def test_numerics_of_mixed_scales_in_one_block(
+    conn: psycopg.Connection[Any],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    values: list[str],
+) -> None:
+    """One block, values of different scales and lengths: the digit groups
+    of each are aligned on the point, dscale is each value's own."""
+    monkeypatch.setattr(fastcopy, "BLOCK", 1 << 20)
+    conn.execute("CREATE TABLE t (id int, n numeric, m numeric(30,4))")
+    data = b"".join(b"%d,%s,%s\n" % (i, v.encode(), v.encode()) for i, v in enumerate(values))
+    caplog.set_level(logging.DEBUG, logger="pgferry.import")
+    outcome = both(conn, data)
+    assert outcome[:2] == ("ok", len(values))
+    assert binary_rows(caplog) == (len(values), None)
+    assert outcome[2][3] == "(3,123.456,123.4560)"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_values_store_what_csv_copy_stores(
+    conn: psycopg.Connection[Any],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    seed: int,
+) -> None:
+    """Thousands of random values in the spellings binary.py takes, in
+    blocks of a few hundred lines: every block goes in binary and the
+    server stores exactly what it stores from CSV."""
+    monkeypatch.setattr(fastcopy, "BLOCK", 16 << 10)
+    rnd = random.Random(seed)
+
+    def number() -> str:
+        whole = "".join(rnd.choice("0123456789") for _ in range(rnd.randint(1, 6)))
+        frac = "".join(rnd.choice("0123456789") for _ in range(rnd.randint(0, 12)))
+        sign = rnd.choice(["", "", "-"])
+        return f"{sign}{whole}.{frac}" if frac or rnd.random() < 0.1 else f"{sign}{whole}"
+
+    def stamp() -> str:
+        base = datetime(1, 1, 1) + timedelta(seconds=rnd.randint(0, 315_000_000_000))
+        frac = "".join(rnd.choice("0123456789") for _ in range(rnd.choice([0, 1, 3, 6])))
+        return base.isoformat(sep=" ") + (f".{frac}" if frac else "")
+
+    conn.execute(
+        "CREATE TABLE t (a bigint, b int, c smallint, n numeric, m numeric(14,3), "
+        "d date, ts timestamp, s text, v varchar(12))"
+    )
+    lines = []
+    for _ in range(3000):
+        row = [
+            str(rnd.randint(-(2**63), 2**63 - 1)),
+            str(rnd.randint(-(2**31), 2**31 - 1)),
+            str(rnd.randint(-(2**15), 2**15 - 1)),
+            number(),
+            f"{rnd.choice(['', '-'])}{rnd.randint(0, 10**11 - 1)}.{rnd.randint(0, 999)}",
+            (date(1, 1, 1) + timedelta(days=rnd.randint(0, 3_652_058))).isoformat(),
+            stamp(),
+            rnd.choice(["", '""', '"a,b"', '"say ""hi"""', "plain", "日本", "x y"]),
+            rnd.choice(["", "short", '"q,uoted"']),
+        ]
+        lines.append(",".join(row) + "\n")
+    data = "".join(lines).encode()
+    caplog.set_level(logging.DEBUG, logger="pgferry.import")
+    outcome = both(conn, data)
+    assert outcome[:2] == ("ok", 3000), outcome[2]
+    assert binary_rows(caplog) == (3000, None)
 
 
 def test_an_inexact_value_midway_sends_the_rest_as_csv(

@@ -157,7 +157,10 @@ class Encoder:
         )
         if table.num_rows != rows:
             raise _Inexact
-        return Encoded(_rows(self._fields(table), rows), rows, crlf)
+        # Arrow reads 0x1F as an integer (PostgreSQL before 16 refuses it):
+        # number columns are searched for an x only when the block has one
+        hex_ = b"x" in block or b"X" in block
+        return Encoded(_rows(self._fields(table, hex_), rows), rows, crlf)
 
     def _quotes(self, block: bytes, view: Bytes, offsets: npt.NDArray[np.intp]) -> None:
         """Every line holding a quote is whole quoted fields and plain ones."""
@@ -171,7 +174,7 @@ class Encoder:
         if not pc.all(pc.match_substring_regex(lines, self._line)).as_py():
             raise _Inexact
 
-    def _fields(self, table: pa.Table) -> list[pa.Array]:
+    def _fields(self, table: pa.Table, hex_: bool) -> list[pa.Array]:
         """The rows' pieces to join: runs of fixed-width fields laid out in
         one numpy block (with the length word of a text field that follows),
         and the text values and nullable fields apart."""
@@ -193,6 +196,8 @@ class Encoder:
                 flush()
                 pieces.append(data.fill_null(b"") if data.null_count else data)
                 continue
+            if hex_ and pc.any(pc.match_substring(values, "x", ignore_case=True)).as_py():
+                raise _Inexact
             field = _ENCODE[col.kind](values)
             if values.null_count:
                 flush()
@@ -247,9 +252,6 @@ def _prefixed(values: npt.NDArray[Any]) -> Bytes:
 
 def _integer(arrow_type: pa.DataType) -> Callable[[pa.Array], Bytes]:
     def encode(col: pa.Array) -> Bytes:
-        # Arrow also reads 0x1F, which PostgreSQL before 16 refuses
-        if pc.any(pc.match_substring(col, "x", ignore_case=True)).as_py():
-            raise _Inexact
         return _prefixed(pc.cast(col, arrow_type).fill_null(0).to_numpy())
 
     return encode
@@ -278,7 +280,59 @@ def _numeric(col: pa.Array) -> Bytes:
     """numeric's binary form: ndigits, weight, sign, dscale, base-10000
     digits. Every row of a block gets the same digit groups (padded with
     zeros, which numeric_recv strips as numeric_in does); dscale is the
-    fraction digits as written, as numeric_in keeps them."""
+    fraction digits as written, as numeric_in keeps them. Values of up to
+    18 digits (almost all) go through int64 arithmetic; longer ones as text."""
+    values = col.fill_null("0") if col.null_count else col
+    if pc.max(pc.count_substring(values, ".")).as_py() > 1:
+        raise _Inexact  # two points
+    if pc.max(pc.find_substring(values, "-")).as_py() > 0:
+        raise _Inexact  # a minus sign not in front
+    # int64 throughout: Arrow's positions are int32, and 10**10 is not
+    dot = pc.find_substring(values, ".").to_numpy().astype(np.int64)
+    length = pc.binary_length(values).to_numpy().astype(np.int64)
+    frac_len = np.where(dot >= 0, length - dot - 1, 0)
+    digits = pc.replace_substring(values, ".", "")
+    negative = pc.starts_with(digits, "-").to_numpy(zero_copy_only=False)
+    count = length - (dot >= 0) - negative  # digits as written
+    scale = int(frac_len.max())
+    if scale > 15 or int((count + scale - frac_len).max()) > 18:
+        return _numeric_text(col)
+    # "5." and ".5" read as numeric_in reads them: 5 (scale 0) and 0.5
+    number = np.abs(pc.cast(digits, pa.int64()).to_numpy())
+    number *= np.power(np.int64(10), scale - frac_len)
+    whole, part = np.divmod(number, 10**scale)
+    int_groups = max(1, (int((count - frac_len).max()) + 3) // 4)
+    frac_groups = (scale + 3) // 4
+    part *= 10 ** (frac_groups * 4 - scale)
+    base = np.empty((len(col), int_groups + frac_groups), np.int16)
+    for k in range(int_groups):
+        base[:, k] = whole // 10 ** (4 * (int_groups - 1 - k)) % 10000
+    for k in range(frac_groups):
+        base[:, int_groups + k] = part // 10 ** (4 * (frac_groups - 1 - k)) % 10000
+    return _numeric_words(base, int_groups, negative, frac_len)
+
+
+def _numeric_words(
+    base: npt.NDArray[np.int16],
+    int_groups: int,
+    negative: npt.NDArray[np.bool_],
+    frac_len: npt.NDArray[Any],
+) -> Bytes:
+    n, groups = base.shape
+    head = np.empty((n, 4), ">i2")
+    head[:, 0] = groups
+    head[:, 1] = int_groups - 1
+    head[:, 2] = np.where(negative, 0x4000, 0)
+    head[:, 3] = frac_len
+    out = np.empty((n, 12 + 2 * groups), np.uint8)
+    out[:, :4] = np.frombuffer(struct.pack(">i", 8 + 2 * groups), np.uint8)
+    out[:, 4:12] = head.view(np.uint8).reshape(n, 8)
+    out[:, 12:] = base.astype(">i2").view(np.uint8).reshape(n, 2 * groups)
+    return out
+
+
+def _numeric_text(col: pa.Array) -> Bytes:
+    """_numeric for any number of digits: the digits as text, padded."""
     n = len(col)
     parts = pc.extract_regex(col.fill_null("0") if col.null_count else col, _NUMERIC)
     if parts.null_count:
@@ -299,16 +353,7 @@ def _numeric(col: pa.Array) -> Bytes:
     d = raw.reshape(n, groups, 4).astype(np.int16) - 48
     base = d[:, :, 0] * 1000 + d[:, :, 1] * 100 + d[:, :, 2] * 10 + d[:, :, 3]
     negative = pc.equal(parts.field("sign"), "-").to_numpy(zero_copy_only=False)
-    head = np.empty((n, 4), ">i2")
-    head[:, 0] = groups
-    head[:, 1] = int_groups - 1
-    head[:, 2] = np.where(negative, 0x4000, 0)
-    head[:, 3] = frac_len
-    out = np.empty((n, 12 + 2 * groups), np.uint8)
-    out[:, :4] = np.frombuffer(struct.pack(">i", 8 + 2 * groups), np.uint8)
-    out[:, 4:12] = head.view(np.uint8).reshape(n, 8)
-    out[:, 12:] = base.astype(">i2").view(np.uint8).reshape(n, 2 * groups)
-    return out
+    return _numeric_words(base, int_groups, negative, frac_len)
 
 
 _ENCODE: dict[str, Callable[[pa.Array], Bytes]] = {
