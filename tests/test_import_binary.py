@@ -403,6 +403,19 @@ def test_quoting_copy_reads_differently_from_arrow(conn: psycopg.Connection[Any]
         both(conn, odd + plain)
 
 
+def test_long_lines(conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line longer than a block waits for its end; one longer than
+    MAX_LINE goes on as CSV in pieces, so memory stays bounded."""
+    monkeypatch.setattr(fastcopy, "MAX_LINE", 4096)
+    conn.execute("CREATE TABLE t (id int, note text)")
+    rows = [b"%d,n%d\n" % (i, i) for i in range(100)]
+    for size in (1000, 10_000):
+        rows[50] = b'50,"' + b"x," * (size // 2) + b'"\n'
+        outcome = both(conn, b"".join(rows))
+        assert outcome[:2] == ("ok", 100)
+        assert len(outcome[2][50]) > size
+
+
 def test_one_column_empty_lines_and_tab_delimiter(conn: psycopg.Connection[Any]) -> None:
     conn.execute("CREATE TABLE t (a text)")
     assert both(conn, b"a\n\nb\n" * 30)[:2] == ("ok", 90)

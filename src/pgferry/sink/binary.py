@@ -16,10 +16,11 @@ value reads the same as COPY's CSV reading would read it:
 - line ends: all LF, or all CRLF, throughout (COPY refuses a mix); no NUL
   byte, no `\\.` line (COPY's end-of-data marker), no empty line when the
   table takes more than one column (Arrow reads it as a row of NULLs);
-- values: integers in decimal digits, numeric as digits with an optional
-  fraction, dates as YYYY-MM-DD and timestamps as YYYY-MM-DD HH:MM:SS with
-  up to 6 fractional digits, years 1 to 9999. Another spelling (a sign +,
-  spaces, exponents, NaN, a time zone, `infinity`) is left to COPY.
+- values: integers in decimal digits, numeric as -digits.digits (`5.` and
+  `.5` too, up to 18 digits), dates as YYYY-MM-DD and timestamps as
+  YYYY-MM-DD HH:MM:SS with up to 6 fractional digits, years 1 to 9999.
+  Another spelling (a sign +, spaces, exponents, NaN, a time zone,
+  `infinity`, `0x1F`, `1_000`) is left to COPY.
 Server-side checks (length limits, numeric precision, constraints) apply
 to binary rows as to text: the receive functions take the column's typmod.
 """

@@ -234,16 +234,15 @@ def _blocks(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
     for chunk in chunks:
         parts.append(chunk)
         size += len(chunk)
-        if size < BLOCK:
+        # joined only when a cut is possible: a long line is not copied again
+        # for each piece of it that arrives
+        if size < BLOCK or (b"\n" not in chunk and size <= MAX_LINE):
             continue
         block = b"".join(parts)
         cut = block.rfind(b"\n") + 1
-        if cut == 0:
-            if size > MAX_LINE:
-                yield block, False
-                parts, size = [], 0
-            else:
-                parts = [block]
+        if cut == 0:  # a line longer than MAX_LINE
+            yield block, False
+            parts, size = [], 0
             continue
         yield block[:cut], True
         parts = [block[cut:]] if cut < len(block) else []
