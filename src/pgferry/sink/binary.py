@@ -217,7 +217,7 @@ def _line_ends(
 ) -> bool | None:
     """True: every line ends in CRLF; False: in LF, with no CR anywhere;
     None: no line end in the block. A mix (or a lone CR) is _Inexact."""
-    crs = block.count(b"\r")
+    crs = block.count(b"\r") if b"\r" in block else 0  # `in` is a memchr, count is not
     if crs == 0:
         return False if len(ends) else None
     if crs == len(ends) and not open_end and bool((view[ends - 1] == 13).all()):
