@@ -32,10 +32,13 @@ def start(fn: Callable[..., T], *args: Any, name: str, **kw: Any) -> Future[T]:
     return done
 
 
-def ahead(items: Iterator[T], depth: int, *, name: str) -> Generator[T, None, None]:
+def ahead(
+    items: Iterator[T], depth: int, *, name: str, join: bool = False
+) -> Generator[T, None, None]:
     """`items`, produced by a thread at most `depth` ahead of the consumer;
     the producer's exception is raised in the consumer; stopping early (the
-    load failed) lets the thread end."""
+    load failed) lets the thread end. `join`: closing waits for the thread
+    to end (when what it reads must not be in use afterwards)."""
     q: queue.Queue[tuple[str, Any]] = queue.Queue(depth)
     stop = threading.Event()
 
@@ -69,3 +72,5 @@ def ahead(items: Iterator[T], depth: int, *, name: str) -> Generator[T, None, No
             yield value
     finally:
         stop.set()
+        if join:
+            thread.join()

@@ -12,8 +12,6 @@ is committed with its rejects, or not at all.
 from __future__ import annotations
 
 import json
-import queue
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgferry import background
 from pgferry.sources.model import Column, Index, RowRejected, TableDef
 from pgferry.sources.types import SAFE
 
@@ -164,58 +163,30 @@ def _key(t: TableDef, row: tuple[Any, ...] | bytes) -> dict[str, str | None]:
 _CHUNK_ROWS = 2000
 _CHUNK_BYTES = 4 << 20
 _DEPTH = 4
-_END = object()
 
 
 def prefetch(rows: Iterable[Row]) -> Iterator[Row]:
     """`rows`, read by a thread a few chunks ahead, so reading the source
     overlaps PostgreSQL's work on the previous batch.  Memory: at most
     _DEPTH chunks of _CHUNK_BYTES (or one row, when a row is bigger)."""
-    q: queue.Queue[Any] = queue.Queue(maxsize=_DEPTH)
-    stop = threading.Event()
+    for chunk in background.ahead(_chunks(rows), _DEPTH, name="pgferry-prefetch", join=True):
+        yield from chunk
 
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
 
-    def produce() -> None:
-        try:
-            chunk: list[Row] = []
-            size = 0
-            for row in rows:
-                chunk.append(row)
-                if isinstance(row, bytes):
-                    size += len(row)
-                else:
-                    size += sum(len(v) for v in row if isinstance(v, str | bytes))
-                if len(chunk) >= _CHUNK_ROWS or size >= _CHUNK_BYTES:
-                    if not put(chunk):
-                        return
-                    chunk, size = [], 0
-            if chunk and not put(chunk):
-                return
-            put(_END)
-        except BaseException as e:  # handed to the consumer, raised there
-            put(e)
-
-    th = threading.Thread(target=produce, daemon=True)
-    th.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield from item
-    finally:
-        stop.set()
-        th.join()
+def _chunks(rows: Iterable[Row]) -> Iterator[list[Row]]:
+    chunk: list[Row] = []
+    size = 0
+    for row in rows:
+        chunk.append(row)
+        if isinstance(row, bytes):
+            size += len(row)
+        else:
+            size += sum(len(v) for v in row if isinstance(v, str | bytes))
+        if len(chunk) >= _CHUNK_ROWS or size >= _CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
 
 
 def load_rows(
