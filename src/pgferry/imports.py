@@ -296,9 +296,10 @@ def run_import(
                 log.info("%s: --encoding auto found %s", ref.uri, found)
             if not own and not conn.autocommit:
                 _join_implicit_transaction(conn)
-            # a compressed object's size says little of what it decodes to
-            size = obj.size * (8 if obj.codec else 1)
-            loaded = _load(conn, stream, plan, savepoint=savepoint, size=size)
+            # about what the stream holds: a compressed object decodes to
+            # several times its size; a pipe has told only what was read so far
+            expected = obj.size * (8 if obj.codec else 1)
+            loaded = _load(conn, stream, plan, savepoint=savepoint, size=expected)
             size = obj.size  # after the load: a pipe's size is what was read
     finally:
         if own:
