@@ -9,10 +9,12 @@ row, as the server prints it) or the error each raised (message and line).
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -27,13 +29,16 @@ from pgferry.stores import ObjectRef
 
 REF = ObjectRef(key="data.csv")
 Outcome = tuple[Any, ...]
+CPUS = fastcopy.cpus
 
 
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every load takes the fast path, in blocks of a few lines."""
+    """Every load takes the fast path, in blocks of a few lines, whatever
+    CPUs the machine running the tests has."""
     monkeypatch.setattr(fastcopy, "MIN_SIZE", 0)
     monkeypatch.setattr(fastcopy, "BLOCK", 64)
+    monkeypatch.setattr(fastcopy, "cpus", lambda: 2.0)
 
 
 def _chunks(data: bytes) -> Iterator[bytes]:
@@ -508,3 +513,63 @@ def test_import_from_s3_through_the_fast_path(
             "SELECT count(*), sum(id), sum(price), min(sold), max(sold), "
             "count(*) FILTER (WHERE note = 'n, ' || id) FROM items"
         ).fetchone() == (5000, 12497500, price, date(2020, 3, 1), date(2020, 3, 28), 5000)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to compare")
+def test_a_process_with_one_cpu_loads_as_csv(
+    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Encoding costs the client more CPU than it saves the server: with one
+    CPU to use the load goes as CSV; with two, in binary."""
+    monkeypatch.setattr(fastcopy, "cpus", CPUS)
+    with psycopg.connect(db, autocommit=True) as c:
+        c.execute("CREATE TABLE few (id bigint, at date)")
+    path = tmp_path / "few.csv"
+    path.write_bytes(b"".join(b"%d,2021-01-%02d\n" % (i, i % 28 + 1) for i in range(300)))
+    spec = ImportSpec(table="few", source=str(path), options="(format csv)", target=db)
+    caplog.set_level(logging.DEBUG, logger="pgferry.import")
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(allowed)})  # this thread's: the one that plans the load
+    try:
+        one = run_import(spec)
+    finally:
+        os.sched_setaffinity(0, allowed)
+    assert (one.rows, one.binary_rows) == (300, 0)
+    assert "fewer than 2 CPUs to use: loading as CSV" in caplog.messages
+    two = run_import(spec)
+    assert (two.rows, two.binary_rows) == (300, 300)
+    with psycopg.connect(db) as c:
+        assert c.execute("SELECT count(*), sum(id), max(at) FROM few").fetchone() == (
+            600,
+            2 * 44850,
+            date(2021, 1, 28),
+        )
+
+
+def _cgroup(tmp_path: Path, own: str, files: dict[str, str]) -> float:
+    root = tmp_path / "cgroup"
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    (tmp_path / "own").write_text(own)
+    return CPUS(root, tmp_path / "own")
+
+
+def test_cpus_reads_the_cgroup_quota_of_the_process_and_its_parents(tmp_path: Path) -> None:
+    mine = float(len(os.sched_getaffinity(0)))
+    v2 = {"pod/cpu.max": "150000 100000\n", "pod/app/cpu.max": "max 100000\n"}
+    assert _cgroup(tmp_path / "a", "0::/pod/app\n", v2) == min(mine, 1.5)
+    v1 = {
+        "cpu,cpuacct/docker/x/cpu.cfs_quota_us": "50000",
+        "cpu,cpuacct/docker/x/cpu.cfs_period_us": "100000",
+    }
+    assert _cgroup(tmp_path / "b", "4:cpu,cpuacct:/docker/x\n2:memory:/y\n", v1) == 0.5
+    # no quota, unreadable or odd files, malformed lines: the affinity alone
+    none = {
+        "cpu/cpu.cfs_quota_us": "-1",
+        "cpu/cpu.cfs_period_us": "100000",
+        "cpu.max": "max 100000",
+    }
+    assert _cgroup(tmp_path / "c", "1:cpu:/\n0::/\nnonsense\n", none) == mine
+    assert _cgroup(tmp_path / "d", "0::/gone\n", {"cpu.max": "lots 0"}) == mine
+    assert CPUS(tmp_path / "nowhere", tmp_path / "no-such-file") == mine
