@@ -166,7 +166,8 @@ class Encoder:
     def _quotes(self, block: bytes, view: Bytes, offsets: npt.NDArray[np.intp]) -> None:
         """Every line holding a quote is whole quoted fields and plain ones."""
         at = np.flatnonzero(view == 34)
-        which = np.unique(np.searchsorted(offsets, at, side="right") - 1)
+        line = np.searchsorted(offsets, at, side="right") - 1
+        which = line[np.diff(line, prepend=-1) != 0]  # sorted already: no np.unique sort
         lines = pa.Array.from_buffers(
             pa.binary(),
             len(offsets) - 1,
@@ -268,7 +269,7 @@ def _date(col: pa.Array) -> Bytes:
 
 def _timestamp(col: pa.Array) -> Bytes:
     """YYYY-MM-DD HH:MM:SS[.f{1,6}] only: Arrow checks the field ranges."""
-    if pc.any(pc.invert(pc.match_substring_regex(col, _TIMESTAMP))).as_py():
+    if not pc.all(pc.match_substring_regex(col, _TIMESTAMP)).as_py():
         raise _Inexact
     micros = pc.cast(pc.cast(col, pa.timestamp("us")), pa.int64())
     low = pc.min(micros).as_py()
@@ -284,15 +285,14 @@ def _numeric(col: pa.Array) -> Bytes:
     fraction digits as written, as numeric_in keeps them. Values of up to
     18 digits (almost all) go through int64 arithmetic; longer ones as text."""
     values = col.fill_null("0") if col.null_count else col
-    if pc.max(pc.count_substring(values, ".")).as_py() > 1:
-        raise _Inexact  # two points
+    # a second point fails the int64 cast below, or _NUMERIC on the text route
     if pc.max(pc.find_substring(values, "-")).as_py() > 0:
         raise _Inexact  # a minus sign not in front
     # int64 throughout: Arrow's positions are int32, and 10**10 is not
     dot = pc.find_substring(values, ".").to_numpy().astype(np.int64)
     length = pc.binary_length(values).to_numpy().astype(np.int64)
     frac_len = np.where(dot >= 0, length - dot - 1, 0)
-    digits = pc.replace_substring(values, ".", "")
+    digits = pc.replace_substring(values, ".", "", max_replacements=1)
     negative = pc.starts_with(digits, "-").to_numpy(zero_copy_only=False)
     count = length - (dot >= 0) - negative  # digits as written
     scale = int(frac_len.max())
