@@ -281,7 +281,7 @@ def _blocks(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
     """`chunks` regrouped in blocks of whole lines of about BLOCK bytes (the
     last may end without a line end), each with True; a line longer than
     MAX_LINE goes on in pieces, with False (memory stays bounded)."""
-    parts: list[bytes] = []
+    parts: list[bytes | memoryview] = []
     size = 0
     for chunk in chunks:
         parts.append(chunk)
@@ -289,6 +289,14 @@ def _blocks(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
         # joined only when a cut is possible: a long line is not copied again
         # for each piece of it that arrives
         if size < BLOCK or (b"\n" not in chunk and size <= MAX_LINE):
+            continue
+        cut = chunk.rfind(b"\n") + 1
+        if cut:  # cut in the newest piece: the block is copied once, not twice
+            tail = memoryview(chunk)[cut:]
+            parts[-1] = memoryview(chunk)[:cut]
+            yield b"".join(parts), True
+            parts = [tail] if len(tail) else []
+            size = len(tail)
             continue
         block = b"".join(parts)
         cut = block.rfind(b"\n") + 1
