@@ -286,11 +286,13 @@ def _blocks(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
     for chunk in chunks:
         parts.append(chunk)
         size += len(chunk)
-        # joined only when a cut is possible: a long line is not copied again
-        # for each piece of it that arrives
-        if size < BLOCK or (b"\n" not in chunk and size <= MAX_LINE):
+        if size < BLOCK:
             continue
         cut = chunk.rfind(b"\n") + 1
+        # joined only when a cut is possible: a long line is not copied again
+        # for each piece of it that arrives
+        if not cut and size <= MAX_LINE:
+            continue
         if cut:  # cut in the newest piece: the block is copied once, not twice
             tail = memoryview(chunk)[cut:]
             parts[-1] = memoryview(chunk)[:cut]
