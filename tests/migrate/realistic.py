@@ -30,6 +30,7 @@ CREATE EXTENSION citext;
 CREATE EXTENSION hstore;
 CREATE EXTENSION pg_trgm;
 CREATE EXTENSION btree_gist;
+CREATE EXTENSION postgres_fdw;
 CREATE SCHEMA {S};
 CREATE SCHEMA {U} AUTHORIZATION rl_writer;
 COMMENT ON SCHEMA {S} IS 'sales, with a space';
@@ -121,6 +122,28 @@ CREATE MATERIALIZED VIEW {S}.rooms AS
     SELECT room, count(*) AS n FROM {S}.bookings GROUP BY room;
 CREATE MATERIALIZED VIEW {S}.pending AS
     SELECT city, max(temp) AS hottest FROM {S}.measurements GROUP BY city WITH NO DATA;
+CREATE COLLATION {S}."Straße C" FROM "C";
+CREATE FUNCTION {S}.add3(int, int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 + $2 + 3';
+CREATE OPERATOR {S}.### (LEFTARG = int, RIGHTARG = int, FUNCTION = {S}.add3);
+CREATE AGGREGATE {S}."cat all"(text) (SFUNC = textcat, STYPE = text, INITCOND = '');
+CREATE OPERATOR CLASS {S}.int4_plain FOR TYPE int4 USING hash AS
+    OPERATOR 1 =, FUNCTION 1 hashint4(int4);
+CREATE CAST (text AS {S}.pair) WITH INOUT AS ASSIGNMENT;
+CREATE CONVERSION {S}."latin to utf" FOR 'LATIN1' TO 'UTF8' FROM iso8859_1_to_utf8;
+CREATE TEXT SEARCH TEMPLATE {S}.tmpl (INIT = dsimple_init, LEXIZE = dsimple_lexize);
+CREATE TEXT SEARCH PARSER {S}.prs (START = prsd_start, GETTOKEN = prsd_nexttoken,
+    END = prsd_end, LEXTYPES = prsd_lextype, HEADLINE = prsd_headline);
+CREATE TEXT SEARCH DICTIONARY {S}."simple keep" (TEMPLATE = {S}.tmpl, ACCEPT = false);
+CREATE TEXT SEARCH CONFIGURATION {S}."fts ü" (PARSER = {S}.prs);
+ALTER TEXT SEARCH CONFIGURATION {S}."fts ü" ADD MAPPING FOR word, asciiword
+    WITH {S}."simple keep", simple;
+CREATE ACCESS METHOD "heap two" TYPE TABLE HANDLER heap_tableam_handler;
+CREATE FOREIGN DATA WRAPPER "dummy fdw" OPTIONS (mode 'test');
+CREATE SERVER "other db" FOREIGN DATA WRAPPER postgres_fdw
+    OPTIONS (host '127.0.0.1', dbname 'elsewhere');
+CREATE USER MAPPING FOR rl_writer SERVER "other db" OPTIONS (user 'w', password 'um-pass-w1');
+CREATE FOREIGN TABLE {S}.remote (a int OPTIONS (column_name 'aa'), b text)
+    SERVER "other db" OPTIONS (table_name 'rt');
 """
 
 DATA = f"""
@@ -160,6 +183,8 @@ ALTER TABLE {S}.cache ENABLE REPLICA TRIGGER t_replica;
 ALTER TABLE {S}.cache ENABLE ALWAYS TRIGGER t_always;
 ALTER EVENT TRIGGER "ddl note" DISABLE;
 CREATE PUBLICATION "sales pub" FOR TABLE {S}."Cust.omers", {S}.bookings;
+GRANT USAGE ON FOREIGN SERVER "other db" TO rl_writer;
+GRANT USAGE ON FOREIGN DATA WRAPPER postgres_fdw TO rl_reporting;
 ALTER TABLE {U}."Tâble ""x"".y" OWNER TO "rl Web User";
 GRANT USAGE ON SCHEMA {S} TO rl_reporting, rl_writer, "rl Web User";
 GRANT SELECT ON ALL TABLES IN SCHEMA {S} TO rl_reporting;

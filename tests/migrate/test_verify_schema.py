@@ -19,7 +19,7 @@ from tests.migrate.realistic import build_realistic, create_roles, schema_dump_d
 
 Run = Callable[..., Result]
 Pair = tuple[str, str]
-OBJECTS = 144  # what verify counts in the realistic database
+OBJECTS = 165  # what verify counts in the realistic database
 
 # one of each kind of change, all on the target
 CHANGES = """
@@ -49,6 +49,18 @@ ALTER TABLE "Sales Ops"."Cust.omers" ALTER COLUMN mood SET DEFAULT 'happy';
 COMMENT ON COLUMN "Sales Ops"."Cust.omers"."Full Name" IS NULL;
 ALTER TABLE "Sales Ops".cache ALTER COLUMN v SET STATISTICS 100;
 ALTER EVENT TRIGGER "ddl note" ENABLE;
+DROP CAST (text AS "Sales Ops".pair);
+ALTER OPERATOR "Sales Ops".### (int, int) OWNER TO rl_writer;
+ALTER COLLATION "Sales Ops"."Straße C" OWNER TO rl_writer;
+CREATE OR REPLACE AGGREGATE "Sales Ops"."cat all"(text) (SFUNC = textcat, STYPE = text,
+    INITCOND = 'x');
+ALTER TEXT SEARCH CONFIGURATION "Sales Ops"."fts ü" DROP MAPPING FOR word;
+ALTER TEXT SEARCH DICTIONARY "Sales Ops"."simple keep" (ACCEPT = true);
+ALTER USER MAPPING FOR rl_writer SERVER "other db" OPTIONS (SET password 'um-pass-w2');
+ALTER SERVER "other db" OPTIONS (SET dbname 'nowhere');
+ALTER FOREIGN TABLE "Sales Ops".remote OPTIONS (SET table_name 'rt2');
+ALTER FOREIGN TABLE "Sales Ops".remote ALTER COLUMN a OPTIONS (DROP column_name);
+REVOKE USAGE ON FOREIGN DATA WRAPPER postgres_fdw FROM rl_reporting;
 """
 
 
@@ -107,6 +119,30 @@ def expected(version: str) -> list[tuple[tuple[str, str], str]]:
         ),
         (("table", "Sales Ops.bookings"), "differs: owner: rl Web User -> rl_writer"),
         (("trigger", "Sales Ops.cache.t_origin"), "differs: enabled: O -> D"),
+        (("cast", 'text AS "Sales Ops".pair'), "missing on target"),
+        (("collation", "Sales Ops.Straße C"), "differs: owner: postgres -> rl_writer"),
+        (("operator", "Sales Ops.###(integer, integer)"), "differs: owner: postgres -> rl_writer"),
+        (("function", "Sales Ops.cat all(text)"), "differs: aggregate initial:  -> x"),
+        (
+            ("text search configuration", "Sales Ops.fts ü"),
+            'differs: mapping: ...ep" simple, word "Sales Ops"."simp... -> ...ep" simple',
+        ),
+        (
+            ("text search dictionary", "Sales Ops.simple keep"),
+            "differs: options: accept = 'false' -> accept = 'true'",
+        ),
+        # a password is never shown, only that it differs
+        (("user mapping", "for rl_writer on other db"), "differs: secret options: differ"),
+        (
+            ("foreign server", "other db"),
+            "differs: options: dbname=elsewhere, host=127.0.0.1 -> dbname=nowhere, host=127.0.0.1",
+        ),
+        (
+            ("foreign table", "Sales Ops.remote"),
+            "differs: foreign options: table_name=rt -> table_name=rt2",
+        ),
+        (("column", "Sales Ops.remote.a"), "differs: foreign options: column_name=aa -> null"),
+        (("foreign data wrapper", "postgres_fdw"), "differs: acl: -rl_reporting=USAGE by (owner)"),
     ]
 
 
@@ -163,12 +199,13 @@ def test_every_kind_of_difference_is_detected(
     assert res.exit_code == 1
     exp = expected(version_of(pgserver))
     assert differences(res) == flat(exp)
+    assert "um-pass" not in res.stdout + res.stderr
     # the table shows the same, one line per object
     res = run_cli("verify", "--source", src, "--target", dst)
     assert res.exit_code == 1
     lines = res.stdout.splitlines()
     assert lines[-1] == f"{len(exp)} of {OBJECTS} objects differ"
-    assert lines[4] == "column Sales Ops.Cust.omers.mood".ljust(44) + "-".rjust(12) * 2 + (
+    assert lines[6] == "column Sales Ops.Cust.omers.mood".ljust(44) + "-".rjust(12) * 2 + (
         "  differs: default: 'ok'::\"Sales Ops\".mood -> 'happy'::\"Sales Ops\".mood"
     )
     # the independent check sees the schema changes too
@@ -191,8 +228,11 @@ def test_options_restrict_what_is_compared(changed_pair: Pair, run_cli: Run) -> 
     # as after a clone with --no-owner --no-acl: owners and grants are not compared
     loose = differences(run_cli(*base, "--schema-only", "--no-owner", "--no-acl"))
     assert set(schema) - set(loose) == {
+        ("collation", "Sales Ops.Straße C"),
         ("default privileges", "Sales Ops.for postgres on tables"),
+        ("foreign data wrapper", "postgres_fdw"),
         ("large object", "77002"),
+        ("operator", "Sales Ops.###(integer, integer)"),
         ("sequence definition", "Sales Ops.bookings_id_seq"),
         ("table", "Sales Ops.bookings"),
     }

@@ -27,46 +27,15 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgferry.migrate import verify_kinds
 from pgferry.migrate.replica_state import NAME, object_name, reverse_name
+from pgferry.migrate.verify_kinds import SECRET_ATTRS, SKIP_NS, acl, not_extension, options
 
 Key = tuple[str, str, str, str]  # kind, schema ('' if none), relation ('' if none), name
 Attrs = dict[str, Any]
 
 #: pgferry_<replica name>, or the way back's pgferry_<replica name>_back
 REPLICA_PUBLICATION = f"^{object_name(f'({NAME.pattern})')}$|^{reverse_name(f'({NAME.pattern})')}$"
-
-_SKIP_NS = (
-    "n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry')"
-    " AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'"
-)
-
-
-def _acl(acl: str, kind: str | None, owner: str) -> str:
-    """SQL for a privilege list as sorted text: defaults filled in (NULL means
-    the defaults), MAINTAIN dropped (new in PostgreSQL 17, granted to owners by
-    default there), the owner written `(owner)` so --no-owner compares."""
-    filled = f"coalesce({acl}, acldefault({kind}, {owner}))" if kind else acl
-    who = (
-        "CASE WHEN {r} = 0 THEN 'PUBLIC' WHEN {r} = {o} THEN '(owner)'"
-        " ELSE pg_get_userbyid({r}) END"
-    )
-    grantee, grantor = who.format(r="a.grantee", o=owner), who.format(r="a.grantor", o=owner)
-    item = (
-        f"{grantee} || '=' || a.privilege_type"
-        f" || CASE WHEN a.is_grantable THEN '*' ELSE '' END || ' by ' || {grantor}"
-    )
-    return (
-        f"(SELECT string_agg(e, ', ' ORDER BY e) FROM (SELECT {item} AS e"
-        f" FROM aclexplode({filled}) a WHERE a.privilege_type <> 'MAINTAIN') s)"
-    )
-
-
-def _not_extension(classid: str, oid: str) -> str:
-    return (
-        f"NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.classid = '{classid}'::regclass"
-        f" AND x.objid = {oid} AND x.deptype = 'e')"
-    )
-
 
 _REL_ACL_KIND = "(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::\"char\""
 
@@ -77,7 +46,7 @@ SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
        n.nspname, c.relname, '',
        jsonb_build_object(
          'relkind', c.relkind, 'owner', pg_get_userbyid(c.relowner),
-         'acl', {_acl("c.relacl", _REL_ACL_KIND, "c.relowner")},
+         'acl', {acl("c.relacl", _REL_ACL_KIND, "c.relowner")},
          'comment', obj_description(c.oid, 'pg_class'),
          'persistence', c.relpersistence, 'row security', c.relrowsecurity,
          'force row security', c.relforcerowsecurity, 'options', c.reloptions::text,
@@ -96,10 +65,15 @@ SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
                         FROM pg_depend d JOIN pg_attribute a ON a.attrelid = d.refobjid
                          AND a.attnum = d.refobjsubid
                        WHERE c.relkind = 'S' AND d.classid = 'pg_class'::regclass
-                         AND d.objid = c.oid AND d.deptype IN ('a', 'i')))
+                         AND d.objid = c.oid AND d.deptype IN ('a', 'i')),
+         'foreign server', (SELECT s.srvname FROM pg_foreign_table ft
+                              JOIN pg_foreign_server s ON s.oid = ft.ftserver
+                             WHERE ft.ftrelid = c.oid),
+         'foreign options', (SELECT {options("ft.ftoptions")} FROM pg_foreign_table ft
+                              WHERE ft.ftrelid = c.oid))
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {_SKIP_NS}
-   AND {_not_extension("pg_class", "c.oid")}
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {SKIP_NS}
+   AND {not_extension("pg_class", "c.oid")}
 """
 
 COLUMNS = f"""
@@ -115,13 +89,14 @@ SELECT 'column', n.nspname, c.relname, a.attname,
          'statistics target', nullif(a.attstattarget::int, -1),
          'collation', CASE WHEN a.attcollation <> t.typcollation
                            THEN a.attcollation::regcollation::text END,
-         'acl', {_acl("a.attacl", None, "c.relowner")},
+         'acl', {acl("a.attacl", None, "c.relowner")},
+         'options', a.attoptions::text, 'foreign options', {options("a.attfdwoptions")},
          'comment', col_description(c.oid, a.attnum))
   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid
   LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
  WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-   AND {_SKIP_NS} AND {_not_extension("pg_class", "c.oid")}
+   AND {SKIP_NS} AND {not_extension("pg_class", "c.oid")}
 """
 
 # NOT NULL constraints live in pg_constraint from PostgreSQL 18 (contype 'n'):
@@ -139,9 +114,9 @@ SELECT 'constraint', n.nspname, coalesce(c.relname, ''),
                           WHERE f.oid = co.confrelid))
   FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace
   LEFT JOIN pg_class c ON c.oid = co.conrelid
- WHERE co.contype <> 'n' AND {_SKIP_NS}
-   AND {_not_extension("pg_class", "coalesce(c.oid, 0)")}
-   AND {_not_extension("pg_type", "co.contypid")}
+ WHERE co.contype <> 'n' AND {SKIP_NS}
+   AND {not_extension("pg_class", "coalesce(c.oid, 0)")}
+   AND {not_extension("pg_type", "co.contypid")}
 """
 
 INDEXES = f"""
@@ -152,7 +127,7 @@ SELECT 'index', n.nspname, t.relname, i.relname,
          'comment', obj_description(i.oid, 'pg_class'))
   FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
   JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = i.relnamespace
- WHERE {_SKIP_NS} AND {_not_extension("pg_class", "t.oid")}
+ WHERE {SKIP_NS} AND {not_extension("pg_class", "t.oid")}
 """
 
 TRIGGERS = f"""
@@ -162,7 +137,7 @@ SELECT 'trigger', n.nspname, c.relname, g.tgname,
          'comment', obj_description(g.oid, 'pg_trigger'))
   FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE NOT g.tgisinternal AND {_SKIP_NS}
+ WHERE NOT g.tgisinternal AND {SKIP_NS}
 """
 
 RULES = f"""
@@ -172,7 +147,7 @@ SELECT 'rule', n.nspname, c.relname, r.rulename,
          'comment', obj_description(r.oid, 'pg_rewrite'))
   FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
   JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE r.rulename <> '_RETURN' AND {_SKIP_NS}
+ WHERE r.rulename <> '_RETURN' AND {SKIP_NS}
 """
 
 POLICIES = f"""
@@ -186,15 +161,15 @@ SELECT 'policy', n.nspname, c.relname, p.polname,
          'comment', obj_description(p.oid, 'pg_policy'))
   FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE {_SKIP_NS}
+ WHERE {SKIP_NS}
 """
 
 SCHEMAS = f"""
 SELECT 'schema', n.nspname, '', '',
        jsonb_build_object(
-         'owner', pg_get_userbyid(n.nspowner), 'acl', {_acl("n.nspacl", "'n'", "n.nspowner")},
+         'owner', pg_get_userbyid(n.nspowner), 'acl', {acl("n.nspacl", "'n'", "n.nspowner")},
          'comment', obj_description(n.oid, 'pg_namespace'))
-  FROM pg_namespace n WHERE {_SKIP_NS} AND {_not_extension("pg_namespace", "n.oid")}
+  FROM pg_namespace n WHERE {SKIP_NS} AND {not_extension("pg_namespace", "n.oid")}
 """
 
 FUNCTIONS = f"""
@@ -202,18 +177,37 @@ SELECT 'function', n.nspname, '', p.proname || '(' || pg_get_function_identity_a
          || ')',
        jsonb_build_object(
          'kind', p.prokind, 'owner', pg_get_userbyid(p.proowner),
-         'acl', {_acl("p.proacl", "'f'", "p.proowner")},
+         'acl', {acl("p.proacl", "'f'", "p.proowner")},
          'comment', obj_description(p.oid, 'pg_proc'),
-         'definition', CASE WHEN p.prokind IN ('f', 'p', 'w') THEN pg_get_functiondef(p.oid) END)
+         'definition', CASE WHEN p.prokind IN ('f', 'p', 'w') THEN pg_get_functiondef(p.oid) END,
+         'aggregate', (SELECT jsonb_build_object(
+                          'kind', a.aggkind, 'direct arguments', a.aggnumdirectargs,
+                          'state', a.aggtransfn::text, 'state type', a.aggtranstype::regtype::text,
+                          'state size', a.aggtransspace, 'initial', a.agginitval,
+                          'final', nullif(a.aggfinalfn::text, '-'),
+                          'final extra', a.aggfinalextra, 'final modify', a.aggfinalmodify,
+                          'combine', nullif(a.aggcombinefn::text, '-'),
+                          'serial', nullif(a.aggserialfn::text, '-'),
+                          'deserial', nullif(a.aggdeserialfn::text, '-'),
+                          'moving', CASE WHEN a.aggmtransfn <> 0 THEN jsonb_build_object(
+                            'state', a.aggmtransfn::text, 'inverse', a.aggminvtransfn::text,
+                            'final', nullif(a.aggmfinalfn::text, '-'),
+                            'state type', a.aggmtranstype::regtype::text,
+                            'state size', a.aggmtransspace, 'initial', a.aggminitval,
+                            'final extra', a.aggmfinalextra,
+                            'final modify', a.aggmfinalmodify) END,
+                          'sort operator', CASE WHEN a.aggsortop = 0 THEN NULL
+                                                ELSE a.aggsortop::regoperator::text END)
+                         FROM pg_aggregate a WHERE a.aggfnoid = p.oid))
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
- WHERE {_SKIP_NS} AND {_not_extension("pg_proc", "p.oid")}
+ WHERE {SKIP_NS} AND {not_extension("pg_proc", "p.oid")}
 """
 
 TYPES = f"""
 SELECT 'type', n.nspname, '', t.typname,
        jsonb_build_object(
          'kind', t.typtype, 'owner', pg_get_userbyid(t.typowner),
-         'acl', {_acl("t.typacl", "'T'", "t.typowner")},
+         'acl', {acl("t.typacl", "'T'", "t.typowner")},
          'comment', obj_description(t.oid, 'pg_type'),
          'labels', (SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder)
                       FROM pg_enum e WHERE e.enumtypid = t.oid),
@@ -228,7 +222,7 @@ SELECT 'type', n.nspname, '', t.typname,
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
  WHERE (t.typtype IN ('e', 'd', 'r')
         OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))
-   AND {_SKIP_NS} AND {_not_extension("pg_type", "t.oid")}
+   AND {SKIP_NS} AND {not_extension("pg_type", "t.oid")}
 """
 
 STATISTICS = f"""
@@ -237,7 +231,7 @@ SELECT 'statistics', n.nspname, '', s.stxname,
          'definition', pg_get_statisticsobjdef(s.oid), 'owner', pg_get_userbyid(s.stxowner),
          'comment', obj_description(s.oid, 'pg_statistic_ext'))
   FROM pg_statistic_ext s JOIN pg_namespace n ON n.oid = s.stxnamespace
- WHERE {_SKIP_NS}
+ WHERE {SKIP_NS}
 """
 
 # an extension's comment comes from its control file and changes with its version
@@ -253,7 +247,7 @@ SELECT 'event trigger', '', '', e.evtname,
          'event', e.evtevent, 'enabled', e.evtenabled, 'owner', pg_get_userbyid(e.evtowner),
          'function', e.evtfoid::regprocedure::text, 'tags', e.evttags::text,
          'comment', obj_description(e.oid, 'pg_event_trigger'))
-  FROM pg_event_trigger e WHERE {_not_extension("pg_event_trigger", "e.oid")}
+  FROM pg_event_trigger e WHERE {not_extension("pg_event_trigger", "e.oid")}
 """
 
 PUBLICATIONS = """
@@ -281,14 +275,14 @@ SELECT 'default privileges', coalesce(n.nspname, ''), '',
          || CASE d.defaclobjtype WHEN 'r' THEN 'tables' WHEN 'S' THEN 'sequences'
                  WHEN 'f' THEN 'functions' WHEN 'T' THEN 'types' WHEN 'n' THEN 'schemas'
                  ELSE d.defaclobjtype::text END,
-       jsonb_build_object('acl', {_acl("d.defaclacl", None, "d.defaclrole")})
+       jsonb_build_object('acl', {acl("d.defaclacl", None, "d.defaclrole")})
   FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace
 """
 
 LARGE_OBJECTS = f"""
 SELECT 'large object', '', '', m.oid::text,
        jsonb_build_object(
-         'owner', pg_get_userbyid(m.lomowner), 'acl', {_acl("m.lomacl", "'L'", "m.lomowner")},
+         'owner', pg_get_userbyid(m.lomowner), 'acl', {acl("m.lomacl", "'L'", "m.lomowner")},
          'comment', obj_description(m.oid, 'pg_largeobject'))
   FROM pg_largeobject_metadata m
 """
@@ -304,6 +298,7 @@ DATABASE_QUERIES = (
     PUBLICATIONS,
     DEFAULT_ACLS,
     LARGE_OBJECTS,
+    *verify_kinds.QUERIES,
 )
 _OWNER_KEYS = {"owner"}
 _ACL_KEYS = {"acl"}
@@ -354,12 +349,25 @@ def read_schema(conn: psycopg.Connection[Any], scope: Scope) -> dict[Key, Attrs]
                     continue
             if kind == "default privileges" and not scope.acl:
                 continue
+            attrs = _flat(attrs)
             if not scope.owners:
                 attrs = {k: v for k, v in attrs.items() if k not in _OWNER_KEYS}
             if not scope.acl:
                 attrs = {k: v for k, v in attrs.items() if k not in _ACL_KEYS}
             out[(kind, schema, rel, name)] = attrs
     conn.rollback()
+    return out
+
+
+def _flat(attrs: Attrs) -> Attrs:
+    """Nested attributes (a sequence's, an aggregate's) as their own entries,
+    so a difference names the one that changed: `aggregate initial`."""
+    out: Attrs = {}
+    for key, value in attrs.items():
+        if isinstance(value, dict):
+            out.update(_flat({f"{key} {k}": v for k, v in value.items()}))
+        else:
+            out[key] = value
     return out
 
 
@@ -433,6 +441,8 @@ def differing(kind: str, src: Attrs, tgt: Attrs) -> list[str]:
             continue
         if attr == "acl":
             out.append(f"acl: {_show_acl(a, b)}")
+        elif attr in SECRET_ATTRS:
+            out.append(f"{attr}: differ")  # digests: neither side's value is shown
         else:
             out.append(f"{attr}: {_show(a, b)}")
     return out
