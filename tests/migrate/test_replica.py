@@ -1236,7 +1236,10 @@ def test_check_names_unreadable_tables(logical: dict[str, LocalServer], run_cli:
         "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'rp_reader')"
         " THEN CREATE ROLE rp_reader LOGIN REPLICATION; END IF; END $$;"
         ' CREATE TABLE open_t (id int PRIMARY KEY); CREATE TABLE "Hidden T" (id int PRIMARY KEY);'
-        " GRANT SELECT ON open_t TO rp_reader",
+        " GRANT SELECT ON open_t TO rp_reader;"
+        " CREATE TABLE tenants (id int PRIMARY KEY, t text); GRANT SELECT ON tenants TO rp_reader;"
+        " ALTER TABLE tenants ENABLE ROW LEVEL SECURITY;"
+        " CREATE POLICY mine ON tenants USING (t = current_user)",
     )
     dbname = src.rsplit("/", 1)[1].split("?", 1)[0]
     reader = server.conninfo(dbname, user="rp_reader")
@@ -1246,6 +1249,11 @@ def test_check_names_unreadable_tables(logical: dict[str, LocalServer], run_cli:
         assert (
             "blocker: the source role cannot read 1 table(s): public.Hidden T; GRANT SELECT on"
             " them, or leave them out with --exclude"
+        ) in res.stdout
+        assert (
+            "blocker: row-level security policies would hide rows of 1 table(s) from the source"
+            " role: public.tenants; read the source as a superuser or a role with BYPASSRLS,"
+            " or leave them out with --exclude"
         ) in res.stdout
         assert rows(src, "SELECT count(*) FROM pg_replication_slots") == [(0,)]
         assert rows(src, "SELECT count(*) FROM pg_publication") == [(0,)]

@@ -309,10 +309,40 @@ def test_unfinished_run_exits_2(pgserver: LocalServer, run_cli: Run) -> None:
         assert res.stderr == (
             "error: verify could not finish: source: permission denied for table secret;"
             " run verify as a role that can read every compared table and large object"
-            " (the owner, or a superuser), or leave the table out with --exclude\n"
+            " in full (the owner, or a superuser; a role with BYPASSRLS past row-level"
+            " security), or leave the table out with --exclude\n"
         )
     finally:
         drop_database(pgserver, src)
+
+
+def test_rows_hidden_by_a_policy_are_not_called_identical(
+    changed_pair: Pair, pgserver: LocalServer, run_cli: Run
+) -> None:
+    """A role that policies would show only some rows to cannot verify those
+    tables: verify fails (exit 2) rather than compare the visible rows."""
+    src, dst = changed_pair
+    with contextlib.suppress(psycopg.errors.DuplicateObject):
+        rows(pgserver.conninfo(), "CREATE ROLE rl_checker LOGIN IN ROLE rl_reporting")
+    for url in (src, dst):
+        rows(url, 'GRANT SELECT ON "Sales Ops"."Cust.omers" TO rl_checker')
+        rows(url, 'GRANT SELECT ON ALL SEQUENCES IN SCHEMA "Sales Ops" TO rl_checker')
+    # a row the policy "own rows" hides from rl_reporting (mood 'sad')
+    rows(dst, 'UPDATE "Sales Ops"."Cust.omers" SET balance = -1 WHERE id = 300')
+    as_checker = [
+        pgserver.conninfo(str(psycopg.conninfo.conninfo_to_dict(u)["dbname"]), user="rl_checker")
+        for u in (src, dst)
+    ]
+    table = ["--data-only", "--table", "Sales Ops.Cust.omers"]
+    res = run_cli("verify", "--source", as_checker[0], "--target", as_checker[1], *table)
+    assert res.exit_code == 2
+    assert res.stderr.startswith(
+        "error: verify could not finish: source: query would be affected by row-level"
+        ' security policy for table "Cust.omers"; run verify as a role that can read'
+    )
+    res = run_cli("verify", "--source", src, "--target", dst, *table)
+    assert res.exit_code == 1
+    assert "table Sales Ops.Cust.omers" in res.stdout and "content differs" in res.stdout
 
 
 @pytest.mark.slow

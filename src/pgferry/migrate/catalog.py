@@ -117,25 +117,53 @@ def unreadable(conn: psycopg.Connection[Any], tables: list[Table]) -> list[Table
     return [t for t in tables if t.oid in denied]
 
 
+def filtered(conn: psycopg.Connection[Any], tables: list[Table]) -> list[Table]:
+    """The tables whose row-level security policies apply to the connection's
+    role: it would read only the rows they let it see."""
+    if not tables:
+        return []
+    rows = conn.execute(
+        "SELECT q.oid FROM unnest(%s::oid[]) AS q(oid) WHERE row_security_active(q.oid)",
+        [[t.oid for t in tables]],
+    ).fetchall()
+    hidden = {int(r[0]) for r in rows}
+    return [t for t in tables if t.oid in hidden]
+
+
 def check_readable(conn: psycopg.Connection[Any], tables: list[Table]) -> None:
     """SourcePermissionDenied, before anything starts, when the source role
     cannot read a selected table (pg_dump locks each one, the copy reads it):
-    it named the table only deep in pg_dump's output, after the run had begun."""
+    it named the table only deep in pg_dump's output, after the run had begun.
+    Also when policies would show the role only some rows of a table: the
+    copy reads with row_security off, which would fail on it half-way."""
+    role = conn.info.user
     names = [t.qualified for t in unreadable(conn, tables)]
-    if not names:
-        return
-    role, first = conn.info.user, names[0]
-    more = ""
-    if len(names) > 1:
-        listed = ", ".join(names[1:4]) + (", ..." if len(names) > 4 else "")
-        more = f" (nor {len(names) - 1} more: {listed})"
-    raise SourcePermissionDenied(
-        f"the source role {role} cannot read table {first}{more}",
-        hint=f"GRANT SELECT on it to {role} on the source, or leave it out with"
-        f" --exclude {shlex.quote(first)}",
-        table=first,
-        sqlstate="42501",
-    )
+    if names:
+        raise SourcePermissionDenied(
+            f"the source role {role} cannot read table {names[0]}{_more(names, 'nor')}",
+            hint=f"GRANT SELECT on it to {role} on the source, or leave it out with"
+            f" --exclude {shlex.quote(names[0])}",
+            table=names[0],
+            sqlstate="42501",
+        )
+    names = [t.qualified for t in filtered(conn, tables)]
+    if names:
+        raise SourcePermissionDenied(
+            f"row-level security policies would hide rows of table {names[0]}{_more(names, 'and')}"
+            f" from the source role {role}",
+            hint="read the source as a superuser or a role with BYPASSRLS (or as the"
+            " table's owner when it does not FORCE ROW LEVEL SECURITY), or leave it out"
+            f" with --exclude {shlex.quote(names[0])}",
+            table=names[0],
+            sqlstate="42501",
+        )
+
+
+def _more(names: list[str], word: str) -> str:
+    if len(names) < 2:
+        return ""
+    listed = ", ".join(names[1:4]) + (", ..." if len(names) > 4 else "")
+    return f" ({word} {len(names) - 1} more: {listed})"
 
 
 def select_tables(

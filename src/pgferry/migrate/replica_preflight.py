@@ -146,6 +146,16 @@ def run(
                 " GRANT SELECT on them, or leave them out with --exclude",
             )
         )
+    hidden = catalog.filtered(src, leaves)
+    if hidden:
+        out.append(
+            Finding(
+                BLOCKER,
+                f"row-level security policies would hide rows of {len(hidden)} table(s) from"
+                f" the source role: {_names(hidden)}; read the source as a superuser or a role"
+                " with BYPASSRLS, or leave them out with --exclude",
+            )
+        )
     bad = without_identity(src, leaves)
     if bad and identity_full:
         out.append(Finding(INFO, f"REPLICA IDENTITY FULL will be set on {_names(bad)}"))

@@ -249,13 +249,22 @@ SELECT 'foreign server', '', '', s.srvname,
  WHERE {not_extension("pg_foreign_server", "s.oid")}
 """
 
-# pg_user_mappings shows the options only to whom may see them (the mapped
-# role, the server's owner): both sides are read with the same rights
+# pg_user_mappings shows the options only to the mapped role, the server's
+# owner and superusers: a mapping this role cannot read says so, rather than
+# comparing as "no options"
+# (the view's own rule, pg_roles for pg_authid, which only superusers read)
+_MAPPING_VISIBLE = """((u.umuser <> 0 AND u.usename = current_user
+   AND (pg_has_role(s.srvowner, 'USAGE') OR has_server_privilege(s.oid, 'USAGE')))
+  OR (u.umuser = 0 AND pg_has_role(s.srvowner, 'USAGE'))
+  OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))"""
+
 USER_MAPPINGS = f"""
 SELECT 'user mapping', '', '', 'for ' || u.usename || ' on ' || u.srvname,
-       jsonb_build_object(
-         'options', {options("u.umoptions")}, 'secret options', {secret_digest("u.umoptions")})
-  FROM pg_user_mappings u
+       CASE WHEN {_MAPPING_VISIBLE} THEN jsonb_build_object(
+              'options', {options("u.umoptions")},
+              'secret options', {secret_digest("u.umoptions")})
+            ELSE jsonb_build_object('options', 'hidden from ' || current_user) END
+  FROM pg_user_mappings u JOIN pg_foreign_server s ON s.oid = u.srvid
 """
 
 QUERIES = (
