@@ -280,6 +280,56 @@ def test_no_acl_skips_policies_naming_missing_roles(
         drop_database(new, dst)
 
 
+def test_no_acl_skips_user_mappings_for_missing_roles(
+    cross_servers: tuple[LocalServer, LocalServer],
+    run_cli: Run,
+    s3env: dict[str, str],
+    bucket: str,
+) -> None:
+    """A user mapping is pre-data, restored all or nothing: with --no-acl one
+    for a role the target lacks is left out with a note (its password never
+    shown), on clone and on snapshot restore; the server and the rest are there."""
+    old, new = cross_servers
+    src, dst, dst2 = new_database(old, "um"), new_database(new, "um"), new_database(new, "um")
+    mapped = f"mapped {PID}"  # a role with a space, never created on the new server
+    try:
+        with psycopg.connect(src, autocommit=True) as c:
+            c.execute(psycopg.sql.SQL("CREATE ROLE {}").format(psycopg.sql.Identifier(mapped)))
+            c.execute(
+                "CREATE EXTENSION postgres_fdw;"
+                ' CREATE SERVER "far db" FOREIGN DATA WRAPPER postgres_fdw'
+                " OPTIONS (dbname 'far');"
+                f' CREATE USER MAPPING FOR "{mapped}" SERVER "far db"'
+                " OPTIONS (user 'u', password 'fdw-pw-73');"
+                " CREATE USER MAPPING FOR PUBLIC SERVER \"far db\" OPTIONS (user 'anyone');"
+                " CREATE TABLE kept (id int); INSERT INTO kept VALUES (7)"
+            )
+        note = (
+            f"user mapping for {mapped} on server far db skipped: the role does not exist"
+            " on the target (--no-acl carries no roles); create both to use it"
+        )
+        result = clone(CloneConfig(src, dst, no_owner=True, no_acl=True))
+        assert result.notes == [note]
+        listed = "SELECT srvname, usename FROM pg_user_mappings ORDER BY 2"
+        assert rows(dst, listed) == [("far db", "public")]
+        assert rows(dst, "SELECT id FROM kept") == [(7,)]
+        res = run_cli("snapshot", "create", "--source", src, f"s3://{bucket}/um")
+        assert res.exit_code == 0, res.output
+        res = run_cli(
+            "snapshot", "restore", f"s3://{bucket}/um", "--target", dst2,
+            "--no-owner", "--no-acl",
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        assert f"note: {note}" in res.stderr.splitlines()
+        assert "fdw-pw" not in res.output
+        assert rows(dst2, listed) == [("far db", "public")]
+        assert rows(dst2, "SELECT id FROM kept") == [(7,)]
+    finally:
+        drop_database(old, src)
+        for url in (dst, dst2):
+            drop_database(new, url)
+
+
 def test_schema_only_then_data_only_populates_matviews(
     odd_db: str, target_db: str, run_cli: Run
 ) -> None:

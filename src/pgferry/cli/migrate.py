@@ -18,7 +18,7 @@ import click
 from pgferry import units
 from pgferry.cli import checked_url, json_option, target_option
 from pgferry.cli.foreign import foreign_only, foreign_options, run_clone, run_verify
-from pgferry.cli.output import print_phases
+from pgferry.cli.output import print_notes, print_phases
 from pgferry.errors import PostDataIncomplete
 from pgferry.sources.url import is_foreign
 
@@ -389,6 +389,7 @@ def snapshot_restore_cmd(
     if as_json:
         click.echo(json.dumps(asdict(result)))
         return
+    print_notes(result.notes)
     rows = sum(t.rows for t in result.tables)
     click.echo(
         f"restored {uri}: {len(result.tables)} streams, {rows} rows, in {result.seconds:.1f}s"

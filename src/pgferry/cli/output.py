@@ -57,10 +57,15 @@ def progress_bar(
         yield lambda done, total: progress.update(task, completed=done, total=total)
 
 
-def print_phases(notes: Iterable[str], phases: Iterable[tuple[str, float]], skipped: Sized) -> None:
-    """Notes on stderr, then the phase timings: the start of every clone summary."""
+def print_notes(notes: Iterable[str]) -> None:
+    """What a migration skipped or chose, on stderr, one line each."""
     for note in notes:
         click.echo(f"note: {note}", err=True)
+
+
+def print_phases(notes: Iterable[str], phases: Iterable[tuple[str, float]], skipped: Sized) -> None:
+    """Notes on stderr, then the phase timings: the start of every clone summary."""
+    print_notes(notes)
     click.echo(f"{'phase':<24}{'seconds':>10}")
     for name, secs in phases:
         click.echo(f"{name:<24}{secs:>10.2f}")

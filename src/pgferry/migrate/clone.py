@@ -278,12 +278,16 @@ def _phases(
             for message in out.notes:
                 ph.note(message)
             pre_skip, post_skip = out.pre, out.post
-        ph.run(
-            Phase.PRE_DATA,
-            lambda: schema.restore_pre_data(
-                tools["pg_restore"], dump, cfg.target, opts, skip=pre_skip, workdir=tmp
-            ),
-        )
+
+        def pre_data() -> None:
+            orphans, notes = schema.orphan_mappings(tgt, dump, opts)
+            for message in notes:
+                ph.note(message)
+            schema.restore_pre_data(
+                tools["pg_restore"], dump, cfg.target, opts, skip=pre_skip | orphans, workdir=tmp
+            )
+
+        ph.run(Phase.PRE_DATA, pre_data)
     indexer: Indexer | None = None
     vacuumed: set[str] = set()
     if not cfg.schema_only:

@@ -177,7 +177,16 @@ def _run(
         for block in _stream_raw(cfg.s3, bucket, m.schema.key, m.schema.sha256):
             f.write(block)
     opts = schema.RestoreOptions(cfg.no_owner, cfg.no_acl)
-    ph.run("pre-data", lambda: schema.restore_pre_data(tools["pg_restore"], dump, cfg.target, opts))
+
+    def pre_data() -> None:
+        orphans, notes = schema.orphan_mappings(tgt, dump, opts)
+        for message in notes:
+            ph.note(message)
+        schema.restore_pre_data(
+            tools["pg_restore"], dump, cfg.target, opts, skip=orphans, workdir=tmp
+        )
+
+    ph.run("pre-data", pre_data)
     tables = {
         (t.schema, t.name): Table(0, t.schema, t.name, t.partitioned, 0, t.columns, None, None)
         for t in m.tables

@@ -118,6 +118,43 @@ def _list_file(workdir: Path, entries: Iterable[TocEntry]) -> Path:
     return path
 
 
+_IDENT = r'("(?:[^"]|"")*"|[^\s"]+)'
+_MAPPING = re.compile(rf"^CREATE USER MAPPING FOR {_IDENT} SERVER {_IDENT}")
+
+
+def _unquote(ident: str) -> str:
+    return ident[1:-1].replace('""', '"') if ident.startswith('"') else ident
+
+
+def orphan_mappings(
+    conn: psycopg.Connection[Any], dump: Path, opts: RestoreOptions
+) -> tuple[set[int], list[str]]:
+    """With --no-acl (roles are not carried): the user mappings for roles the
+    target lacks, as dump ids to leave out of pre-data and one note each.
+    Such a mapping would serve nobody there, and pre-data is all or nothing."""
+    if not opts.no_acl:
+        return set(), []
+    mappings = [e for e in toc(dump, Section.PRE_DATA) if e.desc == "USER MAPPING"]
+    if not mappings:
+        return set(), []
+    roles = {str(r[0]) for r in conn.execute("SELECT rolname FROM pg_roles")}
+    skip, notes = set(), []
+    for e in mappings:
+        # the role is the statement's first identifier, as pg_dump quotes it;
+        # the rest of the statement (its options, a password) is never shown
+        m = _MAPPING.match(e.defn)
+        if m is None:
+            continue
+        role, server = _unquote(m.group(1)), _unquote(m.group(2))
+        if role != "public" and role not in roles:
+            skip.add(e.dump_id)
+            notes.append(
+                f"user mapping for {role} on server {server} skipped: the role does not exist"
+                " on the target (--no-acl carries no roles); create both to use it"
+            )
+    return skip, notes
+
+
 def restore_pre_data(
     pg_restore: Tool,
     dump: Path,
