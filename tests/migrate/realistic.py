@@ -122,6 +122,8 @@ CREATE MATERIALIZED VIEW {S}.rooms AS
     SELECT room, count(*) AS n FROM {S}.bookings GROUP BY room;
 CREATE MATERIALIZED VIEW {S}.pending AS
     SELECT city, max(temp) AS hottest FROM {S}.measurements GROUP BY city WITH NO DATA;
+CREATE VIEW {S}."open bookings" WITH (security_barrier) AS
+    SELECT id, room FROM {S}.bookings WHERE room > 0 WITH LOCAL CHECK OPTION;
 CREATE COLLATION {S}."Straße C" FROM "C";
 CREATE FUNCTION {S}.add3(int, int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 + $2 + 3';
 CREATE OPERATOR {S}.### (LEFTARG = int, RIGHTARG = int, FUNCTION = {S}.add3);
@@ -249,7 +251,8 @@ def _major(url: str) -> int:
 
 
 _VIEW = re.compile(
-    r"^CREATE (?:MATERIALIZED )?VIEW .+? AS (?P<query>SELECT .*?)(?: WITH NO DATA)?$"
+    r"^CREATE (?:MATERIALIZED )?VIEW .+? AS (?P<query>SELECT .*?)"
+    r"(?: WITH NO DATA| WITH (?:LOCAL|CASCADED) CHECK OPTION)?$"
 )
 
 

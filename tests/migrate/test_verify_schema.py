@@ -19,7 +19,7 @@ from tests.migrate.realistic import build_realistic, create_roles, schema_dump_d
 
 Run = Callable[..., Result]
 Pair = tuple[str, str]
-OBJECTS = 165  # what verify counts in the realistic database
+OBJECTS = 168  # what verify counts in the realistic database
 
 # one of each kind of change, all on the target
 CHANGES = """
