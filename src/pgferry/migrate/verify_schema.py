@@ -51,6 +51,8 @@ SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
          'persistence', c.relpersistence, 'row security', c.relrowsecurity,
          'force row security', c.relforcerowsecurity, 'options', c.reloptions::text,
          'replica identity', c.relreplident,
+         'access method', CASE WHEN c.relkind IN ('r', 'm')
+                               THEN (SELECT a.amname FROM pg_am a WHERE a.oid = c.relam) END,
          'partition bound', pg_get_expr(c.relpartbound, c.oid),
          'partition key', CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
          'inherits', (SELECT string_agg(p.inhparent::regclass::text, ', ' ORDER BY p.inhseqno)
@@ -124,6 +126,10 @@ SELECT 'index', n.nspname, t.relname, i.relname,
        jsonb_build_object(
          'definition', pg_get_indexdef(i.oid), 'valid', x.indisvalid,
          'clustered', x.indisclustered, 'options', i.reloptions::text,
+         'replica identity', x.indisreplident,
+         'statistics targets', (SELECT string_agg(a.attnum || '=' || a.attstattarget, ', '
+                                  ORDER BY a.attnum) FROM pg_attribute a
+                                 WHERE a.attrelid = i.oid AND a.attstattarget >= 0),
          'comment', obj_description(i.oid, 'pg_class'))
   FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
   JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = i.relnamespace
