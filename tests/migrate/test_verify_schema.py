@@ -61,6 +61,7 @@ ALTER SERVER "other db" OPTIONS (SET dbname 'nowhere');
 ALTER FOREIGN TABLE "Sales Ops".remote OPTIONS (SET table_name 'rt2');
 ALTER FOREIGN TABLE "Sales Ops".remote ALTER COLUMN a OPTIONS (DROP column_name);
 REVOKE USAGE ON FOREIGN DATA WRAPPER postgres_fdw FROM rl_reporting;
+DROP STATISTICS "Sales Ops".cust_stats;
 """
 
 
@@ -143,6 +144,7 @@ def expected(version: str) -> list[tuple[tuple[str, str], str]]:
         ),
         (("column", "Sales Ops.remote.a"), "differs: foreign options: column_name=aa -> null"),
         (("foreign data wrapper", "postgres_fdw"), "differs: acl: -rl_reporting=USAGE by (owner)"),
+        (("statistics", "Sales Ops.cust_stats"), "missing on target"),
     ]
 
 
@@ -258,9 +260,22 @@ def test_options_restrict_what_is_compared(changed_pair: Pair, run_cli: Run) -> 
             "differs: owner: rl Web User -> rl_writer"
         ],
     }
+    # a statistics object goes with its table
+    one = differences(run_cli(*base, "--table", "Sales Ops.Cust.omers", "--schema-only"))
+    assert one[("statistics", "Sales Ops.cust_stats")] == ["missing on target"]
+    rest = differences(run_cli(*base, "--exclude", "Sales Ops.Cust.omers", "--schema-only"))
+    assert ("statistics", "Sales Ops.cust_stats") not in rest
+    assert ("constraint", "Sales Ops.bookings.bookings_customer_fkey") not in rest
     res = run_cli("verify", "--source", src, "--target", dst, "--data-only", "--schema-only")
     assert res.exit_code == 2
     assert res.stderr == "error: --data-only and --schema-only exclude each other; pick one\n"
+    # a selection of nothing is a usage error, never "identical"
+    res = run_cli("verify", "--source", src, "--target", dst, "--table", "nowhere.*")
+    assert res.exit_code == 2
+    assert res.stderr == (
+        "error: no source table or view matches --table nowhere.*;"
+        " patterns are globs on schema.table (or on table alone)\n"
+    )
 
 
 def test_unpopulated_materialized_view_is_compared(pgserver: LocalServer, run_cli: Run) -> None:

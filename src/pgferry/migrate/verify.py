@@ -156,7 +156,9 @@ def _matches(schema: str, name: str, cfg: VerifyConfig) -> bool:
     )
 
 
-def _plan(conn: psycopg.Connection[Any], cfg: VerifyConfig) -> tuple[dict[DataKey, Target], Scope]:
+def _plan(
+    conn: psycopg.Connection[Any], cfg: VerifyConfig, side: str
+) -> tuple[dict[DataKey, Target], Scope]:
     """The data checks of one side (display key -> schema and relation), and
     the scope of its schema checks."""
     sel = catalog.select_tables(conn, list(cfg.tables), list(cfg.exclude))
@@ -168,6 +170,12 @@ def _plan(conn: psycopg.Connection[Any], cfg: VerifyConfig) -> tuple[dict[DataKe
         if _matches(schema, name, cfg)
     }
     # a view over a table left out cannot be carried: neither can views over it
+    if side == "source" and cfg.tables and not sel.tables and not views:
+        # comparing nothing would print "identical"
+        raise UsageError(
+            f"no source table or view matches --table {' '.join(cfg.tables)}",
+            hint="patterns are globs on schema.table (or on table alone)",
+        )
     while drop := [v for v, (_, deps) in views.items() if not deps <= relations | set(views)]:
         for v in drop:
             del views[v]
@@ -278,7 +286,7 @@ def _verify(cfg: VerifyConfig) -> VerifyResult:
 
     def plan(side: str) -> tuple[dict[DataKey, Target], Scope]:
         try:
-            return _plan(conn_for(side), cfg)
+            return _plan(conn_for(side), cfg, side)
         except psycopg.Error as e:
             raise _incomplete(e, side) from e
 

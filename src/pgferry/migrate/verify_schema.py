@@ -231,12 +231,16 @@ SELECT 'type', n.nspname, '', t.typname,
    AND {SKIP_NS} AND {not_extension("pg_type", "t.oid")}
 """
 
+# a statistics object belongs to its table (so --table and --exclude select
+# it), under the table's schema; its own schema is named when it differs
 STATISTICS = f"""
-SELECT 'statistics', n.nspname, '', s.stxname,
+SELECT 'statistics', tn.nspname, t.relname,
+       CASE WHEN n.oid = tn.oid THEN s.stxname ELSE n.nspname || '.' || s.stxname END,
        jsonb_build_object(
          'definition', pg_get_statisticsobjdef(s.oid), 'owner', pg_get_userbyid(s.stxowner),
          'comment', obj_description(s.oid, 'pg_statistic_ext'))
   FROM pg_statistic_ext s JOIN pg_namespace n ON n.oid = s.stxnamespace
+  JOIN pg_class t ON t.oid = s.stxrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
  WHERE {SKIP_NS}
 """
 
@@ -293,12 +297,11 @@ SELECT 'large object', '', '', m.oid::text,
   FROM pg_largeobject_metadata m
 """
 
-TABLE_QUERIES = (RELATIONS, COLUMNS, CONSTRAINTS, INDEXES, TRIGGERS, RULES, POLICIES)
+TABLE_QUERIES = (RELATIONS, COLUMNS, CONSTRAINTS, INDEXES, TRIGGERS, RULES, POLICIES, STATISTICS)
 DATABASE_QUERIES = (
     SCHEMAS,
     FUNCTIONS,
     TYPES,
-    STATISTICS,
     EXTENSIONS,
     EVENT_TRIGGERS,
     PUBLICATIONS,
