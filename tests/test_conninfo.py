@@ -206,6 +206,10 @@ def test_scrub_masks_every_shape_of_password(
     )
     assert scrub(f"host=h password='{MARKER} x' dbname=d") == "host=h password=**** dbname=d"
     assert scrub(f"host=h password={MARKER}") == "host=h password=****"
+    assert scrub(f"CREATE ROLE r PASSWORD '{MARKER} it''s'") == "CREATE ROLE r PASSWORD '****'"
+    assert scrub(f"OPTIONS (\"user\" 'u', password '{MARKER}')") == (
+        "OPTIONS (\"user\" 'u', password '****')"
+    )
     assert scrub(f"...?sslmode=disable&password={MARKER}&x=1") == (
         "...?sslmode=disable&password=****&x=1"
     )

@@ -64,6 +64,8 @@ _PATTERNS = [
         rf"\1{MASK}",
     ),
     (re.compile(r"(\bPGPASSWORD\s*[=:]\s*)(\S+)"), rf"\1{MASK}"),
+    # SQL: PASSWORD 'x' (CREATE ROLE), password 'x' in OPTIONS (a user mapping)
+    (re.compile(r"(\b(?:ssl)?password\s+)'(?:[^']|'')*'", re.I), rf"\1'{MASK}'"),
     # user:PASSWORD@host with the scheme forgotten
     (re.compile(r"(^|[\s\"'(])([\w.%+-]+):([^\s@/\"':]+)@"), rf"\1\2:{MASK}@"),
 ]

@@ -6,6 +6,7 @@ path has a test here."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -553,3 +554,43 @@ def test_attachments_deepest_first(target_db: str) -> None:
     with psycopg.connect(target_db) as c:
         order = deepest_first(c, [attach("P 2 k"), attach("P 1 k"), attach("P 1 a k")])
     assert [e.tag for e in order] == ["P 1 a k", "P 2 k", "P 1 k"]
+
+
+def test_a_failed_item_never_shows_a_password(pgserver: LocalServer, run_cli: Run) -> None:
+    """A subscription's CONNECTION carries a password: when its post-data item
+    fails, the statement shown has it masked; --resume then restores it."""
+    src, dst = new_database(pgserver, "sp"), new_database(pgserver, "sp")
+    create = (
+        "CREATE SUBSCRIPTION {} CONNECTION 'host=192.0.2.1 dbname=x user=rep password={}'"
+        " PUBLICATION pub WITH (connect = false, slot_name = NONE, enabled = false)"
+    )
+    name = f"sub_{PID}"  # subscriptions are per cluster: unique across test runs
+    try:
+        rows(src, "CREATE TABLE t (id int PRIMARY KEY)")
+        rows(src, create.format(name, "sub-secret-42"))
+        rows(dst, create.format(name, "other"))
+        res = run_cli("clone", "--source", src, "--target", dst, "-q")
+        assert res.exit_code == 1
+        assert "sub-secret" not in res.output
+        said = [ln for ln in res.stderr.splitlines() if ln.startswith("missing: ")]
+        assert len(said) == 1
+        assert said[0].startswith(
+            f'missing: subscription {name}: subscription "{name}" already exists; statement:'
+            f" CREATE SUBSCRIPTION {name} CONNECTION 'host=192.0.2.1 dbname=x user=rep"
+            " password=****' PUBLICATION pub WITH (connect = false,"
+        )
+        rows(dst, f"DROP SUBSCRIPTION {name}")
+        res = run_cli("clone", "--source", src, "--target", dst, "-q", "--resume")
+        assert res.exit_code == 0, res.output
+        mine = (
+            "SELECT subconninfo FROM pg_subscription WHERE subname = %s AND subdbid ="
+            " (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        assert rows(dst, mine, name) == [
+            ("host=192.0.2.1 dbname=x user=rep password=sub-secret-42",)
+        ]
+    finally:
+        for url in (dst, src):
+            with contextlib.suppress(psycopg.Error):
+                rows(url, f"DROP SUBSCRIPTION IF EXISTS {name}")
+            drop_database(pgserver, url)

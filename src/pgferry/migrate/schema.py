@@ -21,6 +21,7 @@ from typing import Any
 
 import psycopg
 
+from pgferry.conninfo import scrub
 from pgferry.errors import ToolFailed
 from pgferry.migrate.toc import Section, TocEntry, read_toc
 from pgferry.migrate.tools import (
@@ -64,7 +65,8 @@ class ItemFailure:
 
     @property
     def statement(self) -> str:
-        return " ".join(self.entry.defn.split())
+        # a subscription's CONNECTION or a mapping's OPTIONS may hold a password
+        return scrub(" ".join(self.entry.defn.split()))
 
     def line(self) -> str:
         text = f"{self.entry.describe()}: {self.error}"
