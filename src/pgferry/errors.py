@@ -203,6 +203,11 @@ class ExtensionMissing(TargetError):
     """An extension the source uses is not installable on the target."""
 
 
+class TargetTooOld(TargetError):
+    """The target's major version is older than the source's: pg_restore
+    cannot take a schema back to an older server."""
+
+
 class BadSnapshotName(UsageError):
     pass
 

@@ -172,6 +172,42 @@ def test_cross_version_and_missing_extension(
         drop_database(new, dst)
 
 
+def test_an_older_target_is_refused_before_anything_starts(
+    cross_servers: tuple[LocalServer, LocalServer],
+    run_cli: Run,
+    s3env: dict[str, str],
+    bucket: str,
+) -> None:
+    """18 -> 15: pg_restore failed half-way through pre-data on a setting 15
+    lacks, with a hint about roles; now one line before any work, on clone,
+    snapshot restore and the replica's checks."""
+    old, new = cross_servers
+    src, dst = new_database(new, "dn"), new_database(old, "dn")
+    said = (
+        "the target runs PostgreSQL 15, older than {} (18): a schema cannot be restored"
+        " into an older major version; use a target running PostgreSQL 18 or later"
+    )
+    try:
+        rows(src, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
+        res = run_cli("clone", "--source", src, "--target", dst)
+        assert (res.exit_code, res.stderr) == (1, f"error: {said.format('the source')}\n")
+        assert rows(dst, "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'") == [(0,)]
+        res = run_cli("snapshot", "create", "--source", src, f"s3://{bucket}/dn")
+        assert res.exit_code == 0, res.output
+        res = run_cli("snapshot", "restore", f"s3://{bucket}/dn", "--target", dst)
+        restored = said.format("the snapshot's source")
+        assert (res.exit_code, res.stderr) == (1, f"error: {restored}\n")
+        assert rows(dst, "SELECT count(*) FROM pg_class WHERE relname = 't'") == [(0,)]
+        # the rows alone go into a schema made on the older server
+        rows(dst, "CREATE TABLE t (id int PRIMARY KEY)")
+        res = run_cli("clone", "--source", src, "--target", dst, "--data-only", "-q")
+        assert res.exit_code == 0, res.output
+        assert rows(dst, "SELECT id FROM t") == [(1,)]
+    finally:
+        drop_database(new, src)
+        drop_database(old, dst)
+
+
 def test_missing_source_tool_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     from pgferry.migrate import tools
 

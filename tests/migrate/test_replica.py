@@ -1260,3 +1260,19 @@ def test_check_names_unreadable_tables(logical: dict[str, LocalServer], run_cli:
     finally:
         drop_database(server, src)
         drop_database(server, tgt)
+
+
+def test_check_refuses_an_older_target(logical: dict[str, LocalServer], run_cli: Run) -> None:
+    src, tgt = new_database(logical["18"], "rsrc"), new_database(logical["15"], "rdst")
+    try:
+        rows(src, "CREATE TABLE t (id int PRIMARY KEY)")
+        res = run_cli("replica", "create", "--source", src, "--target", tgt, "--check")
+        assert res.exit_code == 1
+        assert (
+            "blocker: the target runs PostgreSQL 15, older than the source (18): a schema"
+            " cannot be restored into an older major version"
+        ) in res.stdout
+        assert rows(src, "SELECT count(*) FROM pg_replication_slots") == [(0,)]
+    finally:
+        drop_database(logical["18"], src)
+        drop_database(logical["15"], tgt)

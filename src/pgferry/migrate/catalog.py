@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgferry.errors import SourcePermissionDenied
+from pgferry.errors import SourcePermissionDenied, TargetTooOld
 
 _SYSTEM = ("pg_catalog", "information_schema", "pgferry")
 
@@ -311,6 +311,19 @@ def extensions(conn: psycopg.Connection[Any]) -> list[str]:
 
 def server_major(conn: psycopg.Connection[Any]) -> int:
     return int(conn.info.server_version) // 10000
+
+
+def check_not_older(source_major: int, tgt: psycopg.Connection[Any], source: str) -> None:
+    """TargetTooOld, before anything starts, when the target's major version
+    is older than `source_major`: the schema pg_dump writes uses what the
+    newer server has (settings, syntax) and fails half-way in pre-data."""
+    target_major = server_major(tgt)
+    if target_major < source_major:
+        raise TargetTooOld(
+            f"the target runs PostgreSQL {target_major}, older than {source} ({source_major}):"
+            " a schema cannot be restored into an older major version",
+            hint=f"use a target running PostgreSQL {source_major} or later",
+        )
 
 
 def _quote(s: str) -> str:

@@ -89,6 +89,7 @@ def _preflight(
             hint="patterns are globs on schema.table (or on table alone)",
         )
     if not cfg.data_only:
+        catalog.check_not_older(catalog.server_major(src), tgt, "the source")
         wanted = catalog.extensions(src)
         avail = {r[0] for r in tgt.execute("SELECT name FROM pg_available_extensions")}
         missing = [e for e in wanted if e not in avail]

@@ -74,6 +74,14 @@ def run(
     for side, major in (("source", smajor), ("target", tmajor)):
         if major < 11:
             out.append(Finding(BLOCKER, f"the {side} runs PostgreSQL {major}; 11 or later needed"))
+    if tmajor < smajor:
+        out.append(
+            Finding(
+                BLOCKER,
+                f"the target runs PostgreSQL {tmajor}, older than the source ({smajor}):"
+                " a schema cannot be restored into an older major version",
+            )
+        )
     level = _setting(src, "wal_level")
     if level != "logical":
         out.append(

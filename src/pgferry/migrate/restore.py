@@ -24,7 +24,7 @@ import psycopg
 
 from pgferry.decode.compression import decompress
 from pgferry.errors import DecodeError, ObjectNotFound
-from pgferry.migrate import largeobjects, schema
+from pgferry.migrate import catalog, largeobjects, schema
 from pgferry.migrate.catalog import Table, Unit
 from pgferry.migrate.copier import Pool, UnitStats, load_units
 from pgferry.migrate.errors import ExtensionMissing, SnapshotCorrupt, TargetNotEmpty
@@ -136,6 +136,7 @@ def _preflight(
                 f"the target already has {present[0]}{more}",
                 hint="restore into an empty database",
             )
+    catalog.check_not_older(m.source.server_version // 10000, tgt, "the snapshot's source")
     avail = {r[0] for r in tgt.execute("SELECT name FROM pg_available_extensions")}
     missing = [e for e in m.extensions if e not in avail]
     if missing:
