@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Callable
 
+import psycopg
 import pytest
 from click.testing import Result
+from psycopg import sql
 
 from pgferry.embedded import LocalServer
 from pgferry.errors import ExtensionMissing
@@ -14,6 +20,7 @@ from pgferry.migrate import CloneConfig, clone
 from pgferry.migrate.verify import VerifyConfig, verify
 from tests.migrate.conftest import BIG_ROWS, READER, drop_database, new_database, rows
 from tests.migrate.dbgen import generate
+from tests.services import postgres
 
 Run = Callable[..., Result]
 
@@ -343,3 +350,88 @@ def test_rows_hidden_by_policies_are_never_left_out_silently(
     finally:
         drop_database(pgserver, src)
         drop_database(pgserver, tgt)
+
+
+def test_money_keeps_its_value_across_lc_monetary(
+    pgserver: LocalServer,
+    run_cli: Run,
+    monkeypatch: pytest.MonkeyPatch,
+    s3env: dict[str, str],
+    bucket: str,
+) -> None:
+    """money's text follows lc_monetary: a source that prints "1.234,56 €"
+    (de_DE) made the clone fail with a traceback on a target in C, and a
+    different pair of locales could misread it. Both sides now use C."""
+    locales = tempfile.mkdtemp(prefix="pgferry-locales-")
+    # public locale data, read by the server's own OS user
+    os.chmod(locales, 0o755)  # noqa: S103
+    server = None
+    try:
+        subprocess.run(
+            ["localedef", "-c", "-i", "de_DE", "-f", "UTF-8", f"{locales}/de_DE.UTF-8"],
+            capture_output=True,
+        )
+        assert os.path.isdir(f"{locales}/de_DE.UTF-8"), "localedef could not build de_DE"
+        monkeypatch.setenv("LOCPATH", locales)  # inherited by the source server only
+        server = postgres("15", start=False)
+        server.start({})
+        monkeypatch.delenv("LOCPATH")
+        src, dst = new_database(server, "mo"), new_database(pgserver, "mo")
+        back = new_database(server, "mo")
+        alter = sql.SQL("ALTER DATABASE {} SET lc_monetary = 'de_DE.UTF-8'")
+        for url in (src, back):
+            with psycopg.connect(url, autocommit=True) as c:
+                c.execute(alter.format(sql.Identifier(c.info.dbname)))
+        rows(src, "CREATE TABLE prices (id int PRIMARY KEY, price money)")
+        rows(src, "INSERT INTO prices VALUES (1, 1234.56), (2, 0.5), (3, -7)")
+        assert rows(src, "SELECT price::text FROM prices WHERE id = 1") == [("1.234,56 €",)]
+        res = run_cli("clone", "--source", src, "--target", dst, "-q")
+        assert res.exit_code == 0, res.output
+        assert rows(dst, "SELECT id, price::numeric::text FROM prices ORDER BY id") == [
+            (1, "1234.56"),
+            (2, "0.50"),
+            (3, "-7.00"),
+        ]
+        res = run_cli("verify", "--source", src, "--target", dst)
+        assert res.exit_code == 0, res.output
+        # the way back: a target whose money reads "1.234,56 €" (rows in
+        # process), and a snapshot (read by psql children) restored there
+        rows(back, "CREATE TABLE prices (id int PRIMARY KEY, price money)")
+        res = run_cli("clone", "--source", dst, "--target", back, "-q", "--data-only")
+        assert res.exit_code == 0, res.output
+        assert rows(back, "SELECT price::text FROM prices WHERE id = 1") == [("1.234,56 €",)]
+        res = run_cli("snapshot", "create", "--source", src, f"s3://{bucket}/mo")
+        assert res.exit_code == 0, res.output
+        rows(back, "DROP TABLE prices")
+        res = run_cli("snapshot", "restore", f"s3://{bucket}/mo", "--target", back)
+        assert res.exit_code == 0, res.output
+        res = run_cli("verify", "--source", src, "--target", back)
+        assert res.exit_code == 0, res.output
+        rows(dst, "UPDATE prices SET price = 1234.57 WHERE id = 1")
+        res = run_cli("verify", "--source", src, "--target", dst, "--data-only")
+        assert res.exit_code == 1
+        assert "table public.prices" in res.stdout
+        drop_database(pgserver, dst)
+    finally:
+        if server is not None:
+            server.destroy()
+            shutil.rmtree(server.datadir.parent, ignore_errors=True)
+        shutil.rmtree(locales, ignore_errors=True)
+
+
+def test_a_row_the_target_refuses_is_one_line(source_db: str, target_db: str, run_cli: Run) -> None:
+    """A data error on the target (a schema made there that refuses a row)
+    names the table and the line, never a traceback."""
+    one = ["--source", source_db, "--target", target_db, "--table", "app.users", "-q"]
+    assert run_cli("clone", *one, "--schema-only").exit_code == 0
+    rows(target_db, "ALTER TABLE app.users ADD CHECK (email = 'nobody') NOT VALID")
+    res = run_cli("clone", *one, "--data-only")
+    assert res.exit_code == 1
+    assert res.stderr.startswith(
+        "error: loading table app.users failed on the target: new row for relation"
+        ' "users" violates check constraint "users_email_check" (line 1'
+    ), res.stderr
+    assert res.stderr.rstrip().endswith(
+        "nothing of this table's part was kept; fix the cause, then rerun with --resume"
+    )
+    assert "Traceback" not in res.output

@@ -9,6 +9,7 @@ psycopg's COPY FROM STDIN, so target errors keep their SQLSTATE.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 import time
@@ -22,6 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgferry.errors import TargetBusy, TargetError, TargetUnreachable
 from pgferry.migrate.catalog import Table, Unit, copy_in_sql
 from pgferry.migrate.errors import SnapshotLost, SourceError
 from pgferry.migrate.progress import Ledger, Reporter, mark_in
@@ -31,10 +33,12 @@ from pgferry.target import connect
 BLOCK = 256 << 10
 # text COPY output must not depend on the user's session defaults
 # row_security off, as pg_dump: rows a policy would hide from this role fail
-# the read (42501) instead of being left out of the copy without a word
+# the read (42501) instead of being left out of the copy without a word.
+# lc_monetary C on both sides: money's text follows it ("1.234,56 €" under
+# de_DE), and a target with another setting would refuse or misread it
 SESSION = (
     "-c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c TimeZone=UTC"
-    " -c row_security=off"
+    " -c row_security=off -c lc_monetary=C"
 )
 
 
@@ -181,7 +185,10 @@ def _vacuum(conn: psycopg.Connection[Any], table: Table) -> None:
 
 def open_target(conninfo: str, replica: bool = False) -> psycopg.Connection[Any]:
     conn = connect(conninfo)
-    conn.execute("SET DateStyle = ISO; SET IntervalStyle = postgres; SET TimeZone = 'UTC'")
+    conn.execute(
+        "SET DateStyle = ISO; SET IntervalStyle = postgres; SET TimeZone = 'UTC';"
+        " SET lc_monetary = 'C'"
+    )
     conn.execute("SET synchronous_commit = off")
     if replica:
         # data-only into existing tables: foreign keys and triggers would fire
@@ -213,32 +220,58 @@ def load(
     rows = nbytes = 0
     last = time.monotonic()
     pending_rows = pending_bytes = 0
-    with conn.transaction():
-        if truncate:
-            conn.execute(sql.SQL("TRUNCATE ONLY {}").format(table.ident))
-        elif where is not None:
-            conn.execute(sql.SQL("DELETE FROM ONLY {} WHERE {}").format(table.ident, where))
-        with conn.cursor().copy(copy_in_sql(table, freeze=truncate)) as cp:
-            for b in blocks:
-                if on_block:
-                    on_block(b)
-                cp.write(b)
-                n = b.count(b"\n")
-                rows += n
-                nbytes += len(b)
-                pending_rows += n
-                pending_bytes += len(b)
-                now = time.monotonic()
-                if now - last > 0.2:
-                    reporter.unit_progress(key, pending_rows, pending_bytes)
-                    pending_rows = pending_bytes = 0
-                    last = now
-        if check:
-            check(rows)  # raising here rolls the whole unit back
-        if ledger_item:
-            mark_in(conn, ledger_item, rows, nbytes)
+    try:
+        with conn.transaction():
+            if truncate:
+                conn.execute(sql.SQL("TRUNCATE ONLY {}").format(table.ident))
+            elif where is not None:
+                conn.execute(sql.SQL("DELETE FROM ONLY {} WHERE {}").format(table.ident, where))
+            with conn.cursor().copy(copy_in_sql(table, freeze=truncate)) as cp:
+                for b in blocks:
+                    if on_block:
+                        on_block(b)
+                    cp.write(b)
+                    n = b.count(b"\n")
+                    rows += n
+                    nbytes += len(b)
+                    pending_rows += n
+                    pending_bytes += len(b)
+                    now = time.monotonic()
+                    if now - last > 0.2:
+                        reporter.unit_progress(key, pending_rows, pending_bytes)
+                        pending_rows = pending_bytes = 0
+                        last = now
+            if check:
+                check(rows)  # raising here rolls the whole unit back
+            if ledger_item:
+                mark_in(conn, ledger_item, rows, nbytes)
+    except psycopg.Error as e:  # the source's errors arrive as SourceError
+        raise _load_error(e, table) from None
     reporter.unit_progress(key, pending_rows, pending_bytes)
     return rows, nbytes
+
+
+def _load_error(e: psycopg.Error, table: Table) -> TargetError:
+    state = e.sqlstate or ""
+    what = f"loading table {table.qualified} failed on the target: {e.diag.message_primary or e}"
+    if e.diag.context and (line := _COPY_LINE.search(e.diag.context)):
+        what += f" ({line.group(0)})"
+    if state[:2] in ("08", "57") or not state:
+        cls: type[TargetError] = TargetUnreachable
+    elif state[:2] in ("40", "53"):
+        cls = TargetBusy
+    else:
+        cls = TargetError
+    return cls(
+        what,
+        hint="nothing of this table's part was kept; fix the cause, then rerun with --resume",
+        table=table.qualified,
+        sqlstate=e.sqlstate,
+    )
+
+
+#: where in the COPY data PostgreSQL's context points: "line 3, column price"
+_COPY_LINE = re.compile(r"line \d+(?:, column [^:]+)?")
 
 
 def load_units(

@@ -27,7 +27,7 @@ SMALL_UNIT_BYTES = 1 << 20
 # the same text COPY output as the psql readers (copier.SESSION)
 _SESSION = (
     "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; "
-    "SET TimeZone = 'UTC'; SET row_security = off"
+    "SET TimeZone = 'UTC'; SET row_security = off; SET lc_monetary = 'C'"
 )
 # SQLSTATEs of SET TRANSACTION SNAPSHOT when the exporting transaction ended
 _SNAPSHOT_GONE = ("42704", "22023", "0A000")

@@ -40,7 +40,8 @@ from pgferry.target import connect
 # this role fails the run (42501) instead of comparing only the visible rows
 SESSION = (
     "SET DateStyle = ISO; SET IntervalStyle = postgres; SET TimeZone = 'UTC';"
-    " SET extra_float_digits = 3; SET bytea_output = hex; SET row_security = off"
+    " SET extra_float_digits = 3; SET bytea_output = hex; SET row_security = off;"
+    " SET lc_monetary = 'C'"
 )
 # schema sessions only: every name deparsed schema-qualified, on both sides
 SCHEMA_SESSION = SESSION + "; SET search_path = pg_catalog"
