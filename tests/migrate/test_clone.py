@@ -435,3 +435,33 @@ def test_a_row_the_target_refuses_is_one_line(source_db: str, target_db: str, ru
         "nothing of this table's part was kept; fix the cause, then rerun with --resume"
     )
     assert "Traceback" not in res.output
+
+
+def test_xml_fragments_load_where_xmloption_is_document(
+    cross_servers: tuple[LocalServer, LocalServer], run_cli: Run
+) -> None:
+    """A target database set to xmloption = document refused the source's
+    XML content fragments; rows are read as content there, as pg_restore does.
+    (PostgreSQL 15 of Debian: the 18 of the wheel is built without libxml.)"""
+    old, _new = cross_servers
+    src, dst = new_database(old, "xm"), new_database(old, "xm")
+    try:
+        with psycopg.connect(dst, autocommit=True) as c:
+            c.execute(
+                sql.SQL("ALTER DATABASE {} SET xmloption = document").format(
+                    sql.Identifier(c.info.dbname)
+                )
+            )
+        rows(src, "CREATE TABLE t (id int, x xml)")
+        rows(src, "INSERT INTO t VALUES (1, 'abc<b>1</b>'), (2, '<doc/>')")
+        res = run_cli("clone", "--source", src, "--target", dst, "-q")
+        assert res.exit_code == 0, res.output
+        assert rows(dst, "SELECT id, x::text FROM t ORDER BY id") == [
+            (1, "abc<b>1</b>"),
+            (2, "<doc/>"),
+        ]
+        res = run_cli("verify", "--source", src, "--target", dst)
+        assert res.exit_code == 0, res.output
+    finally:
+        drop_database(old, src)
+        drop_database(old, dst)

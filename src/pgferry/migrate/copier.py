@@ -35,7 +35,9 @@ BLOCK = 256 << 10
 # row_security off, as pg_dump: rows a policy would hide from this role fail
 # the read (42501) instead of being left out of the copy without a word.
 # lc_monetary C on both sides: money's text follows it ("1.234,56 €" under
-# de_DE), and a target with another setting would refuse or misread it
+# de_DE), and a target with another setting would refuse or misread it.
+# The target also reads xml as content (open_target), as pg_dump's output
+# does: a database set to xmloption = document refuses fragments
 SESSION = (
     "-c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c TimeZone=UTC"
     " -c row_security=off -c lc_monetary=C"
@@ -187,7 +189,7 @@ def open_target(conninfo: str, replica: bool = False) -> psycopg.Connection[Any]
     conn = connect(conninfo)
     conn.execute(
         "SET DateStyle = ISO; SET IntervalStyle = postgres; SET TimeZone = 'UTC';"
-        " SET lc_monetary = 'C'"
+        " SET lc_monetary = 'C'; SET xmloption = content"
     )
     conn.execute("SET synchronous_commit = off")
     if replica:
