@@ -358,6 +358,15 @@ def test_rows_hidden_by_a_policy_are_not_called_identical(
     res = run_cli("verify", "--source", src, "--target", dst, *table)
     assert res.exit_code == 1
     assert "table Sales Ops.Cust.omers" in res.stdout and "content differs" in res.stdout
+    # a user mapping's options this role may not read are said to be hidden,
+    # never compared as "no options"
+    res = run_cli("verify", "--source", src, "--target", as_checker[0], "--schema-only", "--json")
+    assert differences(res) == {
+        ("user mapping", "for rl_writer on other db"): [
+            "differs: options: password=****, user=w -> hidden from rl_checker;"
+            " secret options: differ"
+        ]
+    }
 
 
 @pytest.mark.slow
