@@ -1276,3 +1276,30 @@ def test_check_refuses_an_older_target(logical: dict[str, LocalServer], run_cli:
     finally:
         drop_database(logical["18"], src)
         drop_database(logical["15"], tgt)
+
+
+def test_a_table_without_columns_is_not_drift(
+    logical: dict[str, LocalServer], run_cli: Run
+) -> None:
+    """A zero-column table looked dropped on the source (its columns were
+    how the drift check saw a table), so status exited 1 on a healthy replica."""
+    server = logical["15"]
+    src, tgt = new_database(server, "rsrc"), new_database(server, "rdst")
+    name = "nocols"
+    try:
+        rows(src, 'CREATE TABLE t (id int PRIMARY KEY); CREATE TABLE "no cols" ()')
+        rows(src, 'INSERT INTO t VALUES (1); INSERT INTO "no cols" DEFAULT VALUES')
+        res = run_cli(
+            "replica", "create", "--source", src, "--target", tgt, "--name", name,
+            "--replica-identity-full", "--quiet",
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        st = wait_caught_up(run_cli, name)
+        assert st["drift"] == []
+        res = run_cli("replica", "status", "--name", name)
+        assert res.exit_code == 0, res.output
+        assert rows(tgt, 'SELECT count(*) FROM "no cols"') == [(1,)]
+    finally:
+        run_cli("replica", "drop", "--name", name)
+        drop_database(server, src)
+        drop_database(server, tgt)

@@ -245,10 +245,11 @@ def _subscription(tgt: psycopg.Connection[Any], st: Status) -> None:
     ]
 
 
+# a table without columns still has its row (attname NULL): it exists
 COLUMNS_SQL = """
 SELECT n.nspname || '.' || c.relname, a.attname, format_type(a.atttypid, a.atttypmod)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
  WHERE n.nspname || '.' || c.relname = ANY(%s)
 """
 
@@ -265,7 +266,9 @@ def _drift(
     for conn in (src, tgt):
         found: dict[str, dict[str, str]] = {}
         for table, col, typ in conn.execute(COLUMNS_SQL, [names]):
-            found.setdefault(table, {})[col] = typ
+            columns = found.setdefault(table, {})
+            if col is not None:
+                columns[col] = typ
         cols.append(found)
     s, t = cols
     # a new table the selection matches is not in the publication
