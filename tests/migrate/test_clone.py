@@ -465,3 +465,81 @@ def test_xml_fragments_load_where_xmloption_is_document(
     finally:
         drop_database(old, src)
         drop_database(old, dst)
+
+
+def test_text_keeps_its_characters_across_database_encodings(
+    pgserver: LocalServer,
+    run_cli: Run,
+    s3env: dict[str, str],
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """UTF8 -> LATIN1: rows went over as raw bytes, which the target took as
+    LATIN1 ("Ãœ" stored for "Ü"), and verify, hashing bytes, called it
+    identical. Both ends now name UTF8; verify hashes the text as UTF-8 when
+    the encodings differ; what LATIN1 cannot hold fails in one line."""
+    src = new_database(pgserver, "en")
+    made: list[str] = []
+
+    def database(encoding: str) -> str:
+        name = f"en_{encoding.lower()}_{os.getpid()}_{len(made)}"
+        with psycopg.connect(pgserver.conninfo(), autocommit=True) as c:
+            c.execute(
+                sql.SQL(
+                    "CREATE DATABASE {} ENCODING {} LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+                ).format(sql.Identifier(name), sql.Literal(encoding))
+            )
+        made.append(pgserver.conninfo(name))
+        return made[-1]
+
+    try:
+        rows(src, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+        rows(src, "INSERT INTO t VALUES (1, 'plain'), (2, 'Ünï Straße')")
+        latin1 = database("LATIN1")
+        res = run_cli("clone", "--source", src, "--target", latin1, "-q")
+        assert res.exit_code == 0, res.output
+        assert rows(latin1, "SELECT v FROM t ORDER BY id") == [("plain",), ("Ünï Straße",)]
+        assert rows(latin1, "SELECT octet_length(v) FROM t WHERE id = 2") == [(10,)]
+        assert run_cli("verify", "--source", src, "--target", latin1).exit_code == 0
+        # what the old copy stored: the UTF-8 bytes read as LATIN1
+        rows(latin1, "UPDATE t SET v = convert_from(convert_to(v, 'UTF8'), 'LATIN1')")
+        res = run_cli("verify", "--source", src, "--target", latin1, "--data-only")
+        assert res.exit_code == 1
+        assert "table public.t" in res.stdout and "content differs" in res.stdout
+        # the same through a snapshot, whose rows psql children read
+        res = run_cli("snapshot", "create", "--source", src, f"s3://{bucket}/en")
+        assert res.exit_code == 0, res.output
+        restored = database("LATIN1")
+        res = run_cli("snapshot", "restore", f"s3://{bucket}/en", "--target", restored)
+        assert res.exit_code == 0, res.output
+        assert rows(restored, "SELECT v FROM t ORDER BY id") == [("plain",), ("Ünï Straße",)]
+        latin1_src = restored  # correct LATIN1 rows, read back below
+        # and from a LATIN1 source, read by psql children in the C locale (whose
+        # own client encoding would be SQL_ASCII: the raw LATIN1 bytes)
+        monkeypatch.setenv("LC_ALL", "C")
+        monkeypatch.delenv("PGCLIENTENCODING", raising=False)
+        res = run_cli("snapshot", "create", "--source", latin1_src, f"s3://{bucket}/l1")
+        assert res.exit_code == 0, res.output
+        utf8 = database("UTF8")
+        res = run_cli("snapshot", "restore", f"s3://{bucket}/l1", "--target", utf8)
+        assert res.exit_code == 0, res.output
+        assert rows(utf8, "SELECT v FROM t ORDER BY id") == [("plain",), ("Ünï Straße",)]
+        # a character LATIN1 has not: one line, nothing kept
+        rows(src, "INSERT INTO t VALUES (3, 'check ✓')")
+        other = database("LATIN1")
+        res = run_cli("clone", "--source", src, "--target", other, "-q")
+        assert res.exit_code == 1
+        assert res.stderr.startswith(
+            "error: loading table public.t failed on the target: character with byte sequence"
+            ' 0xe2 0x9c 0x93 in encoding "UTF8" has no equivalent in encoding "LATIN1" (line 3)'
+        ), res.stderr
+        assert rows(other, "SELECT count(*) FROM t") == [(0,)]
+        # SQL_ASCII stores the bytes as they come; verify reads it (it crashed on bytes)
+        ascii_db = database("SQL_ASCII")
+        res = run_cli("clone", "--source", src, "--target", ascii_db, "-q")
+        assert res.exit_code == 0, res.output
+        res = run_cli("verify", "--source", src, "--target", ascii_db)
+        assert res.exit_code == 0, res.output
+    finally:
+        for url in [*made, src]:
+            drop_database(pgserver, url)

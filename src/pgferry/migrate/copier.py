@@ -37,7 +37,10 @@ BLOCK = 256 << 10
 # lc_monetary C on both sides: money's text follows it ("1.234,56 €" under
 # de_DE), and a target with another setting would refuse or misread it.
 # The target also reads xml as content (open_target), as pg_dump's output
-# does: a database set to xmloption = document refuses fragments
+# does: a database set to xmloption = document refuses fragments.
+# Rows travel as raw COPY bytes, so both ends name one client encoding,
+# UTF8: the source converts to it, the target from it (a LATIN1 target was
+# handed UTF-8 bytes as LATIN1, and stored "Ãœ" for "Ü")
 SESSION = (
     "-c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c TimeZone=UTC"
     " -c row_security=off -c lc_monetary=C"
@@ -113,6 +116,7 @@ def copy_out(
     clean, extra = split_password(conninfo)
     env = child_env(extra)
     env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " " + SESSION).strip()
+    env["PGCLIENTENCODING"] = "UTF8"  # what the target is told the bytes are (open_target)
     argv = [
         str(psql.path),
         "-X",
@@ -189,7 +193,7 @@ def open_target(conninfo: str, replica: bool = False) -> psycopg.Connection[Any]
     conn = connect(conninfo)
     conn.execute(
         "SET DateStyle = ISO; SET IntervalStyle = postgres; SET TimeZone = 'UTC';"
-        " SET lc_monetary = 'C'; SET xmloption = content"
+        " SET lc_monetary = 'C'; SET xmloption = content; SET client_encoding = 'UTF8'"
     )
     conn.execute("SET synchronous_commit = off")
     if replica:

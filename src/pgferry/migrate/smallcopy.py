@@ -27,7 +27,8 @@ SMALL_UNIT_BYTES = 1 << 20
 # the same text COPY output as the psql readers (copier.SESSION)
 _SESSION = (
     "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; "
-    "SET TimeZone = 'UTC'; SET row_security = off; SET lc_monetary = 'C'"
+    "SET TimeZone = 'UTC'; SET row_security = off; SET lc_monetary = 'C';"
+    " SET client_encoding = 'UTF8'"
 )
 # SQLSTATEs of SET TRANSACTION SNAPSHOT when the exporting transaction ended
 _SNAPSHOT_GONE = ("42704", "22023", "0A000")

@@ -41,13 +41,21 @@ from pgferry.target import connect
 SESSION = (
     "SET DateStyle = ISO; SET IntervalStyle = postgres; SET TimeZone = 'UTC';"
     " SET extra_float_digits = 3; SET bytea_output = hex; SET row_security = off;"
-    " SET lc_monetary = 'C'"
+    " SET lc_monetary = 'C'; SET client_encoding = 'UTF8'"
 )
 # schema sessions only: every name deparsed schema-qualified, on both sides
 SCHEMA_SESSION = SESSION + "; SET search_path = pg_catalog"
 SUMMARY = (
     "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text"
     " FROM ONLY {} AS t"
+)
+# databases of different encodings store the same text as different bytes,
+# and the same bytes (text stored wrongly) as different text: hash the text
+# as UTF-8 on both sides
+SIDES = ("source", "target")
+SUMMARY_UTF8 = (
+    "SELECT count(*), coalesce(sum(hashtextextended("
+    "md5(convert_to(t::text, 'UTF8')), 0)::numeric), 0)::text FROM ONLY {} AS t"
 )
 # views and materialized views, with the relations their queries read
 VIEWS = """
@@ -200,7 +208,9 @@ def _plan(
     return data, scope
 
 
-def _summary(conn: psycopg.Connection[Any], kind: str, target: Target) -> tuple[int, str]:
+def _summary(
+    conn: psycopg.Connection[Any], kind: str, target: Target, summary: str = SUMMARY
+) -> tuple[int, str]:
     schema, rel = target
     if kind == "sequence":
         row = conn.execute(
@@ -217,7 +227,7 @@ def _summary(conn: psycopg.Connection[Any], kind: str, target: Target) -> tuple[
     elif kind == "materialized view" and conn.execute(POPULATED, target).fetchone() == (False,):
         row = (0, NOT_POPULATED)  # reading it would fail: its state is what we compare
     else:
-        row = conn.execute(sql.SQL(SUMMARY).format(sql.Identifier(schema, rel))).fetchone()
+        row = conn.execute(sql.SQL(summary).format(sql.Identifier(schema, rel))).fetchone()
     conn.rollback()
     assert row is not None
     return int(row[0]), str(row[1])
@@ -294,6 +304,8 @@ def _verify(cfg: VerifyConfig) -> VerifyResult:
     try:
         src_objs, src_scope = plan("source")
         tgt_objs, tgt_scope = plan("target")
+        encodings = {conn_for(side).info.parameter_status("server_encoding") for side in SIDES}
+        summary = SUMMARY if len(encodings) == 1 else SUMMARY_UTF8
         checks: dict[DataKey, Check] = {}
         if cfg.data:
             keys = sorted(set(src_objs) | set(tgt_objs))
@@ -314,7 +326,7 @@ def _verify(cfg: VerifyConfig) -> VerifyResult:
                 schema[side] = read_schema(conn, src_scope if side == "source" else tgt_scope)
                 return
             objs = src_objs if side == "source" else tgt_objs
-            rows, total = _summary(conn_for(side), key[0], objs[key])
+            rows, total = _summary(conn_for(side), key[0], objs[key], summary)
             check = checks[key]
             if side == "source":
                 check.source_rows, check.source_sum = rows, total
