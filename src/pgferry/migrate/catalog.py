@@ -104,30 +104,27 @@ def _matches(table: Table, pattern: str) -> bool:
     return fnmatch.fnmatchcase(subject, pattern)
 
 
-def unreadable(conn: psycopg.Connection[Any], tables: list[Table]) -> list[Table]:
-    """The tables the connection's role has no SELECT privilege on."""
+def tables_where(conn: psycopg.Connection[Any], tables: list[Table], condition: str) -> list[Table]:
+    """The `tables` for which `condition` (SQL over pg_class `c`, one of ours,
+    never user input) holds on this connection."""
     if not tables:
         return []
-    rows = conn.execute(
-        "SELECT q.oid FROM unnest(%s::oid[]) AS q(oid)"
-        " WHERE NOT has_table_privilege(q.oid, 'SELECT')",
-        [[t.oid for t in tables]],
-    ).fetchall()
-    denied = {int(r[0]) for r in rows}
-    return [t for t in tables if t.oid in denied]
+    query = sql.SQL("SELECT c.oid FROM pg_class c WHERE c.oid = ANY(%s) AND ({})").format(
+        sql.SQL(condition)
+    )
+    found = {int(r[0]) for r in conn.execute(query, [[t.oid for t in tables]])}
+    return [t for t in tables if t.oid in found]
+
+
+def unreadable(conn: psycopg.Connection[Any], tables: list[Table]) -> list[Table]:
+    """The tables the connection's role has no SELECT privilege on."""
+    return tables_where(conn, tables, "NOT has_table_privilege(c.oid, 'SELECT')")
 
 
 def filtered(conn: psycopg.Connection[Any], tables: list[Table]) -> list[Table]:
     """The tables whose row-level security policies apply to the connection's
     role: it would read only the rows they let it see."""
-    if not tables:
-        return []
-    rows = conn.execute(
-        "SELECT q.oid FROM unnest(%s::oid[]) AS q(oid) WHERE row_security_active(q.oid)",
-        [[t.oid for t in tables]],
-    ).fetchall()
-    hidden = {int(r[0]) for r in rows}
-    return [t for t in tables if t.oid in hidden]
+    return tables_where(conn, tables, "row_security_active(c.oid)")
 
 
 def check_readable(conn: psycopg.Connection[Any], tables: list[Table]) -> None:

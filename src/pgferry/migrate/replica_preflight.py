@@ -28,30 +28,16 @@ def _setting(conn: psycopg.Connection[Any], name: str) -> str:
 def without_identity(conn: psycopg.Connection[Any], tables: list[Table]) -> list[Table]:
     """Tables whose UPDATE/DELETE the source could not publish: no primary
     key under REPLICA IDENTITY DEFAULT, or REPLICA IDENTITY NOTHING."""
-    if not tables:
-        return []
-    rows = conn.execute(
-        """
-        SELECT c.oid FROM pg_class c
-         WHERE c.oid = ANY(%s) AND (c.relreplident = 'n' OR (c.relreplident = 'd'
-               AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid
-                                 AND i.indisprimary)))
-        """,
-        [[t.oid for t in tables]],
-    ).fetchall()
-    bad = {r[0] for r in rows}
-    return [t for t in tables if t.oid in bad]
+    return catalog.tables_where(
+        conn,
+        tables,
+        "c.relreplident = 'n' OR (c.relreplident = 'd' AND NOT EXISTS"
+        " (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))",
+    )
 
 
 def unlogged(conn: psycopg.Connection[Any], tables: list[Table]) -> list[Table]:
-    if not tables:
-        return []
-    rows = conn.execute(
-        "SELECT oid FROM pg_class WHERE oid = ANY(%s) AND relpersistence = 'u'",
-        [[t.oid for t in tables]],
-    ).fetchall()
-    bad = {r[0] for r in rows}
-    return [t for t in tables if t.oid in bad]
+    return catalog.tables_where(conn, tables, "c.relpersistence = 'u'")
 
 
 def _names(tables: list[Table], limit: int = 10) -> str:
